@@ -1,0 +1,20 @@
+# Unit tests: every tests/unit/test_*.c is one executable and one ctest test.
+file(GLOB UNIT_TESTS CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/tests/unit/test_*.c)
+foreach(src ${UNIT_TESTS})
+  get_filename_component(name ${src} NAME_WE)
+  add_executable(${name} ${src})
+  target_link_libraries(${name} PRIVATE cairn_restore cairn_engine)
+  add_test(NAME unit/${name} COMMAND ${name})
+  set_tests_properties(unit/${name} PROPERTIES TIMEOUT 300)
+endforeach()
+
+# End-to-end tests: every tests/e2e/*.sh runs with the built binary.
+file(GLOB E2E_TESTS CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/tests/e2e/*.sh)
+foreach(script ${E2E_TESTS})
+  get_filename_component(name ${script} NAME_WE)
+  add_test(NAME e2e/${name} COMMAND bash ${script})
+  set_tests_properties(e2e/${name} PROPERTIES
+    ENVIRONMENT "CAIRN=$<TARGET_FILE:cairn>;CAIRN_SRC=${CMAKE_SOURCE_DIR}"
+    TIMEOUT 900
+    SKIP_RETURN_CODE 77)
+endforeach()

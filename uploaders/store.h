@@ -1,0 +1,95 @@
+/* uploaders/store.h — the object-store interface and its backends.
+ *
+ * A store holds immutable objects under '/'-separated keys ("data/ab/<id>",
+ * "snapshots/<id>", "config"). Backends: "file" (a local directory, the embedded
+ * default; a plain path or a file:// URL) and later "s3".
+ *
+ * Ownership: cairn_store_open() returns a handle the caller frees with
+ * cairn_store_free() (NULL is fine). Buffers passed to get() are the caller's.
+ * Threading: a handle may be used from several threads at once; every backend
+ * must make its operations thread-safe. Errors go into the caller's cairn_err.
+ */
+#ifndef CAIRN_STORE_H
+#define CAIRN_STORE_H
+
+#include "../engine/util.h"
+
+typedef struct cairn_store cairn_store;
+
+/* Called once per key found; return non-zero to stop the listing early. */
+typedef int (*cairn_list_cb)(void *arg, const char *key, uint64_t size);
+
+struct cairn_store_ops {
+    const char *scheme;
+    /* Writes key atomically (readers see the whole object or none). Overwrites
+     * an existing object only when `overwrite` is set (only "config" and lock
+     * objects use that). */
+    int (*put)(void *ctx, const char *key, const void *buf, size_t len, int overwrite,
+               cairn_err *err);
+    /* Stores the content of a local temp file under key; the file is consumed
+     * (renamed or deleted) on success. */
+    int (*put_file)(void *ctx, const char *key, const char *path, cairn_err *err);
+    /* Whole object, at most max bytes (CAIRN_FAILED if larger). */
+    int (*get)(void *ctx, const char *key, cairn_buf *out, size_t max, cairn_err *err);
+    /* len bytes at off; a short object is CAIRN_CORRUPT. */
+    int (*get_range)(void *ctx, const char *key, uint64_t off, size_t len, cairn_buf *out,
+                     cairn_err *err);
+    int (*stat)(void *ctx, const char *key, uint64_t *size, cairn_err *err);
+    int (*list)(void *ctx, const char *prefix, cairn_list_cb cb, void *arg, cairn_err *err);
+    int (*del)(void *ctx, const char *key, cairn_err *err);
+    void (*free)(void *ctx);
+};
+
+struct cairn_store {
+    const struct cairn_store_ops *ops;
+    void *ctx;
+    char *url;      /* as given, for messages */
+    char *tmpdir;   /* where packs are spooled before put_file (local disk) */
+};
+
+/* Opens a store by URL: "/path", "relative/path", "file:///path". Does not
+ * create anything. CAIRN_NOTFOUND if a local directory does not exist. */
+int cairn_store_open(const char *url, cairn_store **out, cairn_err *err);
+/* Creates the location if needed (for init). */
+int cairn_store_create(const char *url, cairn_store **out, cairn_err *err);
+void cairn_store_free(cairn_store *s);
+
+static inline int cairn_store_put(cairn_store *s, const char *key, const void *buf,
+                                  size_t len, int overwrite, cairn_err *err)
+{
+    return s->ops->put(s->ctx, key, buf, len, overwrite, err);
+}
+static inline int cairn_store_put_file(cairn_store *s, const char *key, const char *path,
+                                       cairn_err *err)
+{
+    return s->ops->put_file(s->ctx, key, path, err);
+}
+static inline int cairn_store_get(cairn_store *s, const char *key, cairn_buf *out,
+                                  size_t max, cairn_err *err)
+{
+    return s->ops->get(s->ctx, key, out, max, err);
+}
+static inline int cairn_store_get_range(cairn_store *s, const char *key, uint64_t off,
+                                        size_t len, cairn_buf *out, cairn_err *err)
+{
+    return s->ops->get_range(s->ctx, key, off, len, out, err);
+}
+static inline int cairn_store_stat(cairn_store *s, const char *key, uint64_t *size,
+                                   cairn_err *err)
+{
+    return s->ops->stat(s->ctx, key, size, err);
+}
+static inline int cairn_store_list(cairn_store *s, const char *prefix, cairn_list_cb cb,
+                                   void *arg, cairn_err *err)
+{
+    return s->ops->list(s->ctx, prefix, cb, arg, err);
+}
+static inline int cairn_store_del(cairn_store *s, const char *key, cairn_err *err)
+{
+    return s->ops->del(s->ctx, key, err);
+}
+
+/* The local directory backend (uploaders/fs.c). */
+int cairn_fs_store_open(const char *dir, int create, cairn_store **out, cairn_err *err);
+
+#endif
