@@ -91,6 +91,9 @@ int cairn_catalog_count(cairn_catalog *cat, const char *table, uint64_t *n, cair
  * this process but not yet in any pack (a TEMP table, spills to disk, so memory
  * stays bounded). mark returns 1 if it was already marked, 0 if newly marked. */
 int cairn_catalog_pending_mark(cairn_catalog *cat, const cairn_id *blob, cairn_err *err);
+/* Forgets every mark. Call at the start of each backup on a reused handle, so
+ * marks left by a failed backup (blobs never stored) do not hide blobs. */
+int cairn_catalog_pending_clear(cairn_catalog *cat, cairn_err *err);
 
 /* Snapshots. */
 int cairn_catalog_add_snapshot(cairn_catalog *cat, const struct cairn_snaprow *row,
@@ -106,6 +109,11 @@ int cairn_catalog_list_snapshots(cairn_catalog *cat, const char *source, cairn_s
 int cairn_catalog_get_snapshot(cairn_catalog *cat, const char *spec, const char *source,
                                struct cairn_snaprow *out, cairn_err *err);
 void cairn_snaprow_free(struct cairn_snaprow *row);
+
+/* Empties everything derived from the store (indexes, packs, blob locations,
+ * snapshots, WAL segments, binlogs) for a full rebuild; keeps meta, jobs and
+ * policies. One transaction (a savepoint inside an open one). */
+int cairn_catalog_clear(cairn_catalog *cat, cairn_err *err);
 
 /* Job history. */
 int cairn_catalog_job_start(cairn_catalog *cat, const char *kind, const char *source,

@@ -35,7 +35,12 @@ int cairn_error_prefix(cairn_err *err, const char *fmt, ...)
     vsnprintf(pre, sizeof pre, fmt, ap);
     va_end(ap);
     memcpy(old, err->msg, sizeof old);
-    snprintf(err->msg, sizeof err->msg, "%s: %s", pre, old);
+    {
+        size_t pl = strnlen(pre, sizeof err->msg - 3);
+        memcpy(err->msg, pre, pl);
+        memcpy(err->msg + pl, ": ", 2);
+        snprintf(err->msg + pl + 2, sizeof err->msg - pl - 2, "%s", old);
+    }
     if (err->code == CAIRN_OK)
         err->code = CAIRN_FAILED;
     return err->code;

@@ -280,8 +280,8 @@ static int walk(const char *root, const char *rel, cairn_list_cb cb, void *arg, 
         if ((size_t)snprintf(key, sizeof key, "%s%s%s", rel, *rel ? "/" : "", de->d_name) >=
             sizeof key)
             continue;
-        snprintf(path, sizeof path, "%s/%s", root, key);
-        if (lstat(path, &st) != 0)
+        if ((size_t)snprintf(path, sizeof path, "%s/%s", root, key) >= sizeof path ||
+            lstat(path, &st) != 0)
             continue;
         if (S_ISDIR(st.st_mode)) {
             if (!*rel && strcmp(de->d_name, "tmp") == 0)

@@ -1,0 +1,69 @@
+/* cli/cli.h — shared pieces of the command-line front end: option parsing,
+ * opening the repository, messages, exit codes.
+ *
+ * Only cli/ prints and exits. Exit codes: 0 ok, 1 error, 2 usage, 3 partial. */
+#ifndef CAIRN_CLI_H
+#define CAIRN_CLI_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+#include "../engine/repo.h"
+
+#define EXIT_OK 0
+#define EXIT_ERR 1
+#define EXIT_USAGE 2
+#define EXIT_PARTIAL 3
+
+struct cli {
+    const char *prog;
+    const char *repo;      /* --repo / CAIRN_REPO */
+    const char *catalog;   /* --catalog / CAIRN_CATALOG */
+    int json;              /* --json */
+    int quiet;             /* --quiet */
+    int progress;          /* stderr is a terminal and not --quiet */
+    /* positional arguments after the command */
+    char **args;
+    int nargs;
+};
+
+/* Option table for a command: name ("tag"), whether it takes a value, and
+ * where values go (appended to a list when multi). */
+struct opt {
+    const char *name;
+    int has_value;
+    int multi;
+    const char **value;     /* single value */
+    const char ***list;     /* multi: malloc'd array */
+    size_t *count;
+    int *flag;
+};
+
+/* Parses argv (after the command name): global options (--repo, --catalog,
+ * --json, --quiet) and the command's own; the rest are positional. Returns 0,
+ * or prints a usage error and returns EXIT_USAGE. */
+int cli_parse(struct cli *c, int argc, char **argv, const struct opt *opts, const char *usage);
+
+/* Opens the repository named by --repo/CAIRN_REPO, printing the error. */
+int cli_open_repo(struct cli *c, cairn_repo **out);
+
+void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void cli_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Progress line on stderr (only on a terminal); done = finish with newline. */
+void cli_progress(struct cli *c, const char *line, int done);
+
+/* Prints a JSON value to stdout (and frees it). */
+void cli_print_json(json_t *v);
+
+typedef int (*cmd_fn)(struct cli *c, int argc, char **argv);
+int cmd_init(struct cli *c, int argc, char **argv);
+int cmd_backup(struct cli *c, int argc, char **argv);
+int cmd_snapshots(struct cli *c, int argc, char **argv);
+int cmd_ls(struct cli *c, int argc, char **argv);
+int cmd_diff(struct cli *c, int argc, char **argv);
+int cmd_restore(struct cli *c, int argc, char **argv);
+int cmd_dump(struct cli *c, int argc, char **argv);
+int cmd_check(struct cli *c, int argc, char **argv);
+int cmd_catalog(struct cli *c, int argc, char **argv);
+
+#endif

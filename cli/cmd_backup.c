@@ -1,0 +1,118 @@
+/* cli/cmd_backup.c — cairn backup PATH... */
+#include <stdlib.h>
+#include <string.h>
+
+#include "../engine/backup.h"
+#include "cli.h"
+
+static void on_warn(void *arg, const char *msg)
+{
+    struct cli *c = arg;
+    cli_progress(c, "", 0);
+    cli_warn("%s", msg);
+}
+
+static void on_progress(void *arg, uint64_t files, uint64_t bytes_read, uint64_t bytes_new,
+                        const char *current)
+{
+    struct cli *c = arg;
+    static double start;
+    char line[512], r[32], n[32], rate[32];
+    double now = cairn_mono();
+    if (!start)
+        start = now;
+    cairn_format_size(bytes_read, r, sizeof r);
+    cairn_format_size(bytes_new, n, sizeof n);
+    cairn_format_size((uint64_t)(bytes_read / (now - start > 0.001 ? now - start : 0.001)), rate,
+                      sizeof rate);
+    snprintf(line, sizeof line, "%llu files, %s read, %s new, %s/s  %.60s",
+             (unsigned long long)files, r, n, rate, current ? current : "");
+    cli_progress(c, line, 0);
+}
+
+int cmd_backup(struct cli *c, int argc, char **argv)
+{
+    const char **tags = NULL, **excludes = NULL, *source = NULL;
+    size_t ntags = 0, nexcl = 0;
+    int force = 0, rc;
+    const char *workers = NULL;
+    struct opt opts[] = {
+        {"tag", 1, 1, NULL, &tags, &ntags, NULL},
+        {"exclude", 1, 1, NULL, &excludes, &nexcl, NULL},
+        {"source", 1, 0, &source, NULL, NULL, NULL},
+        {"force", 0, 0, NULL, NULL, NULL, &force},
+        {"workers", 1, 0, &workers, NULL, NULL, NULL},
+        {NULL, 0, 0, NULL, NULL, NULL, NULL},
+    };
+    struct cairn_backup_opts bo;
+    struct cairn_backup_result res;
+    cairn_repo *repo = NULL;
+    cairn_err err;
+    rc = cli_parse(c, argc, argv, opts,
+                   "cairn backup PATH... [--tag T]... [--source NAME] [--exclude GLOB]... "
+                   "[--force] [--json]");
+    if (rc)
+        goto out;
+    if (c->nargs == 0) {
+        cli_error("nothing to back up: give one or more paths");
+        rc = EXIT_USAGE;
+        goto out;
+    }
+    if ((rc = cli_open_repo(c, &repo)) != 0)
+        goto out;
+    memset(&bo, 0, sizeof bo);
+    bo.paths = (const char *const *)c->args;
+    bo.n_paths = (size_t)c->nargs;
+    bo.source = source;
+    bo.tags = tags;
+    bo.n_tags = ntags;
+    bo.excludes = excludes;
+    bo.n_excludes = nexcl;
+    bo.force_read = force;
+    bo.workers = workers ? atoi(workers) : 0;
+    bo.warn = on_warn;
+    bo.warn_arg = c;
+    if (c->progress && !c->quiet) {
+        bo.progress = on_progress;
+        bo.progress_arg = c;
+    }
+    cairn_err_clear(&err);
+    if (cairn_backup_run(repo, &bo, &res, &err) != CAIRN_OK) {
+        cli_progress(c, "", 0);
+        cli_error("backup failed: %s (no snapshot was recorded)", err.msg);
+        rc = EXIT_ERR;
+        goto out;
+    }
+    {
+        char line[256], r[32], n[32], s[32];
+        cairn_format_size(res.bytes_read, r, sizeof r);
+        cairn_format_size(res.bytes_new, n, sizeof n);
+        cairn_format_size(res.bytes_stored, s, sizeof s);
+        snprintf(line, sizeof line,
+                 "snapshot %.12s: %llu files, %llu dirs, %s read, %s new, %s stored, %.1fs%s",
+                 res.id, (unsigned long long)res.files, (unsigned long long)res.dirs, r, n, s,
+                 res.duration, res.partial ? " (PARTIAL: some files could not be read)" : "");
+        cli_progress(c, "", 0);
+        if (!c->quiet)
+            fprintf(stderr, "%s\n", line);
+    }
+    if (c->json) {
+        json_t *o = json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:b, s:I, s:s?}", "id",
+                              res.id, "files", (json_int_t)res.files, "dirs",
+                              (json_int_t)res.dirs, "bytes_read", (json_int_t)res.bytes_read,
+                              "bytes_new", (json_int_t)res.bytes_new, "bytes_stored",
+                              (json_int_t)res.bytes_stored, "total_size",
+                              (json_int_t)res.total_size, "duration", res.duration, "partial",
+                              res.partial, "errors", (json_int_t)res.errors, "parent",
+                              res.parent[0] ? res.parent : NULL);
+        cli_print_json(o);
+    } else {
+        printf("%s\n", res.id);
+    }
+    rc = res.partial ? EXIT_PARTIAL : EXIT_OK;
+out:
+    cairn_repo_free(repo);
+    free(tags);
+    free(excludes);
+    return rc;
+}

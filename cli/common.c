@@ -1,0 +1,157 @@
+/* cli/common.c — option parsing, messages and repository opening for commands. */
+#define _GNU_SOURCE
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+void cli_error(const char *fmt, ...)
+{
+    va_list ap;
+    fputs("cairn: error: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
+void cli_warn(const char *fmt, ...)
+{
+    va_list ap;
+    fputs("cairn: warning: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
+void cli_progress(struct cli *c, const char *line, int done)
+{
+    if (!c->progress || c->quiet)
+        return;
+    fprintf(stderr, "\r\033[K%s%s", line, done ? "\n" : "");
+    fflush(stderr);
+}
+
+void cli_print_json(json_t *v)
+{
+    char *s = json_dumps(v, JSON_INDENT(2) | JSON_ENCODE_ANY);
+    if (s) {
+        fputs(s, stdout);
+        fputc('\n', stdout);
+        free(s);
+    }
+    json_decref(v);
+}
+
+static int set_value(const struct opt *o, const char *v)
+{
+    if (o->multi) {
+        const char **p = realloc(*o->list, (*o->count + 2) * sizeof *p);
+        if (!p)
+            return -1;
+        p[(*o->count)++] = v;
+        p[*o->count] = NULL;
+        *o->list = p;
+    } else {
+        *o->value = v;
+    }
+    return 0;
+}
+
+int cli_parse(struct cli *c, int argc, char **argv, const struct opt *opts, const char *usage)
+{
+    int i, only_pos = 0;
+    c->args = calloc((size_t)argc + 1, sizeof *c->args);
+    c->nargs = 0;
+    if (!c->args)
+        return EXIT_ERR;
+    for (i = 0; i < argc; i++) {
+        const char *a = argv[i], *val = NULL;
+        char name[64];
+        const struct opt *o;
+        const char *eq;
+        if (only_pos || a[0] != '-' || strcmp(a, "-") == 0) {
+            c->args[c->nargs++] = argv[i];
+            continue;
+        }
+        if (strcmp(a, "--") == 0) {
+            only_pos = 1;
+            continue;
+        }
+        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+            printf("usage: %s\n", usage);
+            exit(EXIT_OK);
+        }
+        a += a[1] == '-' ? 2 : 1;
+        eq = strchr(a, '=');
+        snprintf(name, sizeof name, "%.*s", eq ? (int)(eq - a) : (int)strlen(a), a);
+        if (eq)
+            val = eq + 1;
+        if (strcmp(name, "repo") == 0 || strcmp(name, "r") == 0 ||
+            strcmp(name, "catalog") == 0) {
+            if (!val) {
+                if (i + 1 >= argc)
+                    goto missing;
+                val = argv[++i];
+            }
+            if (strcmp(name, "catalog") == 0)
+                c->catalog = val;
+            else
+                c->repo = val;
+            continue;
+        }
+        if (strcmp(name, "json") == 0) {
+            c->json = 1;
+            continue;
+        }
+        if (strcmp(name, "quiet") == 0 || strcmp(name, "q") == 0) {
+            c->quiet = 1;
+            continue;
+        }
+        for (o = opts; o && o->name; o++)
+            if (strcmp(o->name, name) == 0)
+                break;
+        if (!o || !o->name) {
+            fprintf(stderr, "cairn: error: unknown option '%s'\nusage: %s\n", argv[i], usage);
+            return EXIT_USAGE;
+        }
+        if (!o->has_value) {
+            if (val) {
+                fprintf(stderr, "cairn: error: option '--%s' takes no value\n", name);
+                return EXIT_USAGE;
+            }
+            *o->flag = 1;
+            continue;
+        }
+        if (!val) {
+            if (i + 1 >= argc)
+                goto missing;
+            val = argv[++i];
+        }
+        if (set_value(o, val) != 0)
+            return EXIT_ERR;
+        continue;
+    missing:
+        fprintf(stderr, "cairn: error: option '%s' needs a value\nusage: %s\n", argv[i], usage);
+        return EXIT_USAGE;
+    }
+    return 0;
+}
+
+int cli_open_repo(struct cli *c, cairn_repo **out)
+{
+    cairn_err err;
+    cairn_err_clear(&err);
+    if (!c->repo || !*c->repo) {
+        cli_error("no repository given (use --repo PATH or set CAIRN_REPO)");
+        return EXIT_USAGE;
+    }
+    if (cairn_repo_open(c->repo, c->catalog, out, &err) != CAIRN_OK) {
+        cli_error("%s", err.msg);
+        return EXIT_ERR;
+    }
+    return 0;
+}

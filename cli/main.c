@@ -1,0 +1,96 @@
+/* cli/main.c — the cairn command: global options and the command table. */
+#define _GNU_SOURCE
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+struct command {
+    const char *name;
+    cmd_fn fn;
+    const char *summary;
+};
+
+static const struct command commands[] = {
+    {"init", cmd_init, "create a repository"},
+    {"backup", cmd_backup, "back up files and directories into a new snapshot"},
+    {"snapshots", cmd_snapshots, "list snapshots"},
+    {"ls", cmd_ls, "list the files of a snapshot"},
+    {"diff", cmd_diff, "show what changed between two snapshots"},
+    {"restore", cmd_restore, "restore a snapshot (or part of it) into a directory"},
+    {"dump", cmd_dump, "write a snapshot as a tar, pax or zip archive to stdout"},
+    {"check", cmd_check, "verify the repository (--read-data: every byte)"},
+    {"catalog", cmd_catalog, "catalog maintenance: 'catalog rebuild'"},
+};
+
+static void usage(FILE *f)
+{
+    size_t i;
+    fprintf(f, "usage: cairn [--repo URL] [--catalog PATH] COMMAND [ARGS]\n\ncommands:\n");
+    for (i = 0; i < sizeof commands / sizeof *commands; i++)
+        fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
+    fprintf(f, "\nThe repository comes from --repo or CAIRN_REPO (a path or file:///path).\n"
+               "Exit codes: 0 ok, 1 error, 2 usage error, 3 partial (some files unreadable).\n"
+               "See docs/user-guide.md.\n");
+}
+
+int main(int argc, char **argv)
+{
+    struct cli c;
+    int i, cmd_at = -1;
+    size_t k;
+    memset(&c, 0, sizeof c);
+    c.prog = "cairn";
+    c.repo = getenv("CAIRN_REPO");
+    c.catalog = getenv("CAIRN_CATALOG");
+    if (c.catalog && !*c.catalog)
+        c.catalog = NULL;
+    /* the command is the first argument that is not a global option (or its value) */
+    for (i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--repo") == 0 || strcmp(argv[i], "--catalog") == 0 ||
+            strcmp(argv[i], "-r") == 0) {
+            i++;
+            continue;
+        }
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0 ||
+            strcmp(argv[i], "help") == 0) {
+            usage(stdout);
+            return EXIT_OK;
+        }
+        if (strcmp(argv[i], "--version") == 0 || strcmp(argv[i], "version") == 0) {
+            printf("cairn %s\n", CAIRN_VERSION);
+            return EXIT_OK;
+        }
+        if (argv[i][0] == '-')
+            continue;
+        cmd_at = i;
+        break;
+    }
+    if (cmd_at < 0) {
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+    for (k = 0; k < sizeof commands / sizeof *commands; k++) {
+        if (strcmp(commands[k].name, argv[cmd_at]) == 0) {
+            /* hand the command every other argument (global options included) */
+            char **rest = calloc((size_t)argc, sizeof *rest);
+            int n = 0, rc;
+            if (!rest) {
+                cli_error("out of memory");
+                return EXIT_ERR;
+            }
+            for (i = 1; i < argc; i++)
+                if (i != cmd_at)
+                    rest[n++] = argv[i];
+            c.progress = isatty(2);
+            rc = commands[k].fn(&c, n, rest);
+            free(rest);
+            free(c.args);
+            return rc;
+        }
+    }
+    cli_error("unknown command '%s' (see 'cairn --help')", argv[cmd_at]);
+    return EXIT_USAGE;
+}

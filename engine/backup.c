@@ -1,0 +1,1062 @@
+/* engine/backup.c — see backup.h. */
+#define _GNU_SOURCE
+#include "backup.h"
+
+#include <archive.h>
+#include <archive_entry.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <fnmatch.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "chunker.h"
+#include "internal.h"
+#include "pack.h"
+
+#define READ_BLOCK (1u << 20)
+#define INDEX_EVERY_PACKS 16
+#define MAX_RECORDED_ERRORS 1000
+
+/* ---- the work queue between the walker and the workers ---- */
+
+struct job {
+    cairn_id id;
+    uint8_t type;
+    uint8_t *data;
+    size_t len;
+};
+
+struct finished_pack {
+    struct cairn_index_pack p;
+};
+
+struct pipeline {
+    cairn_repo *repo;
+    int level;
+    uint64_t pack_target;
+    const char *tmpdir;
+
+    pthread_mutex_t mu;
+    pthread_cond_t not_empty, not_full;
+    struct job *q;
+    size_t qcap, qhead, qlen;
+    int closing;
+
+    /* current pack, guarded by pack_mu */
+    pthread_mutex_t pack_mu;
+    cairn_pack_writer *writer;
+
+    /* finished, stored packs not yet indexed; guarded by mu */
+    struct finished_pack *done;
+    size_t n_done, cap_done;
+    uint64_t bytes_stored;
+
+    int failed;       /* guarded by mu */
+    cairn_err ferr;   /* first worker error */
+
+    pthread_t *threads;
+    int n_threads;
+};
+
+static void pipe_fail(struct pipeline *p, const cairn_err *e)
+{
+    pthread_mutex_lock(&p->mu);
+    if (!p->failed) {
+        p->failed = 1;
+        p->ferr = *e;
+    }
+    pthread_cond_broadcast(&p->not_full);
+    pthread_cond_broadcast(&p->not_empty);
+    pthread_mutex_unlock(&p->mu);
+}
+
+/* Stores a finished pack and queues it for indexing. */
+static int store_pack(struct pipeline *p, cairn_pack_writer *w, cairn_err *err)
+{
+    struct finished_pack fp;
+    char *path = NULL, key[128];
+    int rc;
+    memset(&fp, 0, sizeof fp);
+    rc = cairn_pack_writer_finish(w, &fp.p.id, &path, &fp.p.size, &fp.p.entries, &fp.p.n, err);
+    if (rc != CAIRN_OK)
+        return rc;
+    cairn_pack_key(&fp.p.id, key, sizeof key);
+    rc = cairn_store_put_file(cairn_repo_store(p->repo), key, path, err);
+    if (rc != CAIRN_OK) {
+        unlink(path);
+        free(path);
+        free(fp.p.entries);
+        return rc;
+    }
+    free(path);
+    pthread_mutex_lock(&p->mu);
+    if (p->n_done == p->cap_done) {
+        size_t ncap = p->cap_done ? p->cap_done * 2 : 16;
+        struct finished_pack *np = realloc(p->done, ncap * sizeof *np);
+        if (!np) {
+            pthread_mutex_unlock(&p->mu);
+            free(fp.p.entries);
+            return cairn_error(err, CAIRN_FATAL, "out of memory");
+        }
+        p->done = np;
+        p->cap_done = ncap;
+    }
+    p->done[p->n_done++] = fp;
+    p->bytes_stored += fp.p.size;
+    pthread_mutex_unlock(&p->mu);
+    return CAIRN_OK;
+}
+
+static int add_to_pack(struct pipeline *p, const struct job *j, const cairn_buf *enc,
+                       uint8_t flags, cairn_err *err)
+{
+    cairn_pack_writer *full = NULL;
+    int rc = CAIRN_OK;
+    pthread_mutex_lock(&p->pack_mu);
+    if (!p->writer)
+        rc = cairn_pack_writer_new(p->tmpdir, &p->writer, err);
+    if (rc == CAIRN_OK)
+        rc = cairn_pack_writer_add(p->writer, &j->id, j->type, flags, (uint32_t)j->len,
+                                   enc->data, (uint32_t)enc->len, err);
+    if (rc == CAIRN_OK && cairn_pack_writer_size(p->writer) >= p->pack_target) {
+        full = p->writer;
+        p->writer = NULL;
+    }
+    pthread_mutex_unlock(&p->pack_mu);
+    if (full)
+        rc = store_pack(p, full, err);
+    return rc;
+}
+
+static void *worker_main(void *arg)
+{
+    struct pipeline *p = arg;
+    cairn_buf enc = CAIRN_BUF_INIT;
+    cairn_err err;
+    for (;;) {
+        struct job j;
+        uint8_t flags;
+        int rc;
+        pthread_mutex_lock(&p->mu);
+        while (!p->qlen && !p->closing && !p->failed)
+            pthread_cond_wait(&p->not_empty, &p->mu);
+        if (p->failed || (!p->qlen && p->closing)) {
+            pthread_mutex_unlock(&p->mu);
+            break;
+        }
+        j = p->q[p->qhead];
+        p->qhead = (p->qhead + 1) % p->qcap;
+        p->qlen--;
+        pthread_cond_signal(&p->not_full);
+        pthread_mutex_unlock(&p->mu);
+
+        cairn_err_clear(&err);
+        if (cairn_blob_encode(j.data, j.len, p->level, &enc, &flags) != CAIRN_OK)
+            rc = cairn_error(&err, CAIRN_FATAL, "out of memory compressing a chunk");
+        else
+            rc = add_to_pack(p, &j, &enc, flags, &err);
+        free(j.data);
+        if (rc != CAIRN_OK) {
+            pipe_fail(p, &err);
+            break;
+        }
+    }
+    cairn_buf_free(&enc);
+    return NULL;
+}
+
+static int pipe_push(struct pipeline *p, struct job *j, cairn_err *err)
+{
+    pthread_mutex_lock(&p->mu);
+    while (p->qlen == p->qcap && !p->failed)
+        pthread_cond_wait(&p->not_full, &p->mu);
+    if (p->failed) {
+        *err = p->ferr;
+        pthread_mutex_unlock(&p->mu);
+        free(j->data);
+        return err->code ? err->code : CAIRN_FATAL;
+    }
+    p->q[(p->qhead + p->qlen) % p->qcap] = *j;
+    p->qlen++;
+    pthread_cond_signal(&p->not_empty);
+    pthread_mutex_unlock(&p->mu);
+    return CAIRN_OK;
+}
+
+static int pipe_start(struct pipeline *p, cairn_repo *r, int workers, cairn_err *err)
+{
+    const struct cairn_repo_config *cfg = cairn_repo_config(r);
+    int i;
+    memset(p, 0, sizeof *p);
+    p->repo = r;
+    p->level = cfg->zstd_level;
+    p->pack_target = cfg->pack_size;
+    p->tmpdir = cairn_repo_store(r)->tmpdir;
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_mutex_init(&p->pack_mu, NULL);
+    pthread_cond_init(&p->not_empty, NULL);
+    pthread_cond_init(&p->not_full, NULL);
+    p->qcap = (size_t)workers * 2 + 2;
+    p->q = calloc(p->qcap, sizeof *p->q);
+    p->threads = calloc((size_t)workers, sizeof *p->threads);
+    if (!p->q || !p->threads)
+        return cairn_error(err, CAIRN_FATAL, "out of memory");
+    for (i = 0; i < workers; i++) {
+        if (pthread_create(&p->threads[i], NULL, worker_main, p) != 0)
+            return cairn_error(err, CAIRN_FATAL, "cannot start worker threads");
+        p->n_threads++;
+    }
+    return CAIRN_OK;
+}
+
+/* Stops the workers (after draining the queue unless failed) and stores the
+ * last pack. */
+static int pipe_finish(struct pipeline *p, int abort_run, cairn_err *err)
+{
+    int i, rc = CAIRN_OK;
+    pthread_mutex_lock(&p->mu);
+    p->closing = 1;
+    if (abort_run && !p->failed) {
+        p->failed = 1;
+        p->ferr.code = CAIRN_FATAL;
+        snprintf(p->ferr.msg, sizeof p->ferr.msg, "backup aborted");
+    }
+    pthread_cond_broadcast(&p->not_empty);
+    pthread_cond_broadcast(&p->not_full);
+    pthread_mutex_unlock(&p->mu);
+    for (i = 0; i < p->n_threads; i++)
+        pthread_join(p->threads[i], NULL);
+    p->n_threads = 0;
+    while (p->qlen) { /* leftovers after a failure */
+        free(p->q[p->qhead].data);
+        p->qhead = (p->qhead + 1) % p->qcap;
+        p->qlen--;
+    }
+    if (p->failed) {
+        if (!abort_run)
+            *err = p->ferr;
+        rc = p->ferr.code ? p->ferr.code : CAIRN_FATAL;
+        cairn_pack_writer_abort(p->writer);
+        p->writer = NULL;
+    } else if (p->writer) {
+        cairn_pack_writer *w = p->writer;
+        p->writer = NULL;
+        rc = store_pack(p, w, err);
+    }
+    return rc;
+}
+
+/* Writes index objects for stored packs. all = also a partial batch. */
+static int pipe_index(struct pipeline *p, int all, cairn_err *err)
+{
+    struct finished_pack *batch;
+    size_t n, i;
+    struct cairn_index_pack *ps;
+    int rc;
+    pthread_mutex_lock(&p->mu);
+    n = p->n_done;
+    if (n == 0 || (!all && n < INDEX_EVERY_PACKS)) {
+        pthread_mutex_unlock(&p->mu);
+        return CAIRN_OK;
+    }
+    batch = p->done;
+    p->done = NULL;
+    p->n_done = p->cap_done = 0;
+    pthread_mutex_unlock(&p->mu);
+    ps = calloc(n, sizeof *ps);
+    if (!ps) {
+        rc = cairn_error(err, CAIRN_FATAL, "out of memory");
+    } else {
+        for (i = 0; i < n; i++)
+            ps[i] = batch[i].p;
+        rc = cairn_repo_put_index(p->repo, ps, n, NULL, err);
+    }
+    for (i = 0; i < n; i++)
+        free(batch[i].p.entries);
+    free(batch);
+    free(ps);
+    return rc;
+}
+
+static void pipe_free(struct pipeline *p)
+{
+    size_t i;
+    for (i = 0; i < p->n_done; i++)
+        free(p->done[i].p.entries);
+    free(p->done);
+    free(p->q);
+    free(p->threads);
+    pthread_mutex_destroy(&p->mu);
+    pthread_mutex_destroy(&p->pack_mu);
+    pthread_cond_destroy(&p->not_empty);
+    pthread_cond_destroy(&p->not_full);
+}
+
+/* ---- hardlink map: (dev, ino) -> first snapshot path ---- */
+
+struct hl_entry {
+    uint64_t dev, ino;
+    char *path;
+};
+
+struct hl_map {
+    struct hl_entry *v;
+    size_t n, cap; /* cap is a power of two */
+};
+
+static uint64_t hl_hash(uint64_t dev, uint64_t ino)
+{
+    uint64_t h = ino * 0x9E3779B97F4A7C15ULL ^ (dev + 0x632BE59BD9B4E019ULL);
+    return h ^ (h >> 29);
+}
+
+static const char *hl_get(struct hl_map *m, uint64_t dev, uint64_t ino)
+{
+    size_t i;
+    if (!m->cap)
+        return NULL;
+    for (i = hl_hash(dev, ino) & (m->cap - 1); m->v[i].path; i = (i + 1) & (m->cap - 1))
+        if (m->v[i].dev == dev && m->v[i].ino == ino)
+            return m->v[i].path;
+    return NULL;
+}
+
+static int hl_put(struct hl_map *m, uint64_t dev, uint64_t ino, const char *path)
+{
+    size_t i;
+    if ((m->n + 1) * 2 > m->cap) {
+        struct hl_map nm;
+        size_t k;
+        nm.cap = m->cap ? m->cap * 2 : 64;
+        nm.n = 0;
+        nm.v = calloc(nm.cap, sizeof *nm.v);
+        if (!nm.v)
+            return CAIRN_FAILED;
+        for (k = 0; k < m->cap; k++) {
+            if (!m->v[k].path)
+                continue;
+            for (i = hl_hash(m->v[k].dev, m->v[k].ino) & (nm.cap - 1); nm.v[i].path;
+                 i = (i + 1) & (nm.cap - 1))
+                ;
+            nm.v[i] = m->v[k];
+            nm.n++;
+        }
+        free(m->v);
+        *m = nm;
+    }
+    for (i = hl_hash(dev, ino) & (m->cap - 1); m->v[i].path; i = (i + 1) & (m->cap - 1))
+        ;
+    m->v[i].dev = dev;
+    m->v[i].ino = ino;
+    m->v[i].path = strdup(path);
+    if (!m->v[i].path)
+        return CAIRN_FAILED;
+    m->n++;
+    return CAIRN_OK;
+}
+
+static void hl_free(struct hl_map *m)
+{
+    size_t i;
+    for (i = 0; i < m->cap; i++)
+        free(m->v[i].path);
+    free(m->v);
+}
+
+/* ---- the walker ---- */
+
+struct ctx {
+    cairn_repo *repo;
+    const struct cairn_backup_opts *o;
+    struct cairn_chunker chunker;
+    struct pipeline pipe;
+    struct archive *disk;
+    struct archive_entry *entry;
+    struct hl_map hl;
+    cairn_buf rbuf;          /* read buffer for chunking */
+    struct cairn_backup_result *res;
+    json_t *errors;          /* array of messages */
+    double last_progress;
+    cairn_err *err;
+};
+
+static void warnf(struct ctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void warnf(struct ctx *c, const char *fmt, ...)
+{
+    char msg[CAIRN_ERRMSG_MAX + 256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    c->res->errors++;
+    c->res->partial = 1;
+    if (json_array_size(c->errors) < MAX_RECORDED_ERRORS)
+        json_array_append_new(c->errors, json_string(msg));
+    if (c->o->warn)
+        c->o->warn(c->o->warn_arg, msg);
+}
+
+static void progress(struct ctx *c, const char *current)
+{
+    double now;
+    if (!c->o->progress)
+        return;
+    now = cairn_mono();
+    if (now - c->last_progress < 0.25)
+        return;
+    c->last_progress = now;
+    c->o->progress(c->o->progress_arg, c->res->files, c->res->bytes_read, c->res->bytes_new,
+                   current);
+}
+
+/* Hashes one blob and queues it for storing unless the repository has it. */
+static int save_blob(struct ctx *c, const uint8_t *data, size_t len, uint8_t type, cairn_id *id)
+{
+    struct cairn_blob_loc loc;
+    struct job j;
+    int rc, seen;
+    cairn_repo_hash(c->repo, data, len, id);
+    cairn_repo_lock(c->repo);
+    rc = cairn_catalog_find_blob(cairn_repo_catalog(c->repo), id, &loc, c->err);
+    if (rc == CAIRN_NOTFOUND) {
+        seen = cairn_catalog_pending_mark(cairn_repo_catalog(c->repo), id, c->err);
+        rc = seen < 0 ? seen : (seen ? CAIRN_OK : CAIRN_NOTFOUND);
+    }
+    cairn_repo_unlock(c->repo);
+    if (rc == CAIRN_OK)
+        return CAIRN_OK; /* stored already, or queued by us */
+    if (rc != CAIRN_NOTFOUND)
+        return rc;
+    if (type == CAIRN_BLOB_DATA)
+        c->res->bytes_new += len;
+    j.id = *id;
+    j.type = type;
+    j.len = len;
+    j.data = malloc(len ? len : 1);
+    if (!j.data)
+        return cairn_error(c->err, CAIRN_FATAL, "out of memory");
+    memcpy(j.data, data, len);
+    rc = pipe_push(&c->pipe, &j, c->err);
+    if (rc == CAIRN_OK)
+        rc = pipe_index(&c->pipe, 0, c->err);
+    return rc;
+}
+
+static int add_chunk(struct cairn_node *n, size_t *cap, const cairn_id *id)
+{
+    if (n->n_chunks == *cap) {
+        size_t ncap = *cap ? *cap * 2 : 4;
+        cairn_id *p = realloc(n->chunks, ncap * sizeof *p);
+        if (!p)
+            return CAIRN_FAILED;
+        n->chunks = p;
+        *cap = ncap;
+    }
+    n->chunks[n->n_chunks++] = *id;
+    return CAIRN_OK;
+}
+
+/* Emits full chunks from the read buffer; at eof also the remainder. */
+static int drain(struct ctx *c, struct cairn_node *n, size_t *ccap, int eof)
+{
+    cairn_buf *b = &c->rbuf;
+    size_t off = 0;
+    int rc = CAIRN_OK;
+    while (b->len - off > 0 && (eof || b->len - off >= c->chunker.max)) {
+        size_t cut = cairn_chunker_next(&c->chunker, b->data + off, b->len - off);
+        cairn_id id;
+        if ((rc = save_blob(c, b->data + off, cut, CAIRN_BLOB_DATA, &id)) != CAIRN_OK)
+            break;
+        if (add_chunk(n, ccap, &id) != CAIRN_OK) {
+            rc = cairn_error(c->err, CAIRN_FATAL, "out of memory");
+            break;
+        }
+        off += cut;
+    }
+    if (off) {
+        memmove(b->data, b->data + off, b->len - off);
+        b->len -= off;
+    }
+    return rc;
+}
+
+/* Reads a file's data extents through the chunker. CAIRN_WARN = read error
+ * (reported by the caller), other codes are fatal. */
+static int read_file(struct ctx *c, int fd, const char *rel, struct cairn_node *n)
+{
+    struct cairn_extent whole = {0, n->size};
+    const struct cairn_extent *ext = n->sparse ? n->sparse : &whole;
+    size_t next = n->sparse ? n->n_sparse : 1, i, ccap = 0;
+    uint64_t total = 0;
+    int rc = CAIRN_OK;
+    c->rbuf.len = 0;
+    posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+    for (i = 0; i < next && rc == CAIRN_OK; i++) {
+        uint64_t pos = ext[i].off, end = ext[i].off + ext[i].len;
+        while (pos < end) {
+            size_t want = end - pos < READ_BLOCK ? (size_t)(end - pos) : READ_BLOCK;
+            ssize_t got;
+            if (cairn_buf_reserve(&c->rbuf, want) != CAIRN_OK)
+                return cairn_error(c->err, CAIRN_FATAL, "out of memory");
+            got = pread(fd, c->rbuf.data + c->rbuf.len, want, (off_t)pos);
+            if (got < 0 && errno == EINTR)
+                continue;
+            if (got < 0) {
+                return cairn_error(c->err, CAIRN_WARN, "cannot read '%s': %s", rel,
+                                   strerror(errno));
+            }
+            if (got == 0) { /* shrank while we read it */
+                end = pos;
+                break;
+            }
+            c->rbuf.len += (size_t)got;
+            pos += (uint64_t)got;
+            total += (uint64_t)got;
+            c->res->bytes_read += (uint64_t)got;
+            if (c->rbuf.len >= c->chunker.max && (rc = drain(c, n, &ccap, 0)) != CAIRN_OK)
+                return rc;
+        }
+        if (n->sparse && end < ext[i].off + ext[i].len) {
+            n->sparse[i].len = end - ext[i].off;
+            n->n_sparse = i + 1;
+            break;
+        }
+        if (!n->sparse && end < n->size) {
+            char msg[PATH_MAX + 128];
+            n->size = end; /* a live file shrank: keep what was read, and say so */
+            snprintf(msg, sizeof msg, "'%s' shrank while it was read; stored the %llu bytes read",
+                     rel, (unsigned long long)end);
+            if (c->o->warn)
+                c->o->warn(c->o->warn_arg, msg);
+        }
+    }
+    (void)total;
+    if (rc == CAIRN_OK)
+        rc = drain(c, n, &ccap, 1);
+    return rc;
+}
+
+static int excluded(const struct cairn_backup_opts *o, const char *rel, const char *name)
+{
+    size_t i;
+    for (i = 0; i < o->n_excludes; i++) {
+        const char *g = o->excludes[i];
+        if (fnmatch(g, rel, FNM_PATHNAME | FNM_PERIOD) == 0 || fnmatch(g, rel, 0) == 0)
+            return 1;
+        if (!strchr(g, '/') && fnmatch(g, name, 0) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+static int same_sparse(const struct cairn_node *a, const struct cairn_node *b)
+{
+    if (!a->sparse != !b->sparse || a->n_sparse != b->n_sparse)
+        return 0;
+    return a->n_sparse == 0 ||
+           memcmp(a->sparse, b->sparse, a->n_sparse * sizeof *a->sparse) == 0;
+}
+
+/* Can the parent's content be reused for n? Every chunk must still be known. */
+static int reuse_parent(struct ctx *c, struct cairn_node *n, const struct cairn_node *pn)
+{
+    size_t i;
+    struct cairn_blob_loc loc;
+    if (!pn || pn->type != CAIRN_T_FILE || pn->hardlink || c->o->force_read)
+        return 0;
+    if (pn->dev != n->dev || pn->ino != n->ino || pn->size != n->size ||
+        pn->mtime_ns != n->mtime_ns || pn->ctime_ns != n->ctime_ns || !same_sparse(n, pn))
+        return 0;
+    cairn_repo_lock(c->repo);
+    for (i = 0; i < pn->n_chunks; i++)
+        if (cairn_catalog_find_blob(cairn_repo_catalog(c->repo), &pn->chunks[i], &loc, NULL) !=
+            CAIRN_OK)
+            break;
+    cairn_repo_unlock(c->repo);
+    if (i < pn->n_chunks)
+        return 0;
+    if (pn->n_chunks) {
+        n->chunks = malloc(pn->n_chunks * sizeof *n->chunks);
+        if (!n->chunks)
+            return 0;
+        memcpy(n->chunks, pn->chunks, pn->n_chunks * sizeof *n->chunks);
+    }
+    n->n_chunks = pn->n_chunks;
+    return 1;
+}
+
+static int backup_dir(struct ctx *c, const char *abs, const char *rel,
+                      const struct cairn_tree *ptree, cairn_id *out);
+
+static int entry_meta(struct ctx *c, const char *abs, const char *rel, int fd,
+                      const struct stat *st, struct cairn_node *n)
+{
+    cairn_err e;
+    archive_entry_clear(c->entry);
+    archive_entry_copy_sourcepath(c->entry, abs);
+    archive_entry_copy_pathname(c->entry, abs);
+    if (archive_read_disk_entry_from_file(c->disk, c->entry, fd, st) < ARCHIVE_WARN) {
+        warnf(c, "cannot read metadata of '%s': %s", rel, archive_error_string(c->disk));
+        return CAIRN_WARN;
+    }
+    if (cairn_node_from_entry(n, c->entry, &e) != CAIRN_OK) {
+        warnf(c, "cannot back up '%s': %s", rel, e.msg);
+        return CAIRN_WARN;
+    }
+    return CAIRN_OK;
+}
+
+static int open_noatime(const char *path, int flags)
+{
+    int fd = open(path, flags | O_NOATIME | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0 && errno == EPERM)
+        fd = open(path, flags | O_CLOEXEC | O_NOFOLLOW);
+    return fd;
+}
+
+/* Backs up one entry (abs path, snapshot path rel, entry name). Returns
+ * CAIRN_OK with *n filled, CAIRN_WARN when the entry was skipped (reported),
+ * or a fatal code. */
+static int backup_entry(struct ctx *c, const char *abs, const char *rel, const char *name,
+                        const struct cairn_node *pn, struct cairn_node *n)
+{
+    struct stat st;
+    int rc, fd;
+    memset(n, 0, sizeof *n);
+    if (lstat(abs, &st) != 0) {
+        if (errno == ENOENT)
+            return CAIRN_WARN; /* vanished since the listing: not an error */
+        warnf(c, "cannot stat '%s': %s", rel, strerror(errno));
+        return CAIRN_WARN;
+    }
+    if (S_ISREG(st.st_mode)) {
+        const char *first;
+        fd = open_noatime(abs, O_RDONLY);
+        if (fd < 0) {
+            warnf(c, "cannot open '%s': %s", rel, strerror(errno));
+            return CAIRN_WARN;
+        }
+        rc = entry_meta(c, abs, rel, fd, &st, n);
+        if (rc == CAIRN_OK && st.st_nlink > 1 &&
+            (first = hl_get(&c->hl, (uint64_t)st.st_dev, (uint64_t)st.st_ino)) != NULL) {
+            n->hardlink = strdup(first);
+            free(n->sparse);
+            n->sparse = NULL;
+            n->n_sparse = 0;
+            close(fd);
+            c->res->files++;
+            goto named;
+        }
+        if (rc == CAIRN_OK && st.st_nlink > 1 &&
+            hl_put(&c->hl, (uint64_t)st.st_dev, (uint64_t)st.st_ino, rel) != CAIRN_OK)
+            rc = cairn_error(c->err, CAIRN_FATAL, "out of memory");
+        if (rc == CAIRN_OK) {
+            if (reuse_parent(c, n, pn)) {
+                c->res->reused++;
+            } else {
+                rc = read_file(c, fd, rel, n);
+                if (rc == CAIRN_WARN)
+                    warnf(c, "%s", c->err->msg);
+            }
+        }
+        close(fd);
+        if (rc != CAIRN_OK) {
+            cairn_node_free(n);
+            return rc;
+        }
+        c->res->files++;
+        c->res->total_size += n->size;
+        progress(c, rel);
+    } else if (S_ISDIR(st.st_mode)) {
+        struct cairn_tree ptree;
+        int have_parent = 0;
+        fd = open_noatime(abs, O_RDONLY | O_DIRECTORY);
+        if (fd < 0) {
+            warnf(c, "cannot open directory '%s': %s", rel, strerror(errno));
+            return CAIRN_WARN;
+        }
+        rc = entry_meta(c, abs, rel, fd, &st, n);
+        close(fd);
+        if (rc != CAIRN_OK)
+            return rc;
+        memset(&ptree, 0, sizeof ptree);
+        if (pn && pn->type == CAIRN_T_DIR) {
+            cairn_err e2;
+            have_parent = cairn_repo_load_tree(c->repo, &pn->subtree, &ptree, &e2) == CAIRN_OK;
+        }
+        rc = backup_dir(c, abs, rel, have_parent ? &ptree : NULL, &n->subtree);
+        cairn_tree_free(&ptree);
+        if (rc != CAIRN_OK) {
+            cairn_node_free(n);
+            return rc;
+        }
+        c->res->dirs++;
+    } else {
+        rc = entry_meta(c, abs, rel, -1, &st, n);
+        if (rc != CAIRN_OK)
+            return rc;
+        c->res->others++;
+    }
+named:
+    free(n->name);
+    n->name = strdup(name);
+    if (!n->name)
+        return cairn_error(c->err, CAIRN_FATAL, "out of memory");
+    return CAIRN_OK;
+}
+
+static int name_cmp(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static int save_tree(struct ctx *c, struct cairn_tree *t, cairn_id *out)
+{
+    cairn_buf b = CAIRN_BUF_INIT;
+    int rc;
+    cairn_tree_sort(t);
+    if (cairn_tree_encode(t, &b) != CAIRN_OK) {
+        cairn_buf_free(&b);
+        return cairn_error(c->err, CAIRN_FATAL, "out of memory encoding a tree");
+    }
+    if (b.len > CAIRN_BLOB_MAX) {
+        cairn_buf_free(&b);
+        return cairn_error(c->err, CAIRN_FATAL, "a directory listing is larger than %u bytes",
+                           CAIRN_BLOB_MAX);
+    }
+    rc = save_blob(c, b.data, b.len, CAIRN_BLOB_TREE, out);
+    cairn_buf_free(&b);
+    return rc;
+}
+
+static int backup_dir(struct ctx *c, const char *abs, const char *rel,
+                      const struct cairn_tree *ptree, cairn_id *out)
+{
+    int dfd = open_noatime(abs, O_RDONLY | O_DIRECTORY);
+    DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
+    struct dirent *de;
+    char **names = NULL;
+    size_t n = 0, cap = 0, i;
+    struct cairn_tree t;
+    int rc = CAIRN_OK;
+    memset(&t, 0, sizeof t);
+    if (!d) {
+        if (dfd >= 0)
+            close(dfd);
+        warnf(c, "cannot list directory '%s': %s", *rel ? rel : ".", strerror(errno));
+        return save_tree(c, &t, out);
+    }
+    errno = 0;
+    while ((de = readdir(d)) != NULL) {
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+            continue;
+        if (n == cap) {
+            size_t ncap = cap ? cap * 2 : 32;
+            char **p = realloc(names, ncap * sizeof *p);
+            if (!p) {
+                rc = cairn_error(c->err, CAIRN_FATAL, "out of memory");
+                break;
+            }
+            names = p;
+            cap = ncap;
+        }
+        if (!(names[n] = strdup(de->d_name))) {
+            rc = cairn_error(c->err, CAIRN_FATAL, "out of memory");
+            break;
+        }
+        n++;
+    }
+    closedir(d);
+    if (n > 1)
+        qsort(names, n, sizeof *names, name_cmp);
+    for (i = 0; rc == CAIRN_OK && i < n; i++) {
+        char *cabs = cairn_path_join(abs, names[i]);
+        char *crel = *rel ? cairn_path_join(rel, names[i]) : strdup(names[i]);
+        struct cairn_node node;
+        if (!cabs || !crel) {
+            rc = cairn_error(c->err, CAIRN_FATAL, "out of memory");
+        } else if (strlen(cabs) >= PATH_MAX) {
+            warnf(c, "cannot back up '%s': path longer than %d bytes", crel, PATH_MAX);
+        } else if (!excluded(c->o, crel, names[i])) {
+            rc = backup_entry(c, cabs, crel, names[i], ptree ? cairn_tree_find(ptree, names[i]) : NULL,
+                              &node);
+            if (rc == CAIRN_OK && cairn_tree_add(&t, &node) != CAIRN_OK)
+                rc = cairn_error(c->err, CAIRN_FATAL, "out of memory");
+            if (rc == CAIRN_WARN)
+                rc = CAIRN_OK;
+        }
+        free(cabs);
+        free(crel);
+    }
+    for (i = 0; i < n; i++)
+        free(names[i]);
+    free(names);
+    if (rc == CAIRN_OK)
+        rc = save_tree(c, &t, out);
+    cairn_tree_free(&t);
+    return rc;
+}
+
+static int online_cpus(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n < 1 ? 1 : n > 64 ? 64 : (int)n;
+}
+
+static char *default_source(const struct cairn_backup_opts *o, char **abspaths)
+{
+    char host[256];
+    cairn_buf b = CAIRN_BUF_INIT;
+    size_t i;
+    if (gethostname(host, sizeof host) != 0)
+        snprintf(host, sizeof host, "localhost");
+    host[sizeof host - 1] = 0;
+    cairn_buf_appendf(&b, "%s:", host);
+    for (i = 0; i < o->n_paths; i++)
+        cairn_buf_appendf(&b, "%s%s", i ? "," : "", abspaths[i]);
+    return cairn_buf_detach(&b, NULL);
+}
+
+static const char *base_name(const char *p)
+{
+    const char *s = strrchr(p, '/');
+    return s && s[1] ? s + 1 : p;
+}
+
+int cairn_backup_run(cairn_repo *r, const struct cairn_backup_opts *o,
+                     struct cairn_backup_result *res, cairn_err *err)
+{
+    struct ctx c;
+    char **abspaths = NULL, *source = NULL, host[256];
+    struct cairn_snapshot *parent = NULL;
+    struct cairn_tree ptree;
+    struct cairn_node root;
+    const struct cairn_repo_config *cfg = cairn_repo_config(r);
+    int rc = CAIRN_OK, have_ptree = 0, started = 0;
+    size_t i;
+    int64_t t0 = cairn_now_ns();
+    double m0 = cairn_mono();
+    json_t *man = NULL, *arr;
+
+    memset(&c, 0, sizeof c);
+    memset(res, 0, sizeof *res);
+    memset(&ptree, 0, sizeof ptree);
+    memset(&root, 0, sizeof root);
+    c.repo = r;
+    c.o = o;
+    c.res = res;
+    c.err = err;
+    c.errors = json_array();
+    if (o->n_paths == 0)
+        return cairn_error(err, CAIRN_FATAL, "nothing to back up (no path given)");
+    abspaths = calloc(o->n_paths, sizeof *abspaths);
+    if (!abspaths || !c.errors) {
+        rc = cairn_error(err, CAIRN_FATAL, "out of memory");
+        goto out;
+    }
+    for (i = 0; i < o->n_paths; i++) {
+        struct stat st;
+        char buf[PATH_MAX];
+        if (lstat(o->paths[i], &st) != 0 || !realpath(o->paths[i], buf)) {
+            rc = cairn_error(err, CAIRN_FATAL, "cannot back up '%s': %s", o->paths[i],
+                             strerror(errno));
+            goto out;
+        }
+        abspaths[i] = strdup(buf);
+        if (!abspaths[i]) {
+            rc = cairn_error(err, CAIRN_FATAL, "out of memory");
+            goto out;
+        }
+    }
+    for (i = 0; i < o->n_paths; i++) {
+        size_t k;
+        for (k = 0; k < i; k++)
+            if (strcmp(base_name(abspaths[i]), base_name(abspaths[k])) == 0) {
+                rc = cairn_error(err, CAIRN_FATAL,
+                                 "'%s' and '%s' have the same name; back them up separately",
+                                 o->paths[k], o->paths[i]);
+                goto out;
+            }
+    }
+    source = o->source ? strdup(o->source) : default_source(o, abspaths);
+    if (!source) {
+        rc = cairn_error(err, CAIRN_FATAL, "out of memory");
+        goto out;
+    }
+    cairn_chunker_init(&c.chunker, cfg->chunk_key, cfg->chunk_min, cfg->chunk_avg,
+                       cfg->chunk_max);
+    c.disk = archive_read_disk_new();
+    c.entry = archive_entry_new();
+    if (!c.disk || !c.entry) {
+        rc = cairn_error(err, CAIRN_FATAL, "out of memory");
+        goto out;
+    }
+    archive_read_disk_set_standard_lookup(c.disk);
+    archive_read_disk_set_behavior(c.disk, 0);
+
+    /* parent snapshot of the same source */
+    {
+        cairn_err pe;
+        if (cairn_repo_snapshot_get(r, "latest", source, &parent, &pe) == CAIRN_OK) {
+            memcpy(res->parent, parent->id, sizeof res->parent);
+            have_ptree = cairn_repo_load_tree(r, &parent->tree, &ptree, &pe) == CAIRN_OK;
+        }
+    }
+
+    if ((rc = pipe_start(&c.pipe, r, o->workers > 0 ? o->workers : online_cpus(), err)) !=
+        CAIRN_OK)
+        goto out;
+    started = 1;
+
+    {
+        struct stat st;
+        int single_dir = o->n_paths == 1 && stat(abspaths[0], &st) == 0 && S_ISDIR(st.st_mode);
+        if (single_dir) {
+            int fd = open_noatime(abspaths[0], O_RDONLY | O_DIRECTORY);
+            if (fd < 0 || lstat(abspaths[0], &st) != 0) {
+                rc = cairn_error(err, CAIRN_FATAL, "cannot open '%s': %s", o->paths[0],
+                                 strerror(errno));
+                if (fd >= 0)
+                    close(fd);
+                goto out;
+            }
+            if (S_ISLNK(st.st_mode))
+                fstat(fd, &st);
+            rc = entry_meta(&c, abspaths[0], ".", fd, &st, &root);
+            close(fd);
+            if (rc != CAIRN_OK) {
+                rc = cairn_error(err, CAIRN_FATAL, "cannot back up '%s'", o->paths[0]);
+                goto out;
+            }
+            rc = backup_dir(&c, abspaths[0], "", have_ptree ? &ptree : NULL, &root.subtree);
+        } else {
+            struct cairn_tree t;
+            memset(&t, 0, sizeof t);
+            for (i = 0; rc == CAIRN_OK && i < o->n_paths; i++) {
+                struct cairn_node node;
+                const char *nm = base_name(abspaths[i]);
+                rc = backup_entry(&c, abspaths[i], nm, nm,
+                                  have_ptree ? cairn_tree_find(&ptree, nm) : NULL, &node);
+                if (rc == CAIRN_OK && cairn_tree_add(&t, &node) != CAIRN_OK)
+                    rc = cairn_error(err, CAIRN_FATAL, "out of memory");
+                if (rc == CAIRN_WARN)
+                    rc = CAIRN_OK;
+            }
+            if (rc == CAIRN_OK)
+                rc = save_tree(&c, &t, &root.subtree);
+            cairn_tree_free(&t);
+            root.type = CAIRN_T_DIR;
+            root.mode = 0755;
+            root.uid = (uint32_t)getuid();
+            root.gid = (uint32_t)getgid();
+            root.mtime_ns = root.atime_ns = root.ctime_ns = t0;
+        }
+    }
+    {
+        int frc = pipe_finish(&c.pipe, rc != CAIRN_OK, err);
+        started = 0;
+        if (rc == CAIRN_OK)
+            rc = frc;
+    }
+    {
+        /* index what was stored, even after a failure: a rerun reuses it */
+        cairn_err ie;
+        int irc = pipe_index(&c.pipe, 1, rc == CAIRN_OK ? err : &ie);
+        if (rc == CAIRN_OK)
+            rc = irc;
+    }
+    if (rc != CAIRN_OK)
+        goto out;
+    res->bytes_stored = c.pipe.bytes_stored;
+    res->duration = cairn_mono() - m0;
+
+    /* the manifest */
+    free(root.name);
+    root.name = strdup("root");
+    man = json_object();
+    if (!man || !root.name) {
+        rc = cairn_error(err, CAIRN_FATAL, "out of memory");
+        goto out;
+    }
+    if (gethostname(host, sizeof host) != 0)
+        snprintf(host, sizeof host, "localhost");
+    host[sizeof host - 1] = 0;
+    {
+        char ts[64], hex[CAIRN_HEX_LEN + 1];
+        int64_t t1 = cairn_now_ns();
+        json_t *st;
+        if (o->extra)
+            json_object_update(man, o->extra);
+        json_object_set_new(man, "version", json_integer(1));
+        json_object_set_new(man, "program", json_string("cairn " CAIRN_VERSION));
+        cairn_format_time(t0, ts, sizeof ts);
+        json_object_set_new(man, "time", json_string(ts));
+        json_object_set_new(man, "time_ns", json_integer(t0));
+        cairn_format_time(t1, ts, sizeof ts);
+        json_object_set_new(man, "end_time", json_string(ts));
+        json_object_set_new(man, "end_ns", json_integer(t1));
+        json_object_set_new(man, "hostname", json_string(host));
+        json_object_set_new(man, "source", json_string(source));
+        arr = json_array();
+        for (i = 0; i < o->n_paths; i++)
+            json_array_append_new(arr, json_string(abspaths[i]));
+        json_object_set_new(man, "paths", arr);
+        arr = json_array();
+        for (i = 0; i < o->n_tags; i++)
+            json_array_append_new(arr, json_string(o->tags[i]));
+        json_object_set_new(man, "tags", arr);
+        cairn_id_hex(&root.subtree, hex);
+        json_object_set_new(man, "tree", json_string(hex));
+        json_object_set_new(man, "parent", parent ? json_string(parent->id) : json_null());
+        json_object_set_new(man, "root", cairn_node_to_json(&root));
+        json_object_set_new(man, "consistency",
+                            json_string(o->consistency ? o->consistency : "none"));
+        json_object_set_new(man, "partial", json_boolean(res->partial));
+        json_object_set_new(man, "error_count", json_integer((json_int_t)res->errors));
+        json_object_set_new(man, "errors", c.errors);
+        c.errors = NULL;
+        st = json_object();
+        json_object_set_new(st, "files", json_integer((json_int_t)res->files));
+        json_object_set_new(st, "dirs", json_integer((json_int_t)res->dirs));
+        json_object_set_new(st, "others", json_integer((json_int_t)res->others));
+        json_object_set_new(st, "reused", json_integer((json_int_t)res->reused));
+        json_object_set_new(st, "bytes_read", json_integer((json_int_t)res->bytes_read));
+        json_object_set_new(st, "bytes_new", json_integer((json_int_t)res->bytes_new));
+        json_object_set_new(st, "bytes_stored", json_integer((json_int_t)res->bytes_stored));
+        json_object_set_new(st, "total_size", json_integer((json_int_t)res->total_size));
+        json_object_set_new(st, "duration_ms", json_integer((json_int_t)(res->duration * 1000)));
+        json_object_set_new(man, "stats", st);
+    }
+    rc = cairn_repo_put_snapshot(r, man, res->id, err);
+out:
+    if (started) {
+        cairn_err fe;
+        pipe_finish(&c.pipe, 1, &fe);
+        pipe_index(&c.pipe, 1, &fe);
+    }
+    if (c.pipe.q)
+        pipe_free(&c.pipe);
+    json_decref(man);
+    json_decref(c.errors);
+    cairn_node_free(&root);
+    cairn_tree_free(&ptree);
+    cairn_snapshot_free(parent);
+    if (c.entry)
+        archive_entry_free(c.entry);
+    if (c.disk)
+        archive_read_free(c.disk);
+    hl_free(&c.hl);
+    cairn_buf_free(&c.rbuf);
+    for (i = 0; abspaths && i < o->n_paths; i++)
+        free(abspaths[i]);
+    free(abspaths);
+    free(source);
+    return rc;
+}

@@ -1,0 +1,61 @@
+/* engine/backup.h — the backup pipeline: walk, read, chunk, hash, dedup,
+ * compress, pack, store; then index objects and the snapshot manifest.
+ *
+ * Threads: the calling thread walks the tree, reads files, chunks and hashes
+ * them and looks each chunk up in the catalog; `workers` threads compress new
+ * chunks, append them to packs and store finished packs. The queue between
+ * them is bounded, so memory does not depend on the amount of data.
+ * Files whose dev/inode/size/mtime/ctime match the parent snapshot (the newest
+ * of the same source) are reused without being read.
+ *
+ * Ownership: options stay the caller's. The result is filled in.
+ * Nothing is printed: warnings (one per file that could not be read, naming it)
+ * go to opts->warn; the snapshot is then marked partial with the list. */
+#ifndef CAIRN_BACKUP_H
+#define CAIRN_BACKUP_H
+
+#include <jansson.h>
+
+#include "repo.h"
+
+typedef void (*cairn_backup_warn_fn)(void *arg, const char *msg);
+typedef void (*cairn_backup_progress_fn)(void *arg, uint64_t files, uint64_t bytes_read,
+                                         uint64_t bytes_new, const char *current);
+
+struct cairn_backup_opts {
+    const char *const *paths;
+    size_t n_paths;
+    const char *source;              /* NULL = "<hostname>:<absolute paths>" */
+    const char *const *tags;
+    size_t n_tags;
+    const char *const *excludes;     /* globs: on the relative path, or on the name */
+    size_t n_excludes;
+    int workers;                     /* 0 = online CPUs */
+    int force_read;                  /* read every file even if unchanged */
+    const char *consistency;         /* NULL = "none" (a live read) */
+    json_t *extra;                   /* merged into the manifest (borrowed) */
+    cairn_backup_warn_fn warn;
+    void *warn_arg;
+    cairn_backup_progress_fn progress;
+    void *progress_arg;
+};
+
+struct cairn_backup_result {
+    char id[CAIRN_HEX_LEN + 1];
+    char parent[CAIRN_HEX_LEN + 1];
+    uint64_t files, dirs, others, reused;
+    uint64_t bytes_read;    /* file bytes read from disk */
+    uint64_t bytes_new;     /* bytes of chunks not yet in the repository */
+    uint64_t bytes_stored;  /* bytes written into packs (after compression) */
+    uint64_t total_size;    /* logical size of all files in the snapshot */
+    uint64_t errors;
+    int partial;
+    double duration;
+};
+
+/* CAIRN_OK (check result->partial) or an error; on error no snapshot is
+ * written (packs already stored are indexed, so a rerun reuses them). */
+int cairn_backup_run(cairn_repo *r, const struct cairn_backup_opts *opts,
+                     struct cairn_backup_result *result, cairn_err *err);
+
+#endif
