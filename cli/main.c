@@ -5,6 +5,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <sodium.h>
+
 #include "cli.h"
 
 struct command {
@@ -42,6 +44,10 @@ int main(int argc, char **argv)
     int i, cmd_at = -1;
     size_t k;
     memset(&c, 0, sizeof c);
+    if (sodium_init() < 0) {
+        cli_error("cannot initialize libsodium");
+        return EXIT_ERR;
+    }
     c.prog = "cairn";
     c.repo = getenv("CAIRN_REPO");
     c.catalog = getenv("CAIRN_CATALOG");

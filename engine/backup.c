@@ -27,7 +27,8 @@
 /* ---- the work queue between the walker and the workers ---- */
 
 struct job {
-    cairn_id id;
+    cairn_id id;       /* set when hashed by the walker (trees) */
+    cairn_id *slot;    /* data chunks: where the worker writes the id; NULL = pre-hashed */
     uint8_t type;
     uint8_t *data;
     size_t len;
@@ -61,6 +62,10 @@ struct pipeline {
     int failed;       /* guarded by mu */
     cairn_err ferr;   /* first worker error */
 
+    /* data chunks handed out vs. hashed and decided (guarded by mu) */
+    uint64_t submitted, hashed, bytes_new;
+    pthread_cond_t all_hashed;
+
     pthread_t *threads;
     int n_threads;
 };
@@ -74,6 +79,7 @@ static void pipe_fail(struct pipeline *p, const cairn_err *e)
     }
     pthread_cond_broadcast(&p->not_full);
     pthread_cond_broadcast(&p->not_empty);
+    pthread_cond_broadcast(&p->all_hashed);
     pthread_mutex_unlock(&p->mu);
 }
 
@@ -135,6 +141,40 @@ static int add_to_pack(struct pipeline *p, const struct job *j, const cairn_buf 
     return rc;
 }
 
+/* Hashes (when data is given) and decides: 1 = the repository has it or this
+ * backup already queued it, 0 = new (now marked as queued), <0 = error. */
+static int is_known(cairn_repo *r, cairn_id *id, const uint8_t *data, size_t len,
+                    cairn_err *err)
+{
+    struct cairn_blob_loc loc;
+    int rc;
+    if (data)
+        cairn_repo_hash(r, data, len, id);
+    cairn_repo_lock(r);
+    rc = cairn_catalog_find_blob(cairn_repo_catalog(r), id, &loc, err);
+    if (rc == CAIRN_OK)
+        rc = 1;
+    else if (rc == CAIRN_NOTFOUND)
+        rc = cairn_catalog_pending_mark(cairn_repo_catalog(r), id, err);
+    cairn_repo_unlock(r);
+    return rc;
+}
+
+/* Waits until every data chunk handed out so far has its id. */
+static int pipe_wait_hashed(struct pipeline *p, cairn_err *err)
+{
+    int rc = CAIRN_OK;
+    pthread_mutex_lock(&p->mu);
+    while (p->hashed != p->submitted && !p->failed)
+        pthread_cond_wait(&p->all_hashed, &p->mu);
+    if (p->failed) {
+        *err = p->ferr;
+        rc = err->code ? err->code : CAIRN_FATAL;
+    }
+    pthread_mutex_unlock(&p->mu);
+    return rc;
+}
+
 static void *worker_main(void *arg)
 {
     struct pipeline *p = arg;
@@ -158,6 +198,28 @@ static void *worker_main(void *arg)
         pthread_mutex_unlock(&p->mu);
 
         cairn_err_clear(&err);
+        if (j.slot) {
+            /* a data chunk: hash it, and keep it only if the repository lacks it */
+            int known = is_known(p->repo, &j.id, j.data, j.len, &err);
+            pthread_mutex_lock(&p->mu);
+            if (!p->failed) /* after a failure the walker may have freed the slot */
+                *j.slot = j.id;
+            p->hashed++;
+            if (known == 0)
+                p->bytes_new += j.len;
+            if (p->hashed == p->submitted)
+                pthread_cond_broadcast(&p->all_hashed);
+            pthread_mutex_unlock(&p->mu);
+            if (known < 0) {
+                free(j.data);
+                pipe_fail(p, &err);
+                break;
+            }
+            if (known) {
+                free(j.data);
+                continue;
+            }
+        }
         if (cairn_blob_encode(j.data, j.len, p->level, &enc, &flags) != CAIRN_OK)
             rc = cairn_error(&err, CAIRN_FATAL, "out of memory compressing a chunk");
         else
@@ -185,6 +247,8 @@ static int pipe_push(struct pipeline *p, struct job *j, cairn_err *err)
     }
     p->q[(p->qhead + p->qlen) % p->qcap] = *j;
     p->qlen++;
+    if (j->slot)
+        p->submitted++;
     pthread_cond_signal(&p->not_empty);
     pthread_mutex_unlock(&p->mu);
     return CAIRN_OK;
@@ -203,6 +267,7 @@ static int pipe_start(struct pipeline *p, cairn_repo *r, int workers, cairn_err 
     pthread_mutex_init(&p->pack_mu, NULL);
     pthread_cond_init(&p->not_empty, NULL);
     pthread_cond_init(&p->not_full, NULL);
+    pthread_cond_init(&p->all_hashed, NULL);
     p->qcap = (size_t)workers * 2 + 2;
     p->q = calloc(p->qcap, sizeof *p->q);
     p->threads = calloc((size_t)workers, sizeof *p->threads);
@@ -297,6 +362,7 @@ static void pipe_free(struct pipeline *p)
     pthread_mutex_destroy(&p->pack_mu);
     pthread_cond_destroy(&p->not_empty);
     pthread_cond_destroy(&p->not_full);
+    pthread_cond_destroy(&p->all_hashed);
 }
 
 /* ---- hardlink map: (dev, ino) -> first snapshot path ---- */
@@ -416,28 +482,16 @@ static void progress(struct ctx *c, const char *current)
                    current);
 }
 
-/* Hashes one blob and queues it for storing unless the repository has it. */
-static int save_blob(struct ctx *c, const uint8_t *data, size_t len, uint8_t type, cairn_id *id)
+/* Trees: hashed here, queued for storing unless the repository has them. */
+static int save_tree_blob(struct ctx *c, const uint8_t *data, size_t len, cairn_id *id)
 {
-    struct cairn_blob_loc loc;
     struct job j;
-    int rc, seen;
-    cairn_repo_hash(c->repo, data, len, id);
-    cairn_repo_lock(c->repo);
-    rc = cairn_catalog_find_blob(cairn_repo_catalog(c->repo), id, &loc, c->err);
-    if (rc == CAIRN_NOTFOUND) {
-        seen = cairn_catalog_pending_mark(cairn_repo_catalog(c->repo), id, c->err);
-        rc = seen < 0 ? seen : (seen ? CAIRN_OK : CAIRN_NOTFOUND);
-    }
-    cairn_repo_unlock(c->repo);
-    if (rc == CAIRN_OK)
-        return CAIRN_OK; /* stored already, or queued by us */
-    if (rc != CAIRN_NOTFOUND)
-        return rc;
-    if (type == CAIRN_BLOB_DATA)
-        c->res->bytes_new += len;
+    int rc = is_known(c->repo, id, data, len, c->err);
+    if (rc != 0)
+        return rc < 0 ? rc : CAIRN_OK;
     j.id = *id;
-    j.type = type;
+    j.slot = NULL;
+    j.type = CAIRN_BLOB_TREE;
     j.len = len;
     j.data = malloc(len ? len : 1);
     if (!j.data)
@@ -449,18 +503,39 @@ static int save_blob(struct ctx *c, const uint8_t *data, size_t len, uint8_t typ
     return rc;
 }
 
-static int add_chunk(struct cairn_node *n, size_t *cap, const cairn_id *id)
+/* Data chunks: handed to a worker, which writes the id into n->chunks[k]. The
+ * chunk array only grows after every id handed out has been written. */
+static int queue_chunk(struct ctx *c, struct cairn_node *n, size_t *cap, const uint8_t *data,
+                       size_t len)
 {
+    struct job j;
+    int rc;
     if (n->n_chunks == *cap) {
-        size_t ncap = *cap ? *cap * 2 : 4;
-        cairn_id *p = realloc(n->chunks, ncap * sizeof *p);
+        size_t ncap = *cap ? *cap * 2 : (size_t)(n->size / c->chunker.min) + 2;
+        cairn_id *p;
+        if (ncap > 4096 && *cap == 0)
+            ncap = 4096;
+        if (*cap && (rc = pipe_wait_hashed(&c->pipe, c->err)) != CAIRN_OK)
+            return rc;
+        p = realloc(n->chunks, ncap * sizeof *p);
         if (!p)
-            return CAIRN_FAILED;
+            return cairn_error(c->err, CAIRN_FATAL, "out of memory");
         n->chunks = p;
         *cap = ncap;
     }
-    n->chunks[n->n_chunks++] = *id;
-    return CAIRN_OK;
+    memset(&j, 0, sizeof j);
+    j.slot = &n->chunks[n->n_chunks++];
+    memset(j.slot, 0, sizeof *j.slot);
+    j.type = CAIRN_BLOB_DATA;
+    j.len = len;
+    j.data = malloc(len ? len : 1);
+    if (!j.data)
+        return cairn_error(c->err, CAIRN_FATAL, "out of memory");
+    memcpy(j.data, data, len);
+    rc = pipe_push(&c->pipe, &j, c->err);
+    if (rc == CAIRN_OK)
+        rc = pipe_index(&c->pipe, 0, c->err);
+    return rc;
 }
 
 /* Emits full chunks from the read buffer; at eof also the remainder. */
@@ -471,13 +546,8 @@ static int drain(struct ctx *c, struct cairn_node *n, size_t *ccap, int eof)
     int rc = CAIRN_OK;
     while (b->len - off > 0 && (eof || b->len - off >= c->chunker.max)) {
         size_t cut = cairn_chunker_next(&c->chunker, b->data + off, b->len - off);
-        cairn_id id;
-        if ((rc = save_blob(c, b->data + off, cut, CAIRN_BLOB_DATA, &id)) != CAIRN_OK)
+        if ((rc = queue_chunk(c, n, ccap, b->data + off, cut)) != CAIRN_OK)
             break;
-        if (add_chunk(n, ccap, &id) != CAIRN_OK) {
-            rc = cairn_error(c->err, CAIRN_FATAL, "out of memory");
-            break;
-        }
         off += cut;
     }
     if (off) {
@@ -668,6 +738,11 @@ static int backup_entry(struct ctx *c, const char *abs, const char *rel, const c
         }
         close(fd);
         if (rc != CAIRN_OK) {
+            /* workers may still be writing ids into n->chunks */
+            if (rc == CAIRN_WARN)
+                pipe_wait_hashed(&c->pipe, c->err);
+            else
+                pipe_fail(&c->pipe, c->err);
             cairn_node_free(n);
             return rc;
         }
@@ -721,6 +796,8 @@ static int save_tree(struct ctx *c, struct cairn_tree *t, cairn_id *out)
 {
     cairn_buf b = CAIRN_BUF_INIT;
     int rc;
+    if ((rc = pipe_wait_hashed(&c->pipe, c->err)) != CAIRN_OK)
+        return rc;
     cairn_tree_sort(t);
     if (cairn_tree_encode(t, &b) != CAIRN_OK) {
         cairn_buf_free(&b);
@@ -731,7 +808,7 @@ static int save_tree(struct ctx *c, struct cairn_tree *t, cairn_id *out)
         return cairn_error(c->err, CAIRN_FATAL, "a directory listing is larger than %u bytes",
                            CAIRN_BLOB_MAX);
     }
-    rc = save_blob(c, b.data, b.len, CAIRN_BLOB_TREE, out);
+    rc = save_tree_blob(c, b.data, b.len, out);
     cairn_buf_free(&b);
     return rc;
 }
@@ -800,6 +877,8 @@ static int backup_dir(struct ctx *c, const char *abs, const char *rel,
     free(names);
     if (rc == CAIRN_OK)
         rc = save_tree(c, &t, out);
+    if (rc != CAIRN_OK)
+        pipe_fail(&c->pipe, c->err); /* stop workers writing into t's nodes */
     cairn_tree_free(&t);
     return rc;
 }
@@ -975,6 +1054,7 @@ int cairn_backup_run(cairn_repo *r, const struct cairn_backup_opts *o,
     if (rc != CAIRN_OK)
         goto out;
     res->bytes_stored = c.pipe.bytes_stored;
+    res->bytes_new = c.pipe.bytes_new;
     res->duration = cairn_mono() - m0;
 
     /* the manifest */
