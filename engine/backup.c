@@ -989,6 +989,8 @@ int cairn_backup_run(cairn_repo *r, const struct cairn_backup_opts *o,
         }
     }
 
+    if ((rc = cairn_catalog_pending_clear(cairn_repo_catalog(r), err)) != CAIRN_OK)
+        goto out;
     if ((rc = pipe_start(&c.pipe, r, o->workers > 0 ? o->workers : online_cpus(), err)) !=
         CAIRN_OK)
         goto out;

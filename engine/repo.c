@@ -744,7 +744,10 @@ int cairn_repo_sync(cairn_repo *r, int full, cairn_err *err)
     cairn_buf b = CAIRN_BUF_INIT;
     size_t i;
     int rc;
-    if (full) {
+    if (full && cairn_catalog_clear(r->cat, err) == CAIRN_OK) {
+        full = 0; /* emptied in place: other processes may keep it open */
+    }
+    if (full) { /* could not empty it (damaged?): start a new file */
         char p[PATH_MAX];
         cairn_catalog_free(r->cat);
         r->cat = NULL;
