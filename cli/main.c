@@ -1,5 +1,6 @@
 /* cli/main.c — the cairn command: global options and the command table. */
 #define _GNU_SOURCE
+#include <locale.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,6 +48,13 @@ int main(int argc, char **argv)
     if (sodium_init() < 0) {
         cli_error("cannot initialize libsodium");
         return EXIT_ERR;
+    }
+    /* libarchive converts names through the locale: use the user's, and a
+     * UTF-8 one where none is set, so non-ASCII names survive tar/pax/zip */
+    {
+        const char *loc = setlocale(LC_ALL, "");
+        if (!loc || strcmp(loc, "C") == 0 || strcmp(loc, "POSIX") == 0)
+            setlocale(LC_CTYPE, "C.UTF-8");
     }
     c.prog = "cairn";
     c.repo = getenv("CAIRN_REPO");

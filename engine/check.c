@@ -341,8 +341,8 @@ static int read_data(struct check *c, struct store_pack_list *sl)
             cairn_buf_free(&b);
             return rc;
         }
-        if (x.bad)
-            idmap_set(&c->pack_state, pack, PACK_BAD);
+        /* the pack was read: damage is now known blob by blob */
+        idmap_set(&c->pack_state, pack, PACK_OK);
     }
     cairn_buf_free(&b);
     return CAIRN_OK;

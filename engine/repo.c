@@ -668,7 +668,8 @@ static int list_names(cairn_repo *r, const char *prefix, struct namelist *l, cai
     rc = cairn_store_list(r->store, prefix, collect, l, err);
     if (rc != CAIRN_OK)
         return rc;
-    qsort(l->v, l->n, sizeof *l->v, strp_cmp);
+    if (l->n > 1)
+        qsort(l->v, l->n, sizeof *l->v, strp_cmp);
     return CAIRN_OK;
 }
 

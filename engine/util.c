@@ -321,14 +321,21 @@ int cairn_parse_time(const char *s, int64_t *ns)
             p++;
         if (*p && digits(&p, 2, &om))
             return CAIRN_FAILED;
+        if (oh > 23 || om > 59)
+            return CAIRN_FAILED;
         off = sign * (int64_t)(oh * 3600 + om * 60);
-    } else if (*p == ' ' && (p[1] == 'U' || p[1] == 'u')) {
-        p += 4; /* " UTC" */
+    } else if (strcmp(p, " UTC") == 0 || strcmp(p, " utc") == 0) {
+        p += 4;
     }
     if (*p)
         return CAIRN_FAILED;
-    if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 60)
-        return CAIRN_FAILED;
+    {
+        static const int mdays[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+        int leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+        if (mo < 1 || mo > 12 || d < 1 || d > mdays[mo - 1] || (mo == 2 && d == 29 && !leap) ||
+            h > 23 || mi > 59 || sec > 60)
+            return CAIRN_FAILED;
+    }
     tm.tm_year = y - 1900;
     tm.tm_mon = mo - 1;
     tm.tm_mday = d;
