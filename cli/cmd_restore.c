@@ -133,8 +133,8 @@ int cmd_dump(struct cli *c, int argc, char **argv)
     }
     rc = cairn_dump(repo, snap, c->nargs == 2 ? c->args[1] : NULL, format, 1, on_warn, c, &err);
     if (rc == CAIRN_WARN) {
-        cli_error("some entries could not be written (named above)");
-        rc = EXIT_ERR;
+        cli_warn("the archive is partial: some entries could not be written (named above)");
+        rc = EXIT_PARTIAL;
     } else if (rc != CAIRN_OK) {
         cli_error("dump failed: %s", err.msg);
         rc = EXIT_ERR;
