@@ -501,7 +501,8 @@ int cairn_check(cairn_repo *r, int read_data_flag, cairn_check_report_fn report,
     if ((rc = cairn_store_list(cairn_repo_store(r), "data/", collect_store_pack, &sl, err)) !=
         CAIRN_OK)
         goto out;
-    qsort(sl.v, sl.n, sizeof *sl.v, sp_cmp);
+    if (sl.n > 1)
+        qsort(sl.v, sl.n, sizeof *sl.v, sp_cmp);
     for (i = 0; i < sl.n; i++)
         idmap_set(&c.store_packs, &sl.v[i].id, 1);
     cp.c = &c;

@@ -178,9 +178,9 @@ json_t *cairn_node_to_json(const struct cairn_node *n)
     json_object_set_new(o, "uid", json_integer(n->uid));
     json_object_set_new(o, "gid", json_integer(n->gid));
     if (n->user)
-        json_object_set_new(o, "user", json_string(n->user));
+        set_bytes(o, "user", n->user);
     if (n->group)
-        json_object_set_new(o, "group", json_string(n->group));
+        set_bytes(o, "group", n->group);
     json_object_set_new(o, "mtime", json_integer(n->mtime_ns));
     json_object_set_new(o, "atime", json_integer(n->atime_ns));
     json_object_set_new(o, "ctime", json_integer(n->ctime_ns));
@@ -207,9 +207,9 @@ json_t *cairn_node_to_json(const struct cairn_node *n)
         json_object_set_new(o, "xattrs", a);
     }
     if (n->acl)
-        json_object_set_new(o, "acl", json_string(n->acl));
+        set_bytes(o, "acl", n->acl);
     if (n->fflags)
-        json_object_set_new(o, "fflags", json_string(n->fflags));
+        set_bytes(o, "fflags", n->fflags);
     if (n->sparse) {
         json_t *a = json_array();
         for (i = 0; i < n->n_sparse; i++)
@@ -349,18 +349,15 @@ int cairn_node_from_json(json_t *o, struct cairn_node *n, cairn_err *err)
     INT_FIELD("nlink", n->nlink, 0, 0xFFFFFFFFLL);
     INT_FIELD("rdev", n->rdev, INT64_MIN, INT64_MAX);
 #undef INT_FIELD
-    if ((v = json_object_get(o, "user")) && json_is_string(v))
-        n->user = strdup(json_string_value(v));
-    if ((v = json_object_get(o, "group")) && json_is_string(v))
-        n->group = strdup(json_string_value(v));
+    if ((rc = get_bytes(o, "user", &n->user, 0, err)) != CAIRN_OK ||
+        (rc = get_bytes(o, "group", &n->group, 0, err)) != CAIRN_OK ||
+        (rc = get_bytes(o, "acl", &n->acl, 0, err)) != CAIRN_OK ||
+        (rc = get_bytes(o, "fflags", &n->fflags, 0, err)) != CAIRN_OK)
+        return rc;
     if ((rc = get_bytes(o, "target", &n->target, n->type == CAIRN_T_SYMLINK, err)) != CAIRN_OK)
         return rc;
     if ((rc = get_bytes(o, "hardlink", &n->hardlink, 0, err)) != CAIRN_OK)
         return rc;
-    if ((v = json_object_get(o, "acl")) && json_is_string(v))
-        n->acl = strdup(json_string_value(v));
-    if ((v = json_object_get(o, "fflags")) && json_is_string(v))
-        n->fflags = strdup(json_string_value(v));
     if ((v = json_object_get(o, "xattrs"))) {
         size_t cnt = json_array_size(v);
         if (!json_is_array(v) || cnt > CAIRN_NODE_MAX_XATTRS)
