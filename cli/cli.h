@@ -22,6 +22,7 @@ struct cli {
     int json;              /* --json */
     int quiet;             /* --quiet */
     int progress;          /* stderr is a terminal and not --quiet */
+    struct cairn_store_opts store; /* --connections, --limit-upload, ... */
     /* positional arguments after the command */
     char **args;
     int nargs;

@@ -18,7 +18,7 @@ int cmd_init(struct cli *c, int argc, char **argv)
         return EXIT_USAGE;
     }
     cairn_err_clear(&err);
-    if (cairn_repo_init(c->repo, &err) != CAIRN_OK) {
+    if (cairn_repo_init_with(c->repo, &c->store, &err) != CAIRN_OK) {
         cli_error("%s", err.msg);
         return EXIT_ERR;
     }

@@ -103,6 +103,44 @@ int cli_parse(struct cli *c, int argc, char **argv, const struct opt *opts, cons
                 c->repo = val;
             continue;
         }
+        if (strcmp(name, "connections") == 0 || strcmp(name, "limit-upload") == 0 ||
+            strcmp(name, "limit-download") == 0 || strcmp(name, "ca-file") == 0 ||
+            strcmp(name, "storage-class") == 0 || strcmp(name, "sse") == 0 ||
+            strcmp(name, "sse-kms-key") == 0) {
+            char *end = NULL;
+            if (!val) {
+                if (i + 1 >= argc)
+                    goto missing;
+                val = argv[++i];
+            }
+            if (strcmp(name, "connections") == 0) {
+                long v = strtol(val, &end, 10);
+                if (*end || v < 1 || v > 256) {
+                    fprintf(stderr, "cairn: error: --connections takes 1..256, not '%s'\n", val);
+                    return EXIT_USAGE;
+                }
+                c->store.connections = (int)v;
+            } else if (strncmp(name, "limit-", 6) == 0) {
+                double v = strtod(val, &end);
+                if (*end || !(v > 0)) {
+                    fprintf(stderr, "cairn: error: --%s takes MB/s > 0, not '%s'\n", name, val);
+                    return EXIT_USAGE;
+                }
+                if (name[6] == 'u')
+                    c->store.limit_upload_mbps = v;
+                else
+                    c->store.limit_download_mbps = v;
+            } else if (strcmp(name, "ca-file") == 0) {
+                c->store.ca_file = val;
+            } else if (strcmp(name, "storage-class") == 0) {
+                c->store.storage_class = val;
+            } else if (strcmp(name, "sse") == 0) {
+                c->store.sse = val;
+            } else {
+                c->store.sse_kms_key = val;
+            }
+            continue;
+        }
         if (strcmp(name, "json") == 0) {
             c->json = 1;
             continue;
@@ -149,7 +187,7 @@ int cli_open_repo(struct cli *c, cairn_repo **out)
         cli_error("no repository given (use --repo PATH or set CAIRN_REPO)");
         return EXIT_USAGE;
     }
-    if (cairn_repo_open(c->repo, c->catalog, out, &err) != CAIRN_OK) {
+    if (cairn_repo_open_with(c->repo, c->catalog, &c->store, out, &err) != CAIRN_OK) {
         cli_error("%s", err.msg);
         return EXIT_ERR;
     }

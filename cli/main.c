@@ -64,7 +64,10 @@ int main(int argc, char **argv)
     /* the command is the first argument that is not a global option (or its value) */
     for (i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--repo") == 0 || strcmp(argv[i], "--catalog") == 0 ||
-            strcmp(argv[i], "-r") == 0) {
+            strcmp(argv[i], "-r") == 0 || strcmp(argv[i], "--connections") == 0 ||
+            strcmp(argv[i], "--limit-upload") == 0 || strcmp(argv[i], "--limit-download") == 0 ||
+            strcmp(argv[i], "--ca-file") == 0 || strcmp(argv[i], "--storage-class") == 0 ||
+            strcmp(argv[i], "--sse") == 0 || strcmp(argv[i], "--sse-kms-key") == 0) {
             i++;
             continue;
         }

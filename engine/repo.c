@@ -167,13 +167,18 @@ static int config_parse(const cairn_buf *b, struct cairn_repo_config *c, cairn_e
 
 int cairn_repo_init(const char *url, cairn_err *err)
 {
+    return cairn_repo_init_with(url, NULL, err);
+}
+
+int cairn_repo_init_with(const char *url, const struct cairn_store_opts *opts, cairn_err *err)
+{
     cairn_store *s = NULL;
     uint8_t id[32], key[32];
     char idhex[65], keyhex[65], *text;
     json_t *o;
     int rc;
     uint64_t sz;
-    if ((rc = cairn_store_create(url, &s, err)) != CAIRN_OK)
+    if ((rc = cairn_store_open_with(url, opts, 1, &s, err)) != CAIRN_OK)
         return rc;
     rc = cairn_store_stat(s, "config", &sz, err);
     if (rc == CAIRN_OK) {
@@ -202,6 +207,8 @@ int cairn_repo_init(const char *url, cairn_err *err)
         return cairn_error(err, CAIRN_FATAL, "out of memory");
     }
     rc = cairn_store_put(s, "config", text, strlen(text), 0, err);
+    if (rc == CAIRN_OK)
+        rc = cairn_store_flush(s, err);
     free(text);
     if (rc == CAIRN_EXISTS)
         cairn_error(err, rc, "a repository already exists at '%s' (refusing to overwrite it)",
@@ -234,6 +241,12 @@ static char *default_catalog_path(const char *repo_id)
 int cairn_repo_open(const char *url, const char *catalog_path, cairn_repo **out,
                     cairn_err *err)
 {
+    return cairn_repo_open_with(url, catalog_path, NULL, out, err);
+}
+
+int cairn_repo_open_with(const char *url, const char *catalog_path,
+                         const struct cairn_store_opts *opts, cairn_repo **out, cairn_err *err)
+{
     cairn_repo *r = calloc(1, sizeof *r);
     cairn_buf b = CAIRN_BUF_INIT;
     int rc;
@@ -244,7 +257,7 @@ int cairn_repo_open(const char *url, const char *catalog_path, cairn_repo **out,
         return cairn_error(err, CAIRN_FATAL, "cannot initialize libsodium");
     }
     pthread_mutex_init(&r->lock, NULL);
-    if ((rc = cairn_store_open(url, &r->store, err)) != CAIRN_OK)
+    if ((rc = cairn_store_open_with(url, opts, 0, &r->store, err)) != CAIRN_OK)
         goto fail;
     rc = cairn_store_get(r->store, "config", &b, CAIRN_CONFIG_MAX, err);
     if (rc == CAIRN_NOTFOUND) {
@@ -344,6 +357,11 @@ int cairn_repo_put_index(cairn_repo *r, const struct cairn_index_pack *packs, si
         return cairn_error(err, CAIRN_FATAL, "out of memory writing an index");
     }
     free(text);
+    /* the packs it names must be durable before the index exists */
+    if ((rc = cairn_store_flush(r->store, err)) != CAIRN_OK) {
+        cairn_buf_free(&z);
+        return rc;
+    }
     cairn_object_id(z.data, z.len, &oid);
     cairn_id_hex(&oid, hex);
     snprintf(key, sizeof key, "index/%s", hex);
@@ -351,6 +369,8 @@ int cairn_repo_put_index(cairn_repo *r, const struct cairn_index_pack *packs, si
     cairn_buf_free(&z);
     if (rc == CAIRN_EXISTS)
         rc = CAIRN_OK;
+    if (rc == CAIRN_OK)
+        rc = cairn_store_flush(r->store, err);
     if (rc != CAIRN_OK)
         return rc;
     if (name_out)
@@ -582,6 +602,8 @@ int cairn_repo_put_snapshot(cairn_repo *r, json_t *manifest, char id_out[CAIRN_H
     cairn_id_hex(&oid, id_out);
     snprintf(key, sizeof key, "snapshots/%s", id_out);
     rc = cairn_store_put(r->store, key, text, strlen(text), 0, err);
+    if (rc == CAIRN_OK)
+        rc = cairn_store_flush(r->store, err);
     if (rc == CAIRN_OK) {
         cairn_repo_lock(r);
         rc = record_snapshot(r, id_out, (const uint8_t *)text, strlen(text), err);

@@ -36,11 +36,15 @@ struct cairn_repo_config {
 
 /* Creates a repository at url. CAIRN_EXISTS if one is already there. */
 int cairn_repo_init(const char *url, cairn_err *err);
+int cairn_repo_init_with(const char *url, const struct cairn_store_opts *opts, cairn_err *err);
 
 /* catalog_path NULL = the default ($CAIRN_CATALOG, else
  * $XDG_CACHE_HOME/cairn/<repo-id>/catalog.db, else ~/.cache/...). */
 int cairn_repo_open(const char *url, const char *catalog_path, cairn_repo **out,
                     cairn_err *err);
+/* The same with store options (NULL = defaults). */
+int cairn_repo_open_with(const char *url, const char *catalog_path,
+                         const struct cairn_store_opts *opts, cairn_repo **out, cairn_err *err);
 void cairn_repo_free(cairn_repo *r);
 
 cairn_store *cairn_repo_store(cairn_repo *r);

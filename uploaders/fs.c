@@ -340,7 +340,7 @@ static void fs_free(void *ctx)
 }
 
 static const struct cairn_store_ops fs_ops = {
-    "file", fs_put, fs_put_file, fs_get, fs_get_range, fs_stat, fs_list, fs_del, fs_free,
+    "file", fs_put, fs_put_file, fs_get, fs_get_range, fs_stat, fs_list, fs_del, NULL, fs_free,
 };
 
 int cairn_fs_store_open(const char *dir, int create, cairn_store **out, cairn_err *err)
@@ -382,8 +382,10 @@ int cairn_fs_store_open(const char *dir, int create, cairn_store **out, cairn_er
     return CAIRN_OK;
 }
 
-static int open_url(const char *url, int create, cairn_store **out, cairn_err *err)
+int cairn_store_open_with(const char *url, const struct cairn_store_opts *opts, int create,
+                          cairn_store **out, cairn_err *err)
 {
+    (void)opts;
     if (strncmp(url, "file://", 7) == 0)
         return cairn_fs_store_open(url + 7, create, out, err);
     if (strstr(url, "://"))
@@ -394,12 +396,12 @@ static int open_url(const char *url, int create, cairn_store **out, cairn_err *e
 
 int cairn_store_open(const char *url, cairn_store **out, cairn_err *err)
 {
-    return open_url(url, 0, out, err);
+    return cairn_store_open_with(url, NULL, 0, out, err);
 }
 
 int cairn_store_create(const char *url, cairn_store **out, cairn_err *err)
 {
-    return open_url(url, 1, out, err);
+    return cairn_store_open_with(url, NULL, 1, out, err);
 }
 
 void cairn_store_free(cairn_store *s)

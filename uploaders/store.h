@@ -37,7 +37,23 @@ struct cairn_store_ops {
     int (*stat)(void *ctx, const char *key, uint64_t *size, cairn_err *err);
     int (*list)(void *ctx, const char *prefix, cairn_list_cb cb, void *arg, cairn_err *err);
     int (*del)(void *ctx, const char *key, cairn_err *err);
+    /* Waits until every put/put_file accepted so far is durable in the store
+     * and returns the first error of any of them (backends that upload in the
+     * background report errors here). NULL = everything is synchronous. */
+    int (*flush)(void *ctx, cairn_err *err);
     void (*free)(void *ctx);
+};
+
+/* Options for opening a store; zero/NULL fields mean the default. Backends
+ * ignore what does not apply to them. */
+struct cairn_store_opts {
+    int connections;          /* parallel transfers (S3: default 8) */
+    double limit_upload_mbps; /* MB/s, 0 = unlimited */
+    double limit_download_mbps;
+    const char *ca_file;      /* private CA bundle for TLS */
+    const char *storage_class;/* S3 x-amz-storage-class for data objects */
+    const char *sse;          /* S3 server-side encryption: "AES256" or "aws:kms" */
+    const char *sse_kms_key;  /* with "aws:kms" */
 };
 
 struct cairn_store {
@@ -52,6 +68,9 @@ struct cairn_store {
 int cairn_store_open(const char *url, cairn_store **out, cairn_err *err);
 /* Creates the location if needed (for init). */
 int cairn_store_create(const char *url, cairn_store **out, cairn_err *err);
+/* The same with options (NULL = defaults); create as for cairn_store_create. */
+int cairn_store_open_with(const char *url, const struct cairn_store_opts *opts, int create,
+                          cairn_store **out, cairn_err *err);
 void cairn_store_free(cairn_store *s);
 
 static inline int cairn_store_put(cairn_store *s, const char *key, const void *buf,
@@ -87,6 +106,10 @@ static inline int cairn_store_list(cairn_store *s, const char *prefix, cairn_lis
 static inline int cairn_store_del(cairn_store *s, const char *key, cairn_err *err)
 {
     return s->ops->del(s->ctx, key, err);
+}
+static inline int cairn_store_flush(cairn_store *s, cairn_err *err)
+{
+    return s->ops->flush ? s->ops->flush(s->ctx, err) : CAIRN_OK;
 }
 
 /* The local directory backend (uploaders/fs.c). */
