@@ -663,7 +663,7 @@ static int reuse_parent(struct ctx *c, struct cairn_node *n, const struct cairn_
 }
 
 static int backup_dir(struct ctx *c, const char *abs, const char *rel,
-                      const struct cairn_tree *ptree, cairn_id *out);
+                      const struct cairn_tree *ptree, const cairn_id *ptree_id, cairn_id *out);
 
 static int entry_meta(struct ctx *c, const char *abs, const char *rel, int fd,
                       const struct stat *st, struct cairn_node *n)
@@ -694,17 +694,69 @@ static int open_noatime(const char *path, int flags)
 /* Backs up one entry (abs path, snapshot path rel, entry name). Returns
  * CAIRN_OK with *n filled, CAIRN_WARN when the entry was skipped (reported),
  * or a fatal code. */
+/* Does the parent snapshot's node describe this inode unchanged? A change to
+ * content, xattrs or ACLs moves ctime, so dev/ino/size/mtime/ctime/mode/owner
+ * equal means the parent's record can be taken as it is. */
+static int stat_matches(const struct cairn_node *pn, const struct stat *st)
+{
+    static const int types[] = {S_IFREG, S_IFDIR, S_IFLNK, S_IFIFO, S_IFCHR, S_IFBLK, S_IFSOCK};
+    int64_t mt = (int64_t)st->st_mtim.tv_sec * 1000000000LL + st->st_mtim.tv_nsec;
+    int64_t ct = (int64_t)st->st_ctim.tv_sec * 1000000000LL + st->st_ctim.tv_nsec;
+    if (!pn || (unsigned)pn->type >= sizeof types / sizeof *types ||
+        (st->st_mode & S_IFMT) != (unsigned)types[pn->type])
+        return 0;
+    return pn->dev == (uint64_t)st->st_dev && pn->ino == (uint64_t)st->st_ino &&
+           pn->mtime_ns == mt && pn->ctime_ns == ct && pn->mode == (st->st_mode & 07777) &&
+           pn->uid == st->st_uid && pn->gid == st->st_gid &&
+           (pn->type != CAIRN_T_FILE || pn->size == (uint64_t)st->st_size) &&
+           pn->nlink == st->st_nlink;
+}
+
+/* Takes the parent's record of an unchanged non-directory entry, if every
+ * chunk it names is still in the repository. */
+static int reuse_unchanged(struct ctx *c, const struct cairn_node *pn, const struct stat *st,
+                           struct cairn_node *n)
+{
+    size_t i;
+    struct cairn_blob_loc loc;
+    if (c->o->force_read || S_ISDIR(st->st_mode) || st->st_nlink != 1 || pn->hardlink ||
+        !stat_matches(pn, st))
+        return 0;
+    cairn_repo_lock(c->repo);
+    for (i = 0; i < pn->n_chunks; i++)
+        if (cairn_catalog_find_blob(cairn_repo_catalog(c->repo), &pn->chunks[i], &loc, NULL) !=
+            CAIRN_OK)
+            break;
+    cairn_repo_unlock(c->repo);
+    if (i < pn->n_chunks || cairn_node_copy(n, pn) != CAIRN_OK)
+        return 0;
+    return 1;
+}
+
 static int backup_entry(struct ctx *c, const char *abs, const char *rel, const char *name,
-                        const struct cairn_node *pn, struct cairn_node *n)
+                        const struct cairn_node *pn, struct cairn_node *n, int *unchanged)
 {
     struct stat st;
     int rc, fd;
     memset(n, 0, sizeof *n);
+    *unchanged = 0;
     if (lstat(abs, &st) != 0) {
         if (errno == ENOENT)
             return CAIRN_WARN; /* vanished since the listing: not an error */
         warnf(c, "cannot stat '%s': %s", rel, strerror(errno));
         return CAIRN_WARN;
+    }
+    if (pn && reuse_unchanged(c, pn, &st, n)) {
+        *unchanged = 1;
+        if (n->type == CAIRN_T_FILE) {
+            c->res->files++;
+            c->res->reused++;
+            c->res->total_size += n->size;
+            progress(c, rel);
+        } else {
+            c->res->others++;
+        }
+        return CAIRN_OK; /* name is the parent's, which is the same */
     }
     if (S_ISREG(st.st_mode)) {
         const char *first;
@@ -751,27 +803,34 @@ static int backup_entry(struct ctx *c, const char *abs, const char *rel, const c
         progress(c, rel);
     } else if (S_ISDIR(st.st_mode)) {
         struct cairn_tree ptree;
-        int have_parent = 0;
-        fd = open_noatime(abs, O_RDONLY | O_DIRECTORY);
-        if (fd < 0) {
-            warnf(c, "cannot open directory '%s': %s", rel, strerror(errno));
-            return CAIRN_WARN;
+        int have_parent = 0, same_meta = 0;
+        if (!c->o->force_read && pn && stat_matches(pn, &st) && cairn_node_copy(n, pn) == CAIRN_OK) {
+            same_meta = 1; /* ctime unchanged: the parent's metadata holds */
+        } else {
+            fd = open_noatime(abs, O_RDONLY | O_DIRECTORY);
+            if (fd < 0) {
+                warnf(c, "cannot open directory '%s': %s", rel, strerror(errno));
+                return CAIRN_WARN;
+            }
+            rc = entry_meta(c, abs, rel, fd, &st, n);
+            close(fd);
+            if (rc != CAIRN_OK)
+                return rc;
         }
-        rc = entry_meta(c, abs, rel, fd, &st, n);
-        close(fd);
-        if (rc != CAIRN_OK)
-            return rc;
         memset(&ptree, 0, sizeof ptree);
         if (pn && pn->type == CAIRN_T_DIR) {
             cairn_err e2;
             have_parent = cairn_repo_load_tree(c->repo, &pn->subtree, &ptree, &e2) == CAIRN_OK;
         }
-        rc = backup_dir(c, abs, rel, have_parent ? &ptree : NULL, &n->subtree);
+        rc = backup_dir(c, abs, rel, have_parent ? &ptree : NULL,
+                        have_parent ? &pn->subtree : NULL, &n->subtree);
         cairn_tree_free(&ptree);
         if (rc != CAIRN_OK) {
             cairn_node_free(n);
             return rc;
         }
+        if (same_meta && memcmp(n->subtree.b, pn->subtree.b, CAIRN_ID_LEN) == 0)
+            *unchanged = 1;
         c->res->dirs++;
     } else {
         rc = entry_meta(c, abs, rel, -1, &st, n);
@@ -813,9 +872,20 @@ static int save_tree(struct ctx *c, struct cairn_tree *t, cairn_id *out)
     return rc;
 }
 
-static int backup_dir(struct ctx *c, const char *abs, const char *rel,
-                      const struct cairn_tree *ptree, cairn_id *out)
+static int tree_known(struct ctx *c, const cairn_id *id)
 {
+    struct cairn_blob_loc loc;
+    int rc;
+    cairn_repo_lock(c->repo);
+    rc = cairn_catalog_find_blob(cairn_repo_catalog(c->repo), id, &loc, NULL);
+    cairn_repo_unlock(c->repo);
+    return rc == CAIRN_OK;
+}
+
+static int backup_dir(struct ctx *c, const char *abs, const char *rel,
+                      const struct cairn_tree *ptree, const cairn_id *ptree_id, cairn_id *out)
+{
+    size_t n_unchanged = 0;
     int dfd = open_noatime(abs, O_RDONLY | O_DIRECTORY);
     DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
     struct dirent *de;
@@ -862,10 +932,13 @@ static int backup_dir(struct ctx *c, const char *abs, const char *rel,
         } else if (strlen(cabs) >= PATH_MAX) {
             warnf(c, "cannot back up '%s': path longer than %d bytes", crel, PATH_MAX);
         } else if (!excluded(c->o, crel, names[i])) {
-            rc = backup_entry(c, cabs, crel, names[i], ptree ? cairn_tree_find(ptree, names[i]) : NULL,
-                              &node);
+            int same = 0;
+            rc = backup_entry(c, cabs, crel, names[i],
+                              ptree ? cairn_tree_find(ptree, names[i]) : NULL, &node, &same);
             if (rc == CAIRN_OK && cairn_tree_add(&t, &node) != CAIRN_OK)
                 rc = cairn_error(c->err, CAIRN_FATAL, "out of memory");
+            if (rc == CAIRN_OK && same)
+                n_unchanged++;
             if (rc == CAIRN_WARN)
                 rc = CAIRN_OK;
         }
@@ -875,8 +948,12 @@ static int backup_dir(struct ctx *c, const char *abs, const char *rel,
     for (i = 0; i < n; i++)
         free(names[i]);
     free(names);
-    if (rc == CAIRN_OK)
+    if (rc == CAIRN_OK && ptree && ptree_id && n_unchanged == t.n && t.n == ptree->n &&
+        tree_known(c, ptree_id)) {
+        *out = *ptree_id; /* every entry as in the parent: the same listing */
+    } else if (rc == CAIRN_OK) {
         rc = save_tree(c, &t, out);
+    }
     if (rc != CAIRN_OK)
         pipe_fail(&c->pipe, c->err); /* stop workers writing into t's nodes */
     cairn_tree_free(&t);
@@ -1016,15 +1093,17 @@ int cairn_backup_run(cairn_repo *r, const struct cairn_backup_opts *o,
                 rc = cairn_error(err, CAIRN_FATAL, "cannot back up '%s'", o->paths[0]);
                 goto out;
             }
-            rc = backup_dir(&c, abspaths[0], "", have_ptree ? &ptree : NULL, &root.subtree);
+            rc = backup_dir(&c, abspaths[0], "", have_ptree ? &ptree : NULL,
+                            have_ptree ? &parent->tree : NULL, &root.subtree);
         } else {
             struct cairn_tree t;
             memset(&t, 0, sizeof t);
             for (i = 0; rc == CAIRN_OK && i < o->n_paths; i++) {
                 struct cairn_node node;
                 const char *nm = base_name(abspaths[i]);
+                int same;
                 rc = backup_entry(&c, abspaths[i], nm, nm,
-                                  have_ptree ? cairn_tree_find(&ptree, nm) : NULL, &node);
+                                  have_ptree ? cairn_tree_find(&ptree, nm) : NULL, &node, &same);
                 if (rc == CAIRN_OK && cairn_tree_add(&t, &node) != CAIRN_OK)
                     rc = cairn_error(err, CAIRN_FATAL, "out of memory");
                 if (rc == CAIRN_WARN)
