@@ -19,6 +19,12 @@
  * - "zip": holes as zeros; zip has no hard links, so every hard link gets the
  *   content of its target (looked up in the trees); fifos and devices cannot be
  *   stored and are reported.
+ * Names: the pax and zip writers convert names to UTF-8 from the locale's
+ * character set, which fails for every non-ASCII name under the "C" locale. The
+ * stored names are bytes, normally UTF-8, so this thread runs the dump under a
+ * UTF-8 LC_CTYPE (uselocale(), this thread only): UTF-8 names pass through
+ * unchanged, and a name that is not UTF-8 is stored as raw bytes with a warning
+ * from libarchive (pax: hdrcharset=BINARY).
  * Hard links (tar, pax) are hard link entries; a link whose target lies outside
  * the dumped path carries the content itself (see pipeline.h).
  * Sockets are skipped, as tar does.
@@ -33,6 +39,7 @@
 #include <archive.h>
 #include <archive_entry.h>
 #include <inttypes.h>
+#include <locale.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -82,9 +89,12 @@ static int put(struct dctx *c, const void *buf, size_t len, cairn_err *err)
     const uint8_t *b = buf;
     while (len > 0) {
         la_ssize_t w = archive_write_data(c->a, b, len);
-        if (w <= 0)
-            return cairn_error(err, CAIRN_FAILED, "cannot write the archive: %s",
-                               w == 0 ? "the entry takes no more data" : aerr(c->a));
+        if (w <= 0) {
+            int e = archive_errno(c->a);
+            return cairn_error(err, CAIRN_FAILED, "cannot write the archive: %s%s%s",
+                               w == 0 ? "the entry takes no more data" : aerr(c->a),
+                               w < 0 && e > 0 ? ": " : "", w < 0 && e > 0 ? strerror(e) : "");
+        }
         b += w;
         len -= (size_t)w;
     }
@@ -103,10 +113,12 @@ static int put_zeros(struct dctx *c, uint64_t n, cairn_err *err)
     return CAIRN_OK;
 }
 
+#define WRITE_FAILED 2 /* stream_content(): the archive cannot be written */
+
 /* Streams a file's logical bytes: data extents from the chunks, holes as
  * zeros (which the pax writer skips). *lpos tracks the logical offset written.
  * Returns CAIRN_OK, a content error in ce (the caller pads and warns), or
- * CAIRN_FATAL with err set when the archive cannot be written. */
+ * WRITE_FAILED with err set. */
 static int stream_content(struct dctx *c, const struct cairn_node *n, uint64_t *lpos,
                           cairn_err *ce, cairn_err *err)
 {
@@ -146,9 +158,9 @@ static int stream_content(struct dctx *c, const struct cairn_node *n, uint64_t *
                 xdone += take;
             }
             if (off > *lpos && put_zeros(c, off - *lpos, err) != CAIRN_OK)
-                return CAIRN_FATAL;
+                return WRITE_FAILED;
             if (put(c, d + done, (size_t)take, err) != CAIRN_OK)
-                return CAIRN_FATAL;
+                return WRITE_FAILED;
             *lpos = off + take;
             done += (size_t)take;
         }
@@ -217,7 +229,7 @@ static int dump_item(struct dctx *c, struct archive_entry *e, struct rs_item *it
         return CAIRN_OK;
     }
     if (ar == ARCHIVE_WARN)
-        warnf(c, "cannot fully dump '%s': %s", it->path, aerr(c->a));
+        warnf(c, "dumping '%s': %s", it->path, aerr(c->a));
 
     if (n->type == CAIRN_T_FILE && !it->link) {
         uint64_t lpos = 0, end = n->size;
@@ -229,7 +241,7 @@ static int dump_item(struct dctx *c, struct archive_entry *e, struct rs_item *it
                                it->path, aerr(c->a));
         cairn_err_clear(&ce);
         rc = stream_content(c, n, &lpos, &ce, err);
-        if (rc == CAIRN_FATAL)
+        if (rc == WRITE_FAILED)
             return CAIRN_FAILED;
         if (rc != CAIRN_OK) {
             warnf(c, "cannot dump '%s': %s (the archive holds zeros from byte %" PRIu64 " on)",
@@ -259,6 +271,7 @@ int cairn_dump(cairn_repo *r, const struct cairn_snapshot *snap, const char *pat
     struct rs_select sel;
     struct rs_item *it;
     struct archive_entry *e = NULL;
+    locale_t utf8 = (locale_t)0, old_locale = (locale_t)0;
     int rc, ar;
 
     memset(&c, 0, sizeof c);
@@ -281,6 +294,11 @@ int cairn_dump(cairn_repo *r, const struct cairn_snapshot *snap, const char *pat
     if ((rc = rs_pipe_start(r, snap, &sel, 0, &c.p, err)) != CAIRN_OK)
         return rc;
 
+    utf8 = newlocale(LC_CTYPE_MASK, "C.UTF-8", (locale_t)0);
+    if (!utf8)
+        utf8 = newlocale(LC_CTYPE_MASK, "en_US.UTF-8", (locale_t)0);
+    if (utf8)
+        old_locale = uselocale(utf8);
     c.a = archive_write_new();
     e = archive_entry_new();
     if (!c.a || !e) {
@@ -323,5 +341,9 @@ out:
     if (c.a)
         archive_write_free(c.a);
     archive_entry_free(e);
+    if (utf8) {
+        uselocale(old_locale);
+        freelocale(utf8);
+    }
     return rc;
 }

@@ -6,9 +6,12 @@
  *   [fetch, tail)  queued, not yet claimed
  * Workers claim in order, so the slot the consumer needs next is always the
  * first one claimed. A worker claims a slot only while the bytes held by the
- * ring (loaded chunks, plus a reservation of the largest chunk size for each
- * load in progress) stay within the limit, or when the ring holds nothing at all
- * (so a chunk larger than the limit still makes progress). */
+ * ring (the allocated size of each loaded chunk's buffer, plus a reservation of
+ * the largest chunk size for each load in progress) stay within the limit, or
+ * when the ring holds nothing at all (so a chunk larger than the limit still
+ * makes progress). Buffers are reused through a small pool; a small chunk
+ * loaded into a large buffer is copied into a buffer of its own size, so the
+ * allocated size stays close to the data. */
 #define _GNU_SOURCE
 #include "pipeline.h"
 
@@ -24,8 +27,10 @@
 #define RS_MAX_DEPTH 4096    /* directory nesting we follow */
 #define RS_MAX_WORKERS 64
 #define RS_DEFAULT_RESERVE (8u << 20)
-#define RS_POOL 16                  /* spare chunk buffers kept for reuse */
+#define RS_POOL 8                   /* spare chunk buffers kept for reuse */
 #define RS_POOL_MAX_CAP (4u << 20)  /* larger ones are freed */
+#define RS_SHRINK_MIN (64u << 10)   /* a chunk using under half of a buffer larger
+                                     * than this is copied into one of its size */
 
 enum { SLOT_QUEUED = 0, SLOT_LOADING, SLOT_DONE };
 #define SLOT_DROPPED 1 /* rc of a job dropped without loading */
@@ -284,7 +289,7 @@ static int setup_globs(rs_pipe *p, const struct rs_select *sel)
     if (!p->globs || !p->gcomp || !p->gncomp || !p->gprune)
         return CAIRN_FAILED;
     for (i = 0; i < sel->n_globs; i++) {
-        char *g, *c, *save = NULL;
+        char *g, *c;
         size_t n = 1;
         if (!sel->globs[i])
             continue;
@@ -303,12 +308,15 @@ static int setup_globs(rs_pipe *p, const struct rs_select *sel)
             p->n_globs++;
             return CAIRN_FAILED;
         }
-        /* gcomp[k][0] owns the copy; the rest point into it */
+        /* gcomp[k][0] owns the copy; the others point into it */
         n = 0;
-        for (char *t = strtok_r(c, "/", &save); t; t = strtok_r(NULL, "/", &save))
-            p->gcomp[p->n_globs][n++] = t;
-        if (n == 0)
-            free(c);
+        p->gcomp[p->n_globs][n++] = c;
+        for (; *c; c++) {
+            if (*c == '/') {
+                *c = 0;
+                p->gcomp[p->n_globs][n++] = c + 1;
+            }
+        }
         p->gncomp[p->n_globs] = n;
         p->n_globs++;
     }
@@ -746,18 +754,31 @@ static void *worker_main(void *arg)
                     }
                 }
 
-                pthread_mutex_lock(&p->mu);
+                if (rc == CAIRN_OK && b.cap > RS_SHRINK_MIN && b.len < b.cap / 2) {
+                    cairn_buf small;
+                    cairn_buf_init(&small, b.len); /* max = len: exact capacity */
+                    if (cairn_buf_append(&small, b.data, b.len) == CAIRN_OK) {
+                        cairn_buf tmp = b;
+                        small.max = 0;
+                        b = small;
+                        small = tmp;
+                    }
+                    pthread_mutex_lock(&p->mu);
+                    pool_put_locked(p, &small);
+                } else {
+                    pthread_mutex_lock(&p->mu);
+                }
                 if (rc != CAIRN_OK)
                     pool_put_locked(p, &b);
                 s->buf = b;
                 s->rc = rc;
                 s->msg = rc != CAIRN_OK ? strdup(e.msg) : NULL;
-                p->used = p->used - s->charged + b.len;
-                s->charged = b.len;
+                p->used = p->used - s->charged + b.cap;
+                s->charged = b.cap;
                 s->state = SLOT_DONE;
                 if (seq == p->head)
                     pthread_cond_signal(&p->c_cons);
-                if (b.len < p->reserve)
+                if (b.cap < p->reserve)
                     pthread_cond_signal(&p->c_work); /* room for another load */
                 continue;
             }

@@ -222,7 +222,7 @@ static int restore_item(struct rctx *c, struct rs_item *it, cairn_err *err)
     const struct cairn_node *n = &it->node;
     const char *why;
     cairn_err ce;
-    int ar, rc;
+    int ar, rc, existing_dir_locked = 0;
 
     if (it->kind == RS_WARN) {
         warnf(c, "%s", it->msg);
@@ -261,6 +261,7 @@ static int restore_item(struct rctx *c, struct rs_item *it, cairn_err *err)
                 return cairn_error(err, CAIRN_FAILED, "out of memory");
             /* writable for now, whatever the snapshot says; fixed at the end */
             archive_entry_set_perm(c->e, (n->mode & 07777) | 0700);
+            existing_dir_locked = (sb.st_mode & 0700) != 0700;
         }
     }
     if (it->link) {
@@ -280,6 +281,21 @@ static int restore_item(struct rctx *c, struct rs_item *it, cairn_err *err)
     }
     if (ar == ARCHIVE_WARN)
         warnf(c, "cannot fully restore '%s': %s", it->path, aerr(c->a));
+    if (existing_dir_locked) {
+        /* libarchive defers the mode of an existing directory to the end, so
+         * open it up now or its entries cannot be replaced (when not root) */
+        int fd = open(it->path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC), bad;
+        struct stat sb;
+        if (fd >= 0)
+            bad = fstat(fd, &sb) != 0 || fchmod(fd, (sb.st_mode & 07777) | 0700) != 0;
+        else /* unreadable (e.g. mode 0): lstat says it is our directory */
+            bad = errno != EACCES || lstat(it->path, &sb) != 0 || !S_ISDIR(sb.st_mode) ||
+                  chmod(it->path, (sb.st_mode & 07777) | 0700) != 0;
+        if (bad)
+            warnf(c, "cannot make '%s' writable: %s", it->path, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+    }
 
     if (n->type == CAIRN_T_FILE && !it->link) {
         cairn_err_clear(&ce);
@@ -428,6 +444,30 @@ static int target_state(const char *target, cairn_err *err)
     return nonempty;
 }
 
+/* mkdir -p: missing parents 0755 (less the umask), the target itself 0700
+ * until the root's mode is applied at the end. */
+static int make_target(const char *target, cairn_err *err)
+{
+    char *parent = strdup(target), *slash;
+    size_t n;
+    int rc = CAIRN_OK;
+    if (!parent)
+        return cairn_error(err, CAIRN_FAILED, "out of memory");
+    n = strlen(parent);
+    while (n > 1 && parent[n - 1] == '/')
+        parent[--n] = 0;
+    slash = strrchr(parent, '/');
+    if (slash && slash != parent) {
+        *slash = 0;
+        rc = cairn_mkdir_p(parent, 0755, err);
+    }
+    free(parent);
+    if (rc == CAIRN_OK && mkdir(target, 0700) != 0 && errno != EEXIST)
+        rc = cairn_error(err, CAIRN_FAILED, "cannot create target '%s': %s", target,
+                         strerror(errno));
+    return rc;
+}
+
 int cairn_restore(cairn_repo *r, const struct cairn_snapshot *snap,
                   const struct cairn_restore_opts *opts, struct cairn_restore_stats *st,
                   cairn_err *err)
@@ -454,7 +494,7 @@ int cairn_restore(cairn_repo *r, const struct cairn_snapshot *snap,
         return cairn_error(err, CAIRN_FAILED,
                            "target '%s' is not empty (use --overwrite to restore into it)",
                            opts->target);
-    if (rc == CAIRN_NOTFOUND && (rc = cairn_mkdir_p(opts->target, 0700, err)) != CAIRN_OK)
+    if (rc == CAIRN_NOTFOUND && (rc = make_target(opts->target, err)) != CAIRN_OK)
         return rc;
     tfd = open(opts->target, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (tfd < 0)

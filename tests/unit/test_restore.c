@@ -503,6 +503,7 @@ static void make_source(void)
     write_file(P("src/sub/deep/f"), "deep\n", 5);
     write_file(P("src/ro/file"), "read only dir\n", 14);
     link(P("src/a.txt"), P("src/sub/hard.txt"));
+    link(P("src/a.txt"), P("src/sub/hard2.txt"));
     symlink("../a.txt", P("src/sub/link"));
     /* 1 GiB with two small data extents and a trailing hole */
     make_sparse(P("src/sparse"), SPARSE_SIZE);
@@ -648,7 +649,7 @@ static void test_roundtrip(struct cairn_snapshot *snap)
     if (why)
         fprintf(stderr, "mismatch: %s\n", why);
     CHECK(why == NULL);
-    CHECK(st.failed == 0 && st.files == 13 && st.dirs == 4 && st.other == 1);
+    CHECK(st.failed == 0 && st.files == 14 && st.dirs == 4 && st.other == 1);
     /* the root's metadata went onto the target itself */
     CHECK(stat(P("rt1"), &s1) == 0);
     CHECK((s1.st_mode & 07777) == 0751 && s1.st_mtim.tv_sec == 1500000005);
@@ -707,7 +708,7 @@ static void test_progress(struct cairn_snapshot *snap)
 
 static void test_includes(struct cairn_snapshot *snap)
 {
-    static const char *inc1[] = {"etc/*.conf", "/sub/hard.txt"};
+    static const char *inc1[] = {"etc/*.conf", "/sub/hard*.txt"};
     static const char *inc2[] = {"./sub/"};
     struct cairn_restore_stats st;
     struct stat s;
@@ -717,18 +718,34 @@ static void test_includes(struct cairn_snapshot *snap)
     CHECK(file_is(P("inc1/etc/y.conf"), "y=2\n"));
     CHECK(!exists(P("inc1/etc/z.txt")));
     CHECK(file_is(P("inc1/etc/deeper.conf.d"), "not a dir\n") == 0);
-    /* the link's target a.txt is not included: the link gets the content */
+    /* the links' target a.txt is not included: the first link gets the
+     * content, the second links to it */
     CHECK(file_is(P("inc1/sub/hard.txt"), "hello\n"));
+    {
+        struct stat s1, s2;
+        CHECK(stat(P("inc1/sub/hard.txt"), &s1) == 0 && stat(P("inc1/sub/hard2.txt"), &s2) == 0);
+        CHECK(s1.st_ino == s2.st_ino && s1.st_nlink == 2);
+    }
     CHECK(!exists(P("inc1/a.txt")) && !exists(P("inc1/sub/deep")) && !exists(P("inc1/big.bin")));
     /* parent directories carry their snapshot metadata */
     CHECK(stat(P("inc1/etc"), &s) == 0 && (s.st_mode & 07777) == 0710);
     CHECK(s.st_mtim.tv_sec == 1500000003);
     CHECK(stat(P("inc1/sub"), &s) == 0 && s.st_mtim.tv_sec == 1500000002);
-    CHECK(st.files == 3 && st.dirs == 2);
+    CHECK(st.files == 4 && st.dirs == 2);
 
     CHECK_OK(do_restore(snap, P("inc2"), 0, inc2, 1, 0, &st));
     CHECK(compare_trees(P("src/sub"), P("inc2/sub")) == NULL);
     CHECK(!exists(P("inc2/etc")) && !exists(P("inc2/a.txt")));
+
+    /* wildcards in directory components, brackets (never pruned), no match */
+    {
+        static const char *inc3[] = {"*/deep/f", "e[t]c/x.conf", "nothing/*"};
+        CHECK_OK(do_restore(snap, P("inc3"), 0, inc3, 3, 0, &st));
+        CHECK(file_is(P("inc3/sub/deep/f"), "deep\n"));
+        CHECK(file_is(P("inc3/etc/x.conf"), "x=1\n"));
+        CHECK(!exists(P("inc3/sub/hard.txt")) && !exists(P("inc3/etc/y.conf")));
+        CHECK(st.files == 2 && st.dirs == 3);
+    }
 }
 
 /* The target holds symlinks pointing outside where the snapshot has a
@@ -796,7 +813,7 @@ static int read_archive(const char *path, entry_fn fn, void *arg)
 }
 
 struct dump_check {
-    int names_ok, hardlink_ok, sparse_ok, small_sparse_ok, hard_content_ok, dirs;
+    int names_ok, hardlink_ok, sparse_ok, small_sparse_ok, hard_content_ok, dirs, hard2_ok;
     char bad[256];
 };
 
@@ -816,6 +833,13 @@ static void check_entry(struct archive *a, struct archive_entry *e, void *arg)
     if (!strcmp(p, "sub/hard.txt") && archive_entry_hardlink(e) &&
         !strcmp(archive_entry_hardlink(e), "a.txt"))
         c->hardlink_ok = 1;
+    if (!strcmp(p, "sub/hard2.txt") && archive_entry_hardlink(e))
+        c->hard2_ok = !strcmp(archive_entry_hardlink(e), "a.txt") ? 1 : !strcmp(archive_entry_hardlink(e), "sub/hard.txt") ? 2 : 0;
+    if (!strcmp(p, "sub/hard2.txt") && !archive_entry_hardlink(e)) {
+        char b[16] = {0};
+        if (archive_read_data(a, b, sizeof b) == 6 && !memcmp(b, "hello\n", 6))
+            c->hard2_ok = 3;
+    }
     if (!strcmp(p, "sub/hard.txt") && !archive_entry_hardlink(e)) {
         char b[16] = {0};
         if (archive_read_data(a, b, sizeof b) == 6 && !memcmp(b, "hello\n", 6))
@@ -853,6 +877,24 @@ static void check_entry(struct archive *a, struct archive_entry *e, void *arg)
     }
 }
 
+/* For test_missing_pack: counts dirs, and files whose data reads back whole
+ * at their declared size (in names_ok). */
+static void count_entry(struct archive *a, struct archive_entry *e, void *arg)
+{
+    struct dump_check *c = arg;
+    char buf[65536];
+    la_ssize_t n;
+    int64_t total = 0;
+    if (archive_entry_filetype(e) == AE_IFDIR) {
+        c->dirs++;
+        return;
+    }
+    while ((n = archive_read_data(a, buf, sizeof buf)) > 0)
+        total += n;
+    if (n == 0 && total == archive_entry_size(e) && total > 0)
+        c->names_ok++;
+}
+
 static void test_dump(struct cairn_snapshot *snap)
 {
     struct dump_check c;
@@ -863,10 +905,11 @@ static void test_dump(struct cairn_snapshot *snap)
     CHECK(stat(P("d.pax"), &s) == 0 && s.st_size < (16LL << 20));
     memset(&c, 0, sizeof c);
     c.names_ok = 1;
-    CHECK(read_archive(P("d.pax"), check_entry, &c) == 18);
+    CHECK(read_archive(P("d.pax"), check_entry, &c) == 19);
     if (!c.names_ok)
         fprintf(stderr, "bad name %s\n", c.bad);
     CHECK(c.names_ok && c.hardlink_ok && c.sparse_ok && c.small_sparse_ok && c.dirs == 4);
+    CHECK(c.hard2_ok == 1);
 
     if (have_tool("tar") && run("tar --version 2>/dev/null | grep -q GNU") == 0) {
         mkdir(P("gnu"), 0755);
@@ -885,15 +928,16 @@ static void test_dump(struct cairn_snapshot *snap)
     CHECK_OK(do_dump(snap, "sub", "tar", P("d.tar")));
     memset(&c, 0, sizeof c);
     c.names_ok = 1;
-    CHECK(read_archive(P("d.tar"), check_entry, &c) == 6);
+    CHECK(read_archive(P("d.tar"), check_entry, &c) == 7);
     CHECK(c.names_ok && c.hard_content_ok && c.small_sparse_ok && c.dirs == 2);
+    CHECK(c.hard2_ok == 2); /* the second link points at the first inside */
 
     /* zip: no hard links, content instead */
     CHECK_OK(do_dump(snap, "/sub/", "zip", P("d.zip")));
     memset(&c, 0, sizeof c);
     c.names_ok = 1;
-    CHECK(read_archive(P("d.zip"), check_entry, &c) == 6);
-    CHECK(c.names_ok && c.hard_content_ok && c.small_sparse_ok);
+    CHECK(read_archive(P("d.zip"), check_entry, &c) == 7);
+    CHECK(c.names_ok && c.hard_content_ok && c.small_sparse_ok && c.hard2_ok == 3);
 
     /* a single file */
     CHECK_OK(do_dump(snap, "etc/x.conf", "pax", P("d1.tar")));
@@ -941,9 +985,20 @@ static void test_missing_pack(void)
     CHECK(!exists(P("mp/target/dir/inner")));
     CHECK(same_content(P("mp/src/new.bin"), P("mp/target/new.bin")));
 
-    /* the dump goes on too, and says what is missing */
-    CHECK_RC(do_dump(snap, NULL, "pax", P("mp/d.tar")), CAIRN_WARN);
-    CHECK_WARNED("cannot dump 'old.bin'", "missing");
+    /* the dump goes on too, says what is missing, and the archive stays
+     * readable (the missing content as zeros, the rest intact) */
+    {
+        static const char *fmts[] = {"pax", "tar", "zip"};
+        for (size_t i = 0; i < 3; i++) {
+            struct dump_check c;
+            memset(&c, 0, sizeof c);
+            CHECK_RC(do_dump(snap, NULL, fmts[i], P("mp/d.%s", fmts[i])), CAIRN_WARN);
+            CHECK_WARNED("cannot dump 'old.bin'", "missing", "zeros");
+            CHECK_WARNED("cannot dump the contents of 'dir'", "missing");
+            CHECK(read_archive(P("mp/d.%s", fmts[i]), count_entry, &c) == 3); /* dir, new, old */
+            CHECK(c.dirs == 1 && c.names_ok == 2);
+        }
+    }
     cairn_snapshot_free(snap);
 }
 
