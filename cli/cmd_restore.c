@@ -33,12 +33,13 @@ int cmd_restore(struct cli *c, int argc, char **argv)
 {
     const char *target = NULL, **includes = NULL;
     size_t ninc = 0;
-    int overwrite = 0, numeric = 0, rc;
+    int overwrite = 0, numeric = 0, verify = 0, rc;
     struct opt opts[] = {
         {"target", 1, 0, &target, NULL, NULL, NULL},
         {"include", 1, 1, NULL, &includes, &ninc, NULL},
         {"overwrite", 0, 0, NULL, NULL, NULL, &overwrite},
         {"numeric-owner", 0, 0, NULL, NULL, NULL, &numeric},
+        {"verify", 0, 0, NULL, NULL, NULL, &verify},
         {NULL, 0, 0, NULL, NULL, NULL, NULL},
     };
     cairn_repo *repo = NULL;
@@ -47,7 +48,7 @@ int cmd_restore(struct cli *c, int argc, char **argv)
     struct cairn_restore_stats st;
     cairn_err err;
     rc = cli_parse(c, argc, argv, opts,
-                   "cairn restore SNAP --target DIR [--include GLOB]... [--overwrite]");
+                   "cairn restore SNAP --target DIR [--include GLOB]... [--overwrite] [--verify]");
     if (rc)
         goto out;
     if (c->nargs != 1 || !target) {
@@ -70,6 +71,7 @@ int cmd_restore(struct cli *c, int argc, char **argv)
     ro.n_includes = ninc;
     ro.overwrite = overwrite;
     ro.numeric_owner = numeric;
+    ro.verify_full = verify;
     ro.warn = on_warn;
     ro.warn_arg = c;
     if (c->progress && !c->quiet) {

@@ -1,6 +1,7 @@
 /* cli/main.c — the cairn command: global options and the command table. */
 #define _GNU_SOURCE
 #include <locale.h>
+#include <malloc.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,6 +46,10 @@ int main(int argc, char **argv)
     int i, cmd_at = -1;
     size_t k;
     memset(&c, 0, sizeof c);
+    /* few malloc arenas: worker threads otherwise each grow their own, and
+     * peak memory would follow the thread count rather than the queues */
+    mallopt(M_ARENA_MAX, 2);
+    mallopt(M_MMAP_THRESHOLD, 512 * 1024);
     if (sodium_init() < 0) {
         cli_error("cannot initialize libsodium");
         return EXIT_ERR;

@@ -277,20 +277,26 @@ void cairn_pack_key(const cairn_id *pack, char *out, size_t outlen)
 int cairn_blob_encode(const void *raw, size_t len, int level, cairn_buf *out, uint8_t *flags)
 {
     size_t bound = ZSTD_compressBound(len), n;
-    ZSTD_CCtx *cctx;
+    ZSTD_CCtx *cctx = thread_cctx();
     cairn_buf_reset(out);
     *flags = 0;
+    /* A compressed blob is one zstd frame with its content checksum (XXH64),
+     * so a read can detect damage without rehashing the content. */
+    if (!cctx || cairn_buf_reserve(out, bound) != CAIRN_OK)
+        return CAIRN_FAILED;
+    ZSTD_CCtx_reset(cctx, ZSTD_reset_session_and_parameters);
+    ZSTD_CCtx_setParameter(cctx, ZSTD_c_compressionLevel, level);
+    ZSTD_CCtx_setParameter(cctx, ZSTD_c_checksumFlag, 1);
+    ZSTD_CCtx_setParameter(cctx, ZSTD_c_contentSizeFlag, 1);
     if (len >= 64) {
-        cctx = thread_cctx();
-        if (!cctx || cairn_buf_reserve(out, bound) != CAIRN_OK)
-            return CAIRN_FAILED;
-        n = ZSTD_compressCCtx(cctx, out->data, bound, raw, len, level);
+        n = ZSTD_compress2(cctx, out->data, bound, raw, len);
         if (!ZSTD_isError(n) && n < len - len / 32) {
             out->len = n;
             *flags = CAIRN_BLOB_ZSTD;
             return CAIRN_OK;
         }
     }
+    /* incompressible (or tiny): stored raw; readers verify those by hash */
     return cairn_buf_append(out, raw, len);
 }
 
@@ -317,6 +323,7 @@ int cairn_blob_decode(const void *stored, size_t len, uint8_t flags, uint32_t ra
         dctx = thread_dctx();
         if (!dctx || cairn_buf_reserve(out, raw_len) != CAIRN_OK)
             return cairn_error(err, CAIRN_FATAL, "out of memory");
+        /* verifies the frame's content checksum when it has one */
         n = ZSTD_decompressDCtx(dctx, out->data, raw_len, stored, len);
         if (ZSTD_isError(n) || n != raw_len)
             return cairn_error(err, CAIRN_CORRUPT, "blob does not decompress: %s",

@@ -2,7 +2,8 @@
  *
  * Layout of a pack object (docs/repository-format.md):
  *   blob 0 | blob 1 | ... | trailer entries | footer
- * Each blob is its stored bytes (zstd frame, or raw when zstd did not help).
+ * Each blob is its stored bytes: a zstd frame with a content checksum (flag
+ * bit 0), or raw when zstd did not help.
  * Trailer entry (42 bytes): type u8, flags u8, stored_len u32le, raw_len u32le,
  * id[32]; blobs lie back to back from offset 0 in entry order. Footer (24 bytes):
  * count u32le, version u32le, check[8] = BLAKE2b-64 of the entries and count,
@@ -59,8 +60,8 @@ int cairn_pack_parse_trailer(const uint8_t *tail, size_t tail_len, uint64_t pack
 /* The object key of a pack: "data/<first 2 hex>/<hex>". out >= 72 bytes. */
 void cairn_pack_key(const cairn_id *pack, char *out, size_t outlen);
 
-/* Compresses raw into out (zstd level; stores raw when that is not smaller).
- * Sets *flags. */
+/* Encodes raw into out: a zstd frame with a content checksum, or the raw bytes
+ * when compression saves less than 1/32 (or the blob is tiny). Sets *flags. */
 int cairn_blob_encode(const void *raw, size_t len, int level, cairn_buf *out, uint8_t *flags);
 /* Decodes stored bytes into out (raw_len expected). */
 int cairn_blob_decode(const void *stored, size_t len, uint8_t flags, uint32_t raw_len,

@@ -65,6 +65,14 @@ void cairn_repo_hash(const cairn_repo *r, const void *data, size_t len, cairn_id
  * CAIRN_CORRUPT (verification failed; the message names the pack), or a store
  * error (e.g. the pack is missing: the message names the pack). */
 int cairn_repo_load_blob(cairn_repo *r, const cairn_id *id, cairn_buf *out, cairn_err *err);
+/* How much a load verifies: FULL recomputes the keyed hash and compares it with
+ * the id (what check --read-data and log fetches use); FRAME trusts the zstd
+ * frame's content checksum and the recorded size (about twice as fast; the
+ * restore default for file data — damage is still detected, only a blob
+ * deliberately replaced by someone who can write the repository is not). */
+enum cairn_verify { CAIRN_VERIFY_FULL = 0, CAIRN_VERIFY_FRAME = 1 };
+int cairn_repo_load_blob_v(cairn_repo *r, const cairn_id *id, enum cairn_verify v, cairn_buf *out,
+                           cairn_err *err);
 int cairn_repo_load_tree(cairn_repo *r, const cairn_id *id, struct cairn_tree *t,
                          cairn_err *err);
 

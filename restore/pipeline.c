@@ -52,6 +52,7 @@ struct strmap {
 
 struct rs_pipe {
     cairn_repo *r;
+    enum cairn_verify verify;
     const struct cairn_snapshot *snap;
     const char *verb;
 
@@ -742,7 +743,7 @@ static void *worker_main(void *arg)
                 pthread_mutex_unlock(&p->mu);
 
                 cairn_err_clear(&e);
-                rc = cairn_repo_load_blob(p->r, &id, &b, &e);
+                rc = cairn_repo_load_blob_v(p->r, &id, p->verify, &b, &e);
                 if (rc > 0) /* not an error code we know: keep it negative */
                     rc = CAIRN_FAILED;
                 if (rc != CAIRN_OK) {
@@ -1014,6 +1015,7 @@ int rs_pipe_start(cairn_repo *r, const struct cairn_snapshot *snap,
     p->snap = snap;
     p->verb = sel->verb ? sel->verb : "restore";
     p->links_as_copies = sel->links_as_copies;
+    p->verify = sel->verify_full ? CAIRN_VERIFY_FULL : CAIRN_VERIFY_FRAME;
     p->limit = RS_BYTES_IN_FLIGHT;
     cfg = cairn_repo_config(r);
     p->reserve = cfg && cfg->chunk_max ? cfg->chunk_max : RS_DEFAULT_RESERVE;

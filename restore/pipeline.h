@@ -33,7 +33,7 @@
 
 #include "../engine/repo.h"
 
-#define RS_BYTES_IN_FLIGHT (64u << 20)
+#define RS_BYTES_IN_FLIGHT (16u << 20)
 
 enum rs_kind { RS_ENTRY = 0, RS_WARN };
 
@@ -54,6 +54,7 @@ struct rs_select {
     size_t n_globs;
     int links_as_copies;
     const char *verb;              /* for messages: "restore", "dump" */
+    int verify_full;               /* recompute every chunk's keyed hash */
 };
 
 typedef struct rs_pipe rs_pipe;

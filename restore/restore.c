@@ -515,6 +515,7 @@ int cairn_restore(cairn_repo *r, const struct cairn_snapshot *snap,
     sel.globs = opts->includes;
     sel.n_globs = opts->includes ? opts->n_includes : 0;
     sel.verb = "restore";
+    sel.verify_full = opts->verify_full;
     if ((rc = rs_pipe_start(r, snap, &sel, opts->workers, &c.p, err)) != CAIRN_OK)
         goto out;
     if (!sel.n_globs && snap->json) {

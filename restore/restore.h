@@ -29,6 +29,8 @@ struct cairn_restore_opts {
     int overwrite;               /* allow a non-empty target; replace entries */
     int workers;                 /* blob readers; 0 = default (number of CPUs, >= 2) */
     int numeric_owner;           /* ignore user/group names, use uid/gid */
+    int verify_full;             /* recompute every chunk's keyed hash (default: the
+                                  * zstd frame checksum and size, see repo.h) */
     cairn_warn_fn warn;
     void *warn_arg;
     cairn_progress_fn progress;

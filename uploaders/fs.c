@@ -8,6 +8,7 @@
 #include "store.h"
 
 #include <dirent.h>
+#include <pthread.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -17,8 +18,23 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#define FD_CACHE 32
+
+/* Open pack files kept for ranged reads (a restore reads thousands of chunks
+ * from a few packs); refs > 0 while a reader uses the fd. */
+struct fd_slot {
+    char key[160];
+    int fd;
+    int refs;
+    uint64_t size, dev, ino;
+    uint64_t used; /* LRU clock */
+};
+
 struct fs_ctx {
     char *dir;
+    pthread_mutex_t mu;
+    struct fd_slot fds[FD_CACHE];
+    uint64_t clock;
 };
 
 static int bad_key(const char *key)
@@ -232,6 +248,92 @@ static int fs_get_range_impl(struct fs_ctx *c, const char *key, uint64_t off, si
     return CAIRN_OK;
 }
 
+/* Returns a cached fd for key (opening it if needed) and its slot, or -1. */
+static int fd_acquire(struct fs_ctx *c, const char *key, const char *path, int *slot,
+                      uint64_t *size)
+{
+    int i, victim = -1, fd;
+    struct stat st;
+    if (strlen(key) >= sizeof c->fds[0].key)
+        return -1;
+    /* the cached fd must still be the file at that name (another process may
+     * have deleted or replaced it): one stat instead of open+fstat+close */
+    if (stat(path, &st) != 0)
+        return -1;
+    pthread_mutex_lock(&c->mu);
+    for (i = 0; i < FD_CACHE; i++)
+        if (c->fds[i].fd > 0 && strcmp(c->fds[i].key, key) == 0 &&
+            c->fds[i].ino == (uint64_t)st.st_ino && c->fds[i].dev == (uint64_t)st.st_dev) {
+            c->fds[i].refs++;
+            c->fds[i].used = ++c->clock;
+            *slot = i;
+            *size = c->fds[i].size;
+            fd = c->fds[i].fd;
+            pthread_mutex_unlock(&c->mu);
+            return fd;
+        }
+    pthread_mutex_unlock(&c->mu);
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    if (fstat(fd, &st) != 0) {
+        close(fd);
+        return -1;
+    }
+    pthread_mutex_lock(&c->mu);
+    for (i = 0; i < FD_CACHE; i++) {
+        if (c->fds[i].refs)
+            continue;
+        if (victim < 0 || c->fds[i].fd <= 0 || c->fds[i].used < c->fds[victim].used)
+            victim = i;
+        if (c->fds[i].fd <= 0)
+            break;
+    }
+    if (victim < 0) { /* every slot busy: use the fd uncached */
+        pthread_mutex_unlock(&c->mu);
+        *slot = -1;
+        *size = (uint64_t)st.st_size;
+        return fd;
+    }
+    if (c->fds[victim].fd > 0)
+        close(c->fds[victim].fd);
+    snprintf(c->fds[victim].key, sizeof c->fds[victim].key, "%s", key);
+    c->fds[victim].fd = fd;
+    c->fds[victim].refs = 1;
+    c->fds[victim].size = (uint64_t)st.st_size;
+    c->fds[victim].dev = (uint64_t)st.st_dev;
+    c->fds[victim].ino = (uint64_t)st.st_ino;
+    c->fds[victim].used = ++c->clock;
+    pthread_mutex_unlock(&c->mu);
+    *slot = victim;
+    *size = (uint64_t)st.st_size;
+    return fd;
+}
+
+static void fd_release(struct fs_ctx *c, int slot, int fd)
+{
+    if (slot < 0) {
+        close(fd);
+        return;
+    }
+    pthread_mutex_lock(&c->mu);
+    c->fds[slot].refs--;
+    pthread_mutex_unlock(&c->mu);
+}
+
+static void fd_forget(struct fs_ctx *c, const char *key)
+{
+    int i;
+    pthread_mutex_lock(&c->mu);
+    for (i = 0; i < FD_CACHE; i++)
+        if (c->fds[i].fd > 0 && !c->fds[i].refs && strcmp(c->fds[i].key, key) == 0) {
+            close(c->fds[i].fd);
+            c->fds[i].fd = 0;
+            c->fds[i].key[0] = 0;
+        }
+    pthread_mutex_unlock(&c->mu);
+}
+
 static int fs_get(void *ctx, const char *key, cairn_buf *out, size_t max, cairn_err *err)
 {
     return fs_get_range_impl(ctx, key, 0, 0, 1, max, out, err);
@@ -240,7 +342,43 @@ static int fs_get(void *ctx, const char *key, cairn_buf *out, size_t max, cairn_
 static int fs_get_range(void *ctx, const char *key, uint64_t off, size_t len, cairn_buf *out,
                         cairn_err *err)
 {
-    return fs_get_range_impl(ctx, key, off, len, 0, 0, out, err);
+    struct fs_ctx *c = ctx;
+    char path[PATH_MAX];
+    uint64_t size;
+    size_t got = 0;
+    int slot, fd, rc;
+    if ((rc = full_path(c, key, path, sizeof path, err)) != CAIRN_OK)
+        return rc;
+    fd = fd_acquire(c, key, path, &slot, &size);
+    if (fd < 0) /* the slow path names the error */
+        return fs_get_range_impl(ctx, key, off, len, 0, 0, out, err);
+    if (off + len > size) {
+        fd_release(c, slot, fd);
+        return cairn_error(err, CAIRN_CORRUPT,
+                           "object '%s' is truncated (%llu bytes, wanted %llu..%llu)", key,
+                           (unsigned long long)size, (unsigned long long)off,
+                           (unsigned long long)(off + len));
+    }
+    cairn_buf_reset(out);
+    if (cairn_buf_reserve(out, len) != CAIRN_OK) {
+        fd_release(c, slot, fd);
+        return cairn_error(err, CAIRN_FAILED, "out of memory reading '%s'", key);
+    }
+    while (got < len) {
+        ssize_t n = pread(fd, out->data + got, len - got, (off_t)(off + got));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            int e = n < 0 ? errno : EIO;
+            fd_release(c, slot, fd);
+            return cairn_error(err, n < 0 ? CAIRN_FAILED : CAIRN_CORRUPT,
+                               "cannot read object '%s': %s", key, strerror(e));
+        }
+        got += (size_t)n;
+    }
+    out->len = len;
+    fd_release(c, slot, fd);
+    return CAIRN_OK;
 }
 
 static int fs_stat(void *ctx, const char *key, uint64_t *size, cairn_err *err)
@@ -321,6 +459,7 @@ static int fs_del(void *ctx, const char *key, cairn_err *err)
     int rc;
     if ((rc = full_path(c, key, path, sizeof path, err)) != CAIRN_OK)
         return rc;
+    fd_forget(c, key);
     if (unlink(path) != 0) {
         if (errno == ENOENT)
             return cairn_error(err, CAIRN_NOTFOUND, "object '%s' does not exist", key);
@@ -333,7 +472,12 @@ static int fs_del(void *ctx, const char *key, cairn_err *err)
 static void fs_free(void *ctx)
 {
     struct fs_ctx *c = ctx;
+    int i;
     if (c) {
+        for (i = 0; i < FD_CACHE; i++)
+            if (c->fds[i].fd > 0)
+                close(c->fds[i].fd);
+        pthread_mutex_destroy(&c->mu);
         free(c->dir);
         free(c);
     }
@@ -341,6 +485,7 @@ static void fs_free(void *ctx)
 
 static const struct cairn_store_ops fs_ops = {
     "file", fs_put, fs_put_file, fs_get, fs_get_range, fs_stat, fs_list, fs_del, NULL, fs_free,
+    NULL, /* del_many: the generic one-by-one loop is as good as any for files */
 };
 
 int cairn_fs_store_open(const char *dir, int create, cairn_store **out, cairn_err *err)
@@ -369,6 +514,7 @@ int cairn_fs_store_open(const char *dir, int create, cairn_store **out, cairn_er
         free(s);
         return cairn_error(err, CAIRN_FATAL, "out of memory");
     }
+    pthread_mutex_init(&c->mu, NULL);
     c->dir = strdup(abs);
     s->ops = &fs_ops;
     s->ctx = c;
@@ -385,12 +531,13 @@ int cairn_fs_store_open(const char *dir, int create, cairn_store **out, cairn_er
 int cairn_store_open_with(const char *url, const struct cairn_store_opts *opts, int create,
                           cairn_store **out, cairn_err *err)
 {
-    (void)opts;
+    if (strncmp(url, "s3://", 5) == 0)
+        return cairn_s3_store_open(url, opts, create, out, err);
     if (strncmp(url, "file://", 7) == 0)
         return cairn_fs_store_open(url + 7, create, out, err);
     if (strstr(url, "://"))
         return cairn_error(err, CAIRN_FATAL,
-                           "unsupported repository URL '%s' (use a path or file:///path)", url);
+                           "unsupported repository URL '%s' (use a path, file:///path or s3://BUCKET/PREFIX)", url);
     return cairn_fs_store_open(url, create, out, err);
 }
 
