@@ -42,6 +42,10 @@ struct cairn_store_ops {
      * background report errors here). NULL = everything is synchronous. */
     int (*flush)(void *ctx, cairn_err *err);
     void (*free)(void *ctx);
+    /* Optional (NULL = use del one key at a time): deletes n keys in as few
+     * requests as the backend allows; a key that does not exist is not an
+     * error. Returns the first failure, naming its key. */
+    int (*del_many)(void *ctx, const char *const *keys, size_t n, cairn_err *err);
 };
 
 /* Options for opening a store; zero/NULL fields mean the default. Backends
@@ -54,6 +58,11 @@ struct cairn_store_opts {
     const char *storage_class;/* S3 x-amz-storage-class for data objects */
     const char *sse;          /* S3 server-side encryption: "AES256" or "aws:kms" */
     const char *sse_kms_key;  /* with "aws:kms" */
+    /* Transient failures that are retried (S3: one line per retry, naming the
+     * operation, key and reason). May be called from several threads, never
+     * two at once for one store. NULL = not reported. */
+    void (*log)(void *arg, const char *msg);
+    void *log_arg;
 };
 
 struct cairn_store {
@@ -107,6 +116,20 @@ static inline int cairn_store_del(cairn_store *s, const char *key, cairn_err *er
 {
     return s->ops->del(s->ctx, key, err);
 }
+/* Deletes keys[0..n) with the backend's batch delete, or one by one. */
+static inline int cairn_store_del_many(cairn_store *s, const char *const *keys, size_t n,
+                                       cairn_err *err)
+{
+    size_t i;
+    if (s->ops->del_many)
+        return s->ops->del_many(s->ctx, keys, n, err);
+    for (i = 0; i < n; i++) {
+        int rc = s->ops->del(s->ctx, keys[i], err);
+        if (rc != CAIRN_OK && rc != CAIRN_NOTFOUND)
+            return rc;
+    }
+    return CAIRN_OK;
+}
 static inline int cairn_store_flush(cairn_store *s, cairn_err *err)
 {
     return s->ops->flush ? s->ops->flush(s->ctx, err) : CAIRN_OK;
@@ -114,5 +137,8 @@ static inline int cairn_store_flush(cairn_store *s, cairn_err *err)
 
 /* The local directory backend (uploaders/fs.c). */
 int cairn_fs_store_open(const char *dir, int create, cairn_store **out, cairn_err *err);
+/* The S3 backend (uploaders/s3.c, docs/s3.md): "s3://BUCKET/PREFIX". */
+int cairn_s3_store_open(const char *url, const struct cairn_store_opts *opts, int create,
+                        cairn_store **out, cairn_err *err);
 
 #endif
