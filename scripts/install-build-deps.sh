@@ -16,6 +16,7 @@ BUILD_PACKAGES=(
   libsqlite3-dev
   libsodium-dev
   libjansson-dev
+  libpq-dev         # PostgreSQL client library: backup-pg (pg_backup_start/stop)
 )
 
 # apt_install PKG...: install the packages that are not installed yet.
