@@ -411,8 +411,10 @@ int cairn_index_parse(const uint8_t *data, size_t len, cairn_index_pack_cb cb, v
     json_t *root, *packs;
     size_t i, j;
     int rc = CAIRN_OK;
-    if ((rc = cairn_zstd_decompress(data, len, CAIRN_INDEX_MAX_RAW, &raw, err)) != CAIRN_OK)
+    if ((rc = cairn_zstd_decompress(data, len, CAIRN_INDEX_MAX_RAW, &raw, err)) != CAIRN_OK) {
+        cairn_buf_free(&raw);
         return rc;
+    }
     root = json_loadb((const char *)raw.data, raw.len, 0, &je);
     cairn_buf_free(&raw);
     if (!root)

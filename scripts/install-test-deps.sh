@@ -27,11 +27,18 @@ TEST_PACKAGES=(
   util-linux        # runuser (tests run as nobody), fallocate
   procps            # ps, free: inspecting processes and memory
   python3           # JSON checks in the tests
+  clang             # libFuzzer targets (scripts/fuzz.sh)
+  libclang-rt-14-dev # libFuzzer and sanitizer runtimes for clang
   # --- later: database PITR tests (add when they land) ---
   # postgresql postgresql-contrib
   # mariadb-server mariadb-backup
-  # --- later: S3 backend tests against s3rver (add when they land) ---
-  # nodejs npm
+  # --- S3 backend tests (tests/e2e/s3_*.sh, tests/s3/) ---
+  nodejs            # runs s3rver, the S3 test server (npm ci in tests/s3)
+  python3-botocore  # tests/s3/sigv4_proxy.py recomputes every SigV4 signature
+  awscli            # interop: aws s3 ls/cp of what cairn wrote; creates the test bucket
 )
+# npm: NodeSource's nodejs ships npm and conflicts with Debian's npm package,
+# so install it only when no npm is there.
+command -v npm >/dev/null 2>&1 || TEST_PACKAGES+=(npm)
 
 apt_install "${TEST_PACKAGES[@]}"

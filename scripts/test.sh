@@ -29,6 +29,12 @@ if ! ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
   status=1
 fi
 
+echo "=== fuzz targets, ${FUZZ_SECONDS:-10} s each (scripts/fuzz.sh)"
+if ! bash scripts/fuzz.sh "${FUZZ_SECONDS:-10}"; then
+  echo "*** a fuzz target failed" >&2
+  status=1
+fi
+
 if [ "$status" -eq 0 ]; then
   echo "=== all tests passed (normal and sanitizer builds)"
 fi

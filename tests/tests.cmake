@@ -20,3 +20,22 @@ foreach(script ${E2E_TESTS})
     TIMEOUT 900
     SKIP_RETURN_CODE 77)
 endforeach()
+
+# Fuzz targets: each tests/fuzz/fuzz_*.c is built with a replay driver and run
+# over its committed corpus (tests/fuzz/corpus/<name>) in every build, so the
+# sanitizer build checks every corpus input. With -DCAIRN_FUZZ=ON and clang,
+# real libFuzzer binaries are built too (scripts/fuzz.sh runs them).
+option(CAIRN_FUZZ "Build libFuzzer targets (needs clang)" OFF)
+file(GLOB FUZZ_TARGETS CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/tests/fuzz/fuzz_*.c)
+foreach(src ${FUZZ_TARGETS})
+  get_filename_component(name ${src} NAME_WE)
+  add_executable(replay_${name} ${src} ${CMAKE_SOURCE_DIR}/tests/fuzz/replay.c)
+  target_link_libraries(replay_${name} PRIVATE cairn_agent cairn_restore cairn_engine)
+  add_test(NAME fuzz/${name} COMMAND replay_${name} ${CMAKE_SOURCE_DIR}/tests/fuzz/corpus/${name})
+  if(CAIRN_FUZZ)
+    add_executable(${name} ${src})
+    target_compile_options(${name} PRIVATE -fsanitize=fuzzer)
+    target_link_options(${name} PRIVATE -fsanitize=fuzzer)
+    target_link_libraries(${name} PRIVATE cairn_agent cairn_restore cairn_engine)
+  endif()
+endforeach()
