@@ -18,6 +18,7 @@
 
 #include "chunker.h"
 #include "internal.h"
+#include "lock.h"
 #include "pack.h"
 
 #define READ_BLOCK (1u << 20)
@@ -62,6 +63,11 @@ struct pipeline {
     int failed;       /* guarded by mu */
     cairn_err ferr;   /* first worker error */
 
+    /* reusable chunk buffers of buf_size bytes (guarded by mu), so a backup
+     * does not map and fault in fresh memory for every chunk */
+    uint8_t **pool;
+    size_t n_pool, cap_pool, buf_size;
+
     /* data chunks handed out vs. hashed and decided (guarded by mu) */
     uint64_t submitted, hashed, bytes_new;
     pthread_cond_t all_hashed;
@@ -81,6 +87,34 @@ static void pipe_fail(struct pipeline *p, const cairn_err *e)
     pthread_cond_broadcast(&p->not_empty);
     pthread_cond_broadcast(&p->all_hashed);
     pthread_mutex_unlock(&p->mu);
+}
+
+/* A buffer for a job of len bytes: from the pool when it fits. */
+static uint8_t *buf_get(struct pipeline *p, size_t len)
+{
+    uint8_t *b = NULL;
+    if (len > p->buf_size)
+        return malloc(len ? len : 1);
+    pthread_mutex_lock(&p->mu);
+    if (p->n_pool)
+        b = p->pool[--p->n_pool];
+    pthread_mutex_unlock(&p->mu);
+    return b ? b : malloc(p->buf_size);
+}
+
+static void buf_put(struct pipeline *p, uint8_t *b, size_t len)
+{
+    if (!b)
+        return;
+    if (len <= p->buf_size) {
+        pthread_mutex_lock(&p->mu);
+        if (p->n_pool < p->cap_pool) {
+            p->pool[p->n_pool++] = b;
+            b = NULL;
+        }
+        pthread_mutex_unlock(&p->mu);
+    }
+    free(b);
 }
 
 /* Stores a finished pack and queues it for indexing. */
@@ -211,12 +245,12 @@ static void *worker_main(void *arg)
                 pthread_cond_broadcast(&p->all_hashed);
             pthread_mutex_unlock(&p->mu);
             if (known < 0) {
-                free(j.data);
+                buf_put(p, j.data, j.len);
                 pipe_fail(p, &err);
                 break;
             }
             if (known) {
-                free(j.data);
+                buf_put(p, j.data, j.len);
                 continue;
             }
         }
@@ -224,7 +258,7 @@ static void *worker_main(void *arg)
             rc = cairn_error(&err, CAIRN_FATAL, "out of memory compressing a chunk");
         else
             rc = add_to_pack(p, &j, &enc, flags, &err);
-        free(j.data);
+        buf_put(p, j.data, j.len);
         if (rc != CAIRN_OK) {
             pipe_fail(p, &err);
             break;
@@ -242,7 +276,7 @@ static int pipe_push(struct pipeline *p, struct job *j, cairn_err *err)
     if (p->failed) {
         *err = p->ferr;
         pthread_mutex_unlock(&p->mu);
-        free(j->data);
+        buf_put(p, j->data, j->len);
         return err->code ? err->code : CAIRN_FATAL;
     }
     p->q[(p->qhead + p->qlen) % p->qcap] = *j;
@@ -270,8 +304,11 @@ static int pipe_start(struct pipeline *p, cairn_repo *r, int workers, cairn_err 
     pthread_cond_init(&p->all_hashed, NULL);
     p->qcap = (size_t)workers * 2 + 2;
     p->q = calloc(p->qcap, sizeof *p->q);
+    p->buf_size = cfg->chunk_max;
+    p->cap_pool = p->qcap + (size_t)workers + 2;
+    p->pool = calloc(p->cap_pool, sizeof *p->pool);
     p->threads = calloc((size_t)workers, sizeof *p->threads);
-    if (!p->q || !p->threads)
+    if (!p->q || !p->threads || !p->pool)
         return cairn_error(err, CAIRN_FATAL, "out of memory");
     for (i = 0; i < workers; i++) {
         if (pthread_create(&p->threads[i], NULL, worker_main, p) != 0)
@@ -300,7 +337,7 @@ static int pipe_finish(struct pipeline *p, int abort_run, cairn_err *err)
         pthread_join(p->threads[i], NULL);
     p->n_threads = 0;
     while (p->qlen) { /* leftovers after a failure */
-        free(p->q[p->qhead].data);
+        buf_put(p, p->q[p->qhead].data, p->q[p->qhead].len);
         p->qhead = (p->qhead + 1) % p->qcap;
         p->qlen--;
     }
@@ -356,6 +393,9 @@ static void pipe_free(struct pipeline *p)
     for (i = 0; i < p->n_done; i++)
         free(p->done[i].p.entries);
     free(p->done);
+    while (p->n_pool)
+        free(p->pool[--p->n_pool]);
+    free(p->pool);
     free(p->q);
     free(p->threads);
     pthread_mutex_destroy(&p->mu);
@@ -493,7 +533,7 @@ static int save_tree_blob(struct ctx *c, const uint8_t *data, size_t len, cairn_
     j.slot = NULL;
     j.type = CAIRN_BLOB_TREE;
     j.len = len;
-    j.data = malloc(len ? len : 1);
+    j.data = buf_get(&c->pipe, len);
     if (!j.data)
         return cairn_error(c->err, CAIRN_FATAL, "out of memory");
     memcpy(j.data, data, len);
@@ -528,7 +568,7 @@ static int queue_chunk(struct ctx *c, struct cairn_node *n, size_t *cap, const u
     memset(j.slot, 0, sizeof *j.slot);
     j.type = CAIRN_BLOB_DATA;
     j.len = len;
-    j.data = malloc(len ? len : 1);
+    j.data = buf_get(&c->pipe, len);
     if (!j.data)
         return cairn_error(c->err, CAIRN_FATAL, "out of memory");
     memcpy(j.data, data, len);
@@ -1000,6 +1040,7 @@ int cairn_backup_run(cairn_repo *r, const struct cairn_backup_opts *o,
     int64_t t0 = cairn_now_ns();
     double m0 = cairn_mono();
     json_t *man = NULL, *arr;
+    cairn_lock *lease = NULL;
 
     memset(&c, 0, sizeof c);
     memset(res, 0, sizeof *res);
@@ -1056,6 +1097,14 @@ int cairn_backup_run(cairn_repo *r, const struct cairn_backup_opts *o,
     }
     archive_read_disk_set_standard_lookup(c.disk);
     archive_read_disk_set_behavior(c.disk, 0);
+
+    /* the shared lease keeps prune away until the snapshot is written; taking
+     * it brings the catalog up to date, so dedup never relies on pruned data */
+    {
+        struct cairn_lock_opts lo = {"backup", 0, 0, 0};
+        if ((rc = cairn_lock_acquire(r, CAIRN_LOCK_SHARED, &lo, &lease, err)) != CAIRN_OK)
+            goto out;
+    }
 
     /* parent snapshot of the same source */
     {
@@ -1202,6 +1251,7 @@ out:
         pipe_finish(&c.pipe, 1, &fe);
         pipe_index(&c.pipe, 1, &fe);
     }
+    cairn_lock_release(lease, NULL);
     if (c.pipe.q)
         pipe_free(&c.pipe);
     json_decref(man);

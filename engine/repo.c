@@ -196,8 +196,8 @@ int cairn_repo_init_with(const char *url, const struct cairn_store_opts *opts, c
     cairn_hex(key, 32, keyhex);
     o = json_pack("{s:i, s:s, s:I, s:{s:s, s:i, s:i, s:i}, s:{s:s, s:i}, s:I, s:s}", "version",
                   CAIRN_FORMAT_VERSION, "id", idhex, "created_ns", (json_int_t)cairn_now_ns(),
-                  "chunker", "key", keyhex, "min", 256 * 1024, "avg", 1024 * 1024, "max",
-                  4 * 1024 * 1024, "compression", "algorithm", "zstd", "level", 1, "pack_size",
+                  "chunker", "key", keyhex, "min", 128 * 1024, "avg", 512 * 1024, "max",
+                  2 * 1024 * 1024, "compression", "algorithm", "zstd", "level", 1, "pack_size",
                   (json_int_t)16 * 1024 * 1024, "encryption", "none");
     text = o ? json_dumps(o, JSON_INDENT(2) | JSON_SORT_KEYS) : NULL;
     json_decref(o);

@@ -386,9 +386,9 @@ static void test_init_open(const char *repo, const char *cat)
         uint8_t zero[32] = {0};
         CHECK(c->version == CAIRN_FORMAT_VERSION, "config version %d", c->version);
         CHECK(strlen(c->id) == CAIRN_HEX_LEN, "config id '%s'", c->id);
-        CHECK(c->chunk_min == 256 * 1024 && c->chunk_avg == 1024 * 1024 &&
-                  c->chunk_max == 4 * 1024 * 1024,
-              "chunker %u/%u/%u, want 256K/1M/4M defaults", c->chunk_min, c->chunk_avg,
+        CHECK(c->chunk_min == 128 * 1024 && c->chunk_avg == 512 * 1024 &&
+                  c->chunk_max == 2 * 1024 * 1024,
+              "chunker %u/%u/%u, want 128K/512K/2M defaults", c->chunk_min, c->chunk_avg,
               c->chunk_max);
         CHECK(memcmp(c->chunk_key, zero, 32) != 0, "chunk key is all zero");
     }
