@@ -72,6 +72,9 @@ int cmd_restore(struct cli *c, int argc, char **argv)
     ro.overwrite = overwrite;
     ro.numeric_owner = numeric;
     ro.verify_full = verify;
+    /* remote stores: one reader per connection, each request costs a round trip */
+    if (strncmp(c->repo, "s3://", 5) == 0)
+        ro.workers = c->store.connections ? c->store.connections : 8;
     ro.warn = on_warn;
     ro.warn_arg = c;
     if (c->progress && !c->quiet) {

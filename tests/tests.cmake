@@ -11,7 +11,7 @@ endforeach()
 # End-to-end tests: every tests/e2e/*.sh runs with the built binary.
 file(GLOB E2E_TESTS CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/tests/e2e/*.sh)
 # lib.sh is the helper library the tests source, not a test.
-list(FILTER E2E_TESTS EXCLUDE REGEX "/lib\\.sh$")
+list(FILTER E2E_TESTS EXCLUDE REGEX "/lib(_[a-z0-9]+)?\\.sh$")
 foreach(script ${E2E_TESTS})
   get_filename_component(name ${script} NAME_WE)
   add_test(NAME e2e/${name} COMMAND bash ${script})

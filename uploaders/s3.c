@@ -528,6 +528,15 @@ static int clock_skew(const struct xfer *x, const struct s3_error_info *e, doubl
     return 0;
 }
 
+/* "'key'" for messages, or "the bucket" for bucket-level requests. */
+static void describe(const struct call *c, char *out, size_t n)
+{
+    if (c->key && *c->key)
+        snprintf(out, n, "'%.500s'", c->key);
+    else
+        snprintf(out, n, "the bucket");
+}
+
 /* Turns a finished transfer into a return code and message. *retry says
  * whether trying again may help; reason is the short text for the log. */
 static int classify(struct s3_store *st, struct call *c, struct xfer *x, CURLcode cres,
@@ -535,7 +544,9 @@ static int classify(struct s3_store *st, struct call *c, struct xfer *x, CURLcod
 {
     struct s3_error_info e;
     const char *key = c->key ? c->key : "";
+    char what[600];
     int have_e = 0;
+    describe(c, what, sizeof what);
     *retry = 0;
     reason[0] = 0;
     if (cres == CURLE_WRITE_ERROR && x->done_early)
@@ -554,8 +565,8 @@ static int classify(struct s3_store *st, struct call *c, struct xfer *x, CURLcod
             return cairn_error(err, CAIRN_FAILED, "cannot read the local file for '%s': %s", key,
                                strerror(c->body.read_errno));
         if (cres == CURLE_ABORTED_BY_CALLBACK && atomic_load(&st->closing))
-            return cairn_error(err, CAIRN_FATAL, "cannot %s '%s': the store was closed",
-                               c->verb, key);
+            return cairn_error(err, CAIRN_FATAL, "cannot %s %s: the store was closed",
+                               c->verb, what);
         switch (cres) {
         case CURLE_COULDNT_RESOLVE_HOST:
         case CURLE_COULDNT_RESOLVE_PROXY:
@@ -594,7 +605,7 @@ static int classify(struct s3_store *st, struct call *c, struct xfer *x, CURLcod
         default:
             break;
         }
-        return cairn_error(err, CAIRN_FATAL, "cannot %s '%s' in %s: %s", c->verb, key, st->url,
+        return cairn_error(err, CAIRN_FATAL, "cannot %s %s in %s: %s", c->verb, what, st->url,
                            *reason ? reason : curlmsg);
     }
 
@@ -621,7 +632,7 @@ static int classify(struct s3_store *st, struct call *c, struct xfer *x, CURLcod
                                        (unsigned long long)(c->range_off + c->range_len));
                 *retry = 1;
                 snprintf(reason, rlen, "truncated body (%zu of %zu bytes)", x->got, c->range_len);
-                return cairn_error(err, CAIRN_FATAL, "cannot %s '%s' in %s: %s", c->verb, key,
+                return cairn_error(err, CAIRN_FATAL, "cannot %s %s in %s: %s", c->verb, what,
                                    st->url, reason);
             }
             if (x->status == 206 && x->content_range[0]) {
@@ -638,7 +649,7 @@ static int classify(struct s3_store *st, struct call *c, struct xfer *x, CURLcod
             *retry = 1;
             snprintf(reason, rlen, "truncated body (%zu of %llu bytes)", c->out->len,
                      (unsigned long long)x->clen);
-            return cairn_error(err, CAIRN_FATAL, "cannot %s '%s' in %s: %s", c->verb, key,
+            return cairn_error(err, CAIRN_FATAL, "cannot %s %s in %s: %s", c->verb, what,
                                st->url, reason);
         }
         return CAIRN_OK;
@@ -696,9 +707,9 @@ static int classify(struct s3_store *st, struct call *c, struct xfer *x, CURLcod
     }
     if (!strcmp(e.code, "AccessDenied") || (x->status == 403 && !have_e))
         return cairn_error(err, CAIRN_FATAL,
-                           "access denied to '%s' in %s (check the IAM and bucket policies for "
-                           "this key%s)",
-                           key, st->url,
+                           "access denied to %s in %s (check the IAM and bucket policies for "
+                           "this %s%s)",
+                           what, st->url, c->key && *c->key ? "key" : "bucket",
                            have_e ? "" : "; or wrong credentials: AWS_ACCESS_KEY_ID / "
                                          "AWS_SECRET_ACCESS_KEY");
     if (x->status == 416 || !strcmp(e.code, "InvalidRange"))
@@ -709,11 +720,11 @@ static int classify(struct s3_store *st, struct call *c, struct xfer *x, CURLcod
     if (x->status >= 500 || x->status == 429 || is_retryable_code(e.code)) {
         *retry = 1;
         snprintf(reason, rlen, "HTTP %ld%s%s", x->status, e.code[0] ? " " : "", e.code);
-        return cairn_error(err, CAIRN_FATAL, "cannot %s '%s' in %s: HTTP %ld %s%s%s%s", c->verb,
-                           key, st->url, x->status, e.code, e.message[0] ? " (" : "",
+        return cairn_error(err, CAIRN_FATAL, "cannot %s %s in %s: HTTP %ld %s%s%s%s", c->verb,
+                           what, st->url, x->status, e.code, e.message[0] ? " (" : "",
                            e.message, e.message[0] ? ")" : "");
     }
-    return cairn_error(err, CAIRN_FAILED, "cannot %s '%s' in %s: HTTP %ld %s%s%s%s", c->verb, key,
+    return cairn_error(err, CAIRN_FAILED, "cannot %s %s in %s: HTTP %ld %s%s%s%s", c->verb, what,
                        st->url, x->status, e.code[0] ? e.code : "(no error document)",
                        e.message[0] ? " (" : "", e.message, e.message[0] ? ")" : "");
 }
@@ -919,7 +930,7 @@ static int s3_request_x(struct s3_store *st, struct call *c, struct xfer *x, cai
     for (attempt = 1;; attempt++) {
         CURL *h = pool_get(st);
         int retry = 0;
-        char reason[512];
+        char reason[512], what[600];
         double d;
         if (!h)
             return cairn_error(err, CAIRN_FATAL, "cannot create a curl handle");
@@ -939,8 +950,9 @@ static int s3_request_x(struct s3_store *st, struct call *c, struct xfer *x, cai
             return rc;
         }
         d = backoff(attempt);
-        s3_log(st, "s3: retrying %s '%s' in %s (attempt %d of %d, in %.2fs): %s", c->method,
-               c->key ? c->key : "", st->url, attempt + 1, st->attempts, d, reason);
+        describe(c, what, sizeof what);
+        s3_log(st, "s3: retrying %s %s in %s (attempt %d of %d, in %.2fs): %s", c->method, what,
+               st->url, attempt + 1, st->attempts, d, reason);
         sleep_seconds(d);
     }
 }
@@ -996,7 +1008,8 @@ static int head_object(struct s3_store *st, const char *key, const char *full, u
             *size = x.have_clen ? x.clen : 0;
         return CAIRN_OK;
     }
-    if (rc == CAIRN_FATAL && strstr(err->msg, "access denied")) {
+    if (rc != CAIRN_NOTFOUND && err && !strstr(err->msg, "cannot reach") &&
+        !strstr(err->msg, "TLS ") && !strstr(err->msg, "gave up after")) {
         /* HEAD has no error document: ask again with a 1-byte GET to learn why */
         struct call g;
         cairn_buf tmp = CAIRN_BUF_INIT;
@@ -1008,10 +1021,15 @@ static int head_object(struct s3_store *st, const char *key, const char *full, u
         g.path_key = full;
         g.extra[g.nextra++] = (struct s3_header){"range", "bytes=0-0"};
         g.out = &tmp;
-        g.out_max = 1 << 16;
+        g.ranged = 1;
+        g.range_len = 1;
+        g.allow_short = 1;
         cairn_err_clear(&e2);
-        if (s3_request(st, &g, &e2) != CAIRN_OK && e2.code == CAIRN_FATAL)
+        if (s3_request(st, &g, &e2) != CAIRN_OK &&
+            (e2.code == CAIRN_FATAL || e2.code == CAIRN_FAILED)) {
             *err = e2;
+            rc = e2.code;
+        }
         cairn_buf_free(&tmp);
     }
     return rc;
@@ -1049,6 +1067,13 @@ static int put_mem(struct s3_store *st, const char *key, const char *full, const
     return s3_request(st, &c, err);
 }
 
+/* Keys named by a hash of their content: a second PUT writes the same bytes. */
+static int content_addressed(const char *key)
+{
+    return !strncmp(key, "data/", 5) || !strncmp(key, "index/", 6) ||
+           !strncmp(key, "snapshots/", 10);
+}
+
 static int s3_put(void *ctx, const char *key, const void *buf, size_t len, int overwrite,
                   cairn_err *err)
 {
@@ -1057,9 +1082,11 @@ static int s3_put(void *ctx, const char *key, const void *buf, size_t len, int o
     int rc;
     if ((rc = check_key(st, key, &full, err)) != CAIRN_OK)
         return rc;
-    if (!overwrite && strcmp(key, "config") == 0) {
-        /* S3 has no portable create-if-absent: HEAD first. Two concurrent
-         * 'cairn init' runs can both pass this check; the last PUT wins. */
+    if (!overwrite && !content_addressed(key)) {
+        /* S3 has no portable create-if-absent: HEAD first ("config", WAL
+         * objects, ...). Two writers at the same moment can both pass this
+         * check; the last PUT wins. Content-addressed keys skip the check:
+         * writing the same bytes again is harmless. */
         rc = head_object(st, key, full, NULL, err);
         if (rc == CAIRN_OK)
             rc = cairn_error(err, CAIRN_EXISTS, "object '%s' already exists in %s", key,
@@ -1947,8 +1974,8 @@ static int probe_bucket(struct s3_store *st, cairn_err *err)
     int rc;
     memset(&c, 0, sizeof c);
     c.method = "HEAD";
-    c.verb = "check the bucket of";
-    c.key = "";
+    c.verb = "check";
+    c.key = NULL;
     c.head = 1;
     rc = s3_request_x(st, &c, &x, err);
     if (rc == CAIRN_OK) {
@@ -1965,8 +1992,8 @@ static int probe_bucket(struct s3_store *st, cairn_err *err)
                                st->conf.bucket, st->conf.endpoint);
         memset(&c, 0, sizeof c);
         c.method = "PUT";
-        c.verb = "create the bucket of";
-        c.key = "";
+        c.verb = "create";
+        c.key = NULL;
         c.has_body = 1;
         c.body.fd = -1;
         if (strcmp(st->conf.region, "us-east-1") != 0 &&
@@ -1988,7 +2015,8 @@ static int probe_bucket(struct s3_store *st, cairn_err *err)
             s3_log(st, "s3: created bucket '%s' at %s", st->conf.bucket, st->conf.endpoint);
         return rc;
     }
-    if (rc != CAIRN_FATAL || strstr(err->msg, "cannot reach") || strstr(err->msg, "TLS "))
+    if (strstr(err->msg, "cannot reach") || strstr(err->msg, "TLS ") ||
+        strstr(err->msg, "gave up after"))
         return rc;
     {
         /* HEAD has no error document: a one-key listing says why */
@@ -1998,7 +2026,7 @@ static int probe_bucket(struct s3_store *st, cairn_err *err)
         memset(&c, 0, sizeof c);
         c.method = "GET";
         c.verb = "list";
-        c.key = "";
+        c.key = NULL;
         c.query = q;
         c.nquery = 3;
         c.out = &tmp;
