@@ -9,6 +9,7 @@
  * (even into the same query) without clobbering a cursor. */
 #define _POSIX_C_SOURCE 200809L
 #include "catalog.h"
+#include "catalog_int.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -1327,3 +1328,8 @@ fail:
     unlink_db_files(tmp);
     return rc;
 }
+
+/* ---- for the catalog's other files (catalog_int.h) ---- */
+
+sqlite3 *cairn_catalog_db_(cairn_catalog *cat) { return cat->db; }
+const char *cairn_catalog_path_(const cairn_catalog *cat) { return cat->path; }

@@ -124,4 +124,123 @@ int cairn_catalog_job_finish(cairn_catalog *cat, int64_t job_id, const char *sta
 /* A consistent copy of the live database (SQLite backup API) into dest. */
 int cairn_catalog_backup_to(cairn_catalog *cat, const char *dest, cairn_err *err);
 
+/* ---- PostgreSQL WAL archive (catalog_wal.c): the wal_segments table ----
+ * One row per file archived under wal/<system-id>/<timeline>/<name>: WAL
+ * segments, .partial segments, timeline .history and .backup history files.
+ * Rows are plain values (no pointers): fixed-size strings, NUL-terminated.
+ * The key is (system_id, timeline, segment); WAL file names have a fixed
+ * width, so listing in key order is LSN order within a timeline. */
+#define CAIRN_WAL_SYSID_MAX 24   /* decimal uint64 + NUL */
+#define CAIRN_WAL_NAME_MAX 64
+#define CAIRN_WAL_KEY_MAX 160
+#define CAIRN_WAL_SUM_MAX 80
+
+struct cairn_walrow {
+    char system_id[CAIRN_WAL_SYSID_MAX];   /* decimal */
+    uint32_t timeline;
+    char segment[CAIRN_WAL_NAME_MAX];      /* the file name as PostgreSQL names it */
+    uint64_t start_lsn, end_lsn;           /* byte positions (LSNs) it covers */
+    uint64_t size;                         /* raw size in bytes */
+    char checksum[CAIRN_WAL_SUM_MAX];      /* "sha256:<hex>" of the raw file */
+    char object_key[CAIRN_WAL_KEY_MAX];
+    int has_commit;                        /* min/max_commit_ns are set */
+    int64_t min_commit_ns, max_commit_ns;  /* commit/abort record times seen in it */
+};
+typedef int (*cairn_walrow_cb)(void *arg, const struct cairn_walrow *row);
+
+/* Inserts or replaces the row with the same key. */
+int cairn_catalog_wal_put(cairn_catalog *cat, const struct cairn_walrow *row, cairn_err *err);
+/* CAIRN_NOTFOUND if there is no such row. */
+int cairn_catalog_wal_get(cairn_catalog *cat, const char *system_id, uint32_t timeline,
+                          const char *segment, struct cairn_walrow *out, cairn_err *err);
+int cairn_catalog_wal_remove(cairn_catalog *cat, const char *system_id, uint32_t timeline,
+                             const char *segment, cairn_err *err);
+/* In key order. system_id NULL = every system; timeline 0 = every timeline.
+ * cb returns non-zero to stop (that value is returned). */
+int cairn_catalog_wal_list(cairn_catalog *cat, const char *system_id, uint32_t timeline,
+                           cairn_walrow_cb cb, void *arg, cairn_err *err);
+
+/* ---- prune working set (catalog_prune.c) ----
+ * engine/prune.c decides what to delete with SQL over TEMP tables of this
+ * handle's connection: trees visited and blobs referenced by the snapshots,
+ * the packs present in the store, and per pack its used and unused bytes.
+ * temp_store=FILE, so they spill to disk and memory does not grow with the
+ * number of blobs. The persistent tables are only read.
+ *
+ * A session is opened on a catalog handle and freed before it (free accepts
+ * NULL and drops the TEMP tables). One session per handle at a time, used by
+ * the handle's thread. List functions read a page of rows, close the
+ * statement, then call cb per row: a callback may call into the catalog (even
+ * write to it), but must not start another list of the same session. */
+typedef struct cairn_catalog_prune cairn_catalog_prune;
+
+enum cairn_prune_action {
+    CAIRN_PRUNE_KEEP = 0,        /* indexed pack, stays as it is */
+    CAIRN_PRUNE_KEEP_YOUNG = 1,  /* would go, but is younger than the grace period */
+    CAIRN_PRUNE_DELETE = 2,      /* indexed, no used blob: deleted */
+    CAIRN_PRUNE_REPACK = 3,      /* used blobs copied into new packs, then deleted */
+    CAIRN_PRUNE_FORGET = 4,      /* indexed but missing from the store, no used blob:
+                                    dropped from the indexes */
+    CAIRN_PRUNE_UNINDEXED = 5,   /* in the store, in no index: deleted */
+    CAIRN_PRUNE_UNINDEXED_YOUNG = 6 /* ... but younger than the grace period: left */
+};
+
+struct cairn_prune_pack {
+    cairn_id id;
+    uint64_t size;                /* as indexed; as listed for unindexed packs */
+    uint64_t blobs, used_blobs;   /* blob entries, and those chosen as the live copy */
+    uint64_t blob_bytes, used_bytes; /* their stored bytes */
+    int in_store, indexed;
+    int64_t first_seen_ns;        /* when this catalog first loaded an index naming it */
+    int action;                   /* enum cairn_prune_action */
+};
+typedef int (*cairn_prune_pack_cb)(void *arg, const struct cairn_prune_pack *p);
+
+struct cairn_prune_totals {
+    uint64_t live_blobs;     /* distinct blobs the snapshots reference */
+    uint64_t missing_blobs;  /* ... of which no pack present in the store holds a copy */
+    cairn_id first_missing;  /* one of them, for the message */
+};
+
+int cairn_catalog_prune_open(cairn_catalog *cat, cairn_catalog_prune **out, cairn_err *err);
+void cairn_catalog_prune_free(cairn_catalog_prune *pr);
+/* Groups the marking statements into one transaction (deferred: the main
+ * tables are only read). begin = 1 starts, 0 commits. */
+int cairn_catalog_prune_batch(cairn_catalog_prune *pr, int begin, cairn_err *err);
+/* A tree reached by the walk: 1 = first visit (it is now marked live too),
+ * 0 = already visited (skip its subtrees), <0 error. */
+int cairn_catalog_prune_visit(cairn_catalog_prune *pr, const cairn_id *tree, cairn_err *err);
+/* A blob some snapshot references. */
+int cairn_catalog_prune_live(cairn_catalog_prune *pr, const cairn_id *blob, cairn_err *err);
+/* A pack present in the store (from a listing of data/). */
+int cairn_catalog_prune_store_pack(cairn_catalog_prune *pr, const cairn_id *pack, uint64_t size,
+                                   cairn_err *err);
+/* After the walk and the listing: picks one copy of every live blob (in a
+ * pack present in the store: the one with the most live bytes, then the
+ * lowest id) as "used", and computes per pack
+ * (indexed or present) its used and unused bytes. Actions start as KEEP for
+ * indexed packs and UNINDEXED for the others. */
+int cairn_catalog_prune_analyze(cairn_catalog_prune *pr, struct cairn_prune_totals *t,
+                                cairn_err *err);
+
+enum cairn_prune_list {
+    CAIRN_PRUNE_LIST_ALL = 0,    /* every pack, by id */
+    CAIRN_PRUNE_LIST_WASTE = 1,  /* indexed, present, partly used: largest unused share first */
+    CAIRN_PRUNE_LIST_ACTION = 2, /* with the given action, by id */
+    CAIRN_PRUNE_LIST_REINDEX = 3 /* kept (KEEP, KEEP_YOUNG) packs that some index being
+                                    removed names: they need a new index entry */
+};
+int cairn_catalog_prune_list(cairn_catalog_prune *pr, enum cairn_prune_list which, int action,
+                             cairn_prune_pack_cb cb, void *arg, cairn_err *err);
+int cairn_catalog_prune_set_action(cairn_catalog_prune *pr, const cairn_id *pack, int action,
+                                   cairn_err *err);
+/* The used blobs of one pack, in offset order (paged, so cb may write). */
+int cairn_catalog_prune_used_blobs(cairn_catalog_prune *pr, const cairn_id *pack,
+                                   cairn_blob_cb cb, void *arg, cairn_err *err);
+/* Marks every index object that names a pack leaving the index (DELETE,
+ * REPACK, FORGET); *n = how many. Then lists them by name. */
+int cairn_catalog_prune_mark_indexes(cairn_catalog_prune *pr, uint64_t *n, cairn_err *err);
+int cairn_catalog_prune_list_indexes(cairn_catalog_prune *pr, cairn_str_cb cb, void *arg,
+                                     cairn_err *err);
+
 #endif

@@ -66,5 +66,16 @@ int cmd_restore(struct cli *c, int argc, char **argv);
 int cmd_dump(struct cli *c, int argc, char **argv);
 int cmd_check(struct cli *c, int argc, char **argv);
 int cmd_catalog(struct cli *c, int argc, char **argv);
+int cmd_forget(struct cli *c, int argc, char **argv);
+int cmd_prune(struct cli *c, int argc, char **argv);
+int cmd_tag(struct cli *c, int argc, char **argv);
+int cmd_unlock(struct cli *c, int argc, char **argv);
+int cmd_wal_push(struct cli *c, int argc, char **argv);
+int cmd_wal_fetch(struct cli *c, int argc, char **argv);
+int cmd_wal_verify(struct cli *c, int argc, char **argv);
+int cmd_wal_list(struct cli *c, int argc, char **argv);
+int cmd_backup_pg(struct cli *c, int argc, char **argv);
+int cmd_pg_backups(struct cli *c, int argc, char **argv);
+int cmd_restore_pg(struct cli *c, int argc, char **argv);
 
 #endif

@@ -27,7 +27,25 @@ static const struct command commands[] = {
     {"dump", cmd_dump, "write a snapshot as a tar, pax or zip archive to stdout"},
     {"check", cmd_check, "verify the repository (--read-data: every byte)"},
     {"catalog", cmd_catalog, "catalog maintenance: 'catalog rebuild'"},
+    {"forget", cmd_forget, "remove snapshots by a retention policy (--keep-daily 7 ...)"},
+    {"prune", cmd_prune, "delete data no snapshot uses; repack partly used packs"},
+    {"tag", cmd_tag, "add or remove tags of a snapshot (--add keep pins it)"},
+    {"unlock", cmd_unlock, "remove stale repository locks (--list, --remove-all)"},
+    {"wal-push", cmd_wal_push, "archive a PostgreSQL WAL file (archive_command)"},
+    {"wal-fetch", cmd_wal_fetch, "fetch an archived WAL file (restore_command)"},
+    {"wal-verify", cmd_wal_verify, "report gaps and timeline problems in the WAL archive"},
+    {"wal-list", cmd_wal_list, "list archived WAL files"},
+    {"backup-pg", cmd_backup_pg, "app-consistent base backup of a PostgreSQL server"},
+    {"pg-backups", cmd_pg_backups, "list PostgreSQL base backups with their WAL range"},
+    {"restore-pg", cmd_restore_pg, "restore PostgreSQL to a point in time"},
 };
+
+/* Store messages (retries) go to stderr, once each. */
+static void store_log(void *arg, const char *msg)
+{
+    (void)arg;
+    fprintf(stderr, "cairn: %s\n", msg);
+}
 
 static void usage(FILE *f)
 {
@@ -62,6 +80,7 @@ int main(int argc, char **argv)
             setlocale(LC_CTYPE, "C.UTF-8");
     }
     c.prog = "cairn";
+    c.store.log = store_log;
     c.repo = getenv("CAIRN_REPO");
     c.catalog = getenv("CAIRN_CATALOG");
     if (c.catalog && !*c.catalog)

@@ -298,12 +298,12 @@ static int write_lease(cairn_lock *l, cairn_err *err)
 static void *refresher(void *arg)
 {
     cairn_lock *l = arg;
-    int64_t every = l->ttl_ns / 12;
+    int64_t every = l->ttl_ns / 12 > NS ? l->ttl_ns / 12 : NS; /* at most once a second */
     pthread_mutex_lock(&l->mu);
     while (!l->stop) {
         struct timespec ts;
         int64_t at;
-        clock_gettime(CLOCK_REALTIME, &ts);
+        clock_gettime(CLOCK_MONOTONIC, &ts);
         at = (int64_t)ts.tv_sec * NS + ts.tv_nsec + every;
         ts.tv_sec = (time_t)(at / NS);
         ts.tv_nsec = (long)(at % NS);
@@ -372,7 +372,14 @@ int cairn_lock_acquire(cairn_repo *r, enum cairn_lock_kind kind,
     if (!l)
         return cairn_error(err, CAIRN_FATAL, "out of memory");
     pthread_mutex_init(&l->mu, NULL);
-    pthread_cond_init(&l->cv, NULL);
+    {
+        /* refresh on the monotonic clock: a wall-clock jump must not delay it */
+        pthread_condattr_t ca;
+        pthread_condattr_init(&ca);
+        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+        pthread_cond_init(&l->cv, &ca);
+        pthread_condattr_destroy(&ca);
+    }
     l->r = r;
     l->ttl_ns = opts->ttl_ns > 0 ? opts->ttl_ns : CAIRN_LOCK_TTL_NS;
     cairn_random(rnd, sizeof rnd);

@@ -19,8 +19,8 @@
 
 #define NS 1000000000LL
 #define INDEX_PACKS 16         /* packs per new index object, as backups write them */
-#define INDEX_MAX_ENTRIES 200000
-#define PACK_MAX_ENTRIES 100000
+#define INDEX_MAX_ENTRIES 65536   /* an index is built in memory (jansson): bound it */
+#define PACK_MAX_ENTRIES 32768
 #define DEL_BATCH 100
 
 /* ===================================================================== */
@@ -274,9 +274,21 @@ int cairn_forget(cairn_repo *r, const struct cairn_forget_opts *o,
                 cairn_error(err, rc, "no snapshot '%s' in the repository", o->ids[i]);
             goto out;
         }
-        for (k = 0; k < sv.n; k++)
-            if (strcmp(sv.v[k].id, row.id) == 0)
-                sv.v[k].named = 1;
+        for (k = 0; k < sv.n; k++) {
+            size_t t;
+            if (strcmp(sv.v[k].id, row.id) != 0)
+                continue;
+            for (t = 0; t < sv.v[k].n_tags; t++)
+                if (strcmp(sv.v[k].tags[t], CAIRN_KEEP_TAG) == 0) {
+                    rc = cairn_error(err, CAIRN_FAILED,
+                                     "snapshot %.12s is pinned (tag '%s'); to remove it, "
+                                     "first run 'cairn tag %.12s --remove %s'",
+                                     row.id, CAIRN_KEEP_TAG, row.id, CAIRN_KEEP_TAG);
+                    cairn_snaprow_free(&row);
+                    goto out;
+                }
+            sv.v[k].named = 1;
+        }
         cairn_snaprow_free(&row);
     }
     if (sv.n > 1)
@@ -480,6 +492,7 @@ struct prune {
     cairn_pack_writer *w;
     struct cairn_index_pack pending[INDEX_PACKS];
     size_t n_pending, pending_entries;
+    int reindexing; /* pending holds kept packs (for messages) */
     cairn_buf pack, raw;
     const cairn_id *cur_pack;
     /* batched deletes */
@@ -719,8 +732,15 @@ static int choose_repack(void *arg, const struct cairn_prune_pack *pk)
     int rc;
     if (p->unused_kept <= p->limit)
         return 1; /* enough: stop the list */
-    if (pk->action != CAIRN_PRUNE_KEEP || !old_enough(p, pk))
+    if (pk->action != CAIRN_PRUNE_KEEP)
         return 0;
+    if (!old_enough(p, pk)) {
+        p->res->young_packs++;
+        p->res->young_bytes += pk->size;
+        cairn_id_hex(&pk->id, hex);
+        say(p, 1, "keep pack %.16s: partly unused, but younger than the grace period", hex);
+        return 0;
+    }
     if (p->o->max_repack_bytes && p->repack_total + pk->size > p->o->max_repack_bytes)
         return 0; /* a smaller one further down may still fit */
     if ((rc = cairn_catalog_prune_set_action(p->pr, &pk->id, CAIRN_PRUNE_REPACK, p->err)) !=
@@ -777,8 +797,8 @@ static int flush_index(struct prune *p)
     rc = cairn_repo_put_index(p->r, p->pending, p->n_pending, name, p->err);
     if (rc == CAIRN_OK) {
         p->res->indexes_written++;
-        say(p, 1, "wrote index %.16s (%zu pack%s)", name, p->n_pending,
-            p->n_pending == 1 ? "" : "s");
+        say(p, 1, "wrote index %.16s for %zu %s pack%s", name, p->n_pending,
+            p->reindexing ? "kept" : "new", p->n_pending == 1 ? "" : "s");
     } else {
         cairn_error_prefix(p->err, "cannot write a new index");
     }
@@ -1087,6 +1107,7 @@ int cairn_prune(cairn_repo *r, const struct cairn_prune_opts *o, struct cairn_pr
         goto out;
     if ((rc = cairn_catalog_prune_mark_indexes(p.pr, &n_idx, err)) != CAIRN_OK)
         goto out;
+    p.reindexing = 1;
     rc = cairn_catalog_prune_list(p.pr, CAIRN_PRUNE_LIST_REINDEX, 0, reindex_one, &p, err);
     if (rc == CAIRN_OK)
         rc = flush_index(&p);

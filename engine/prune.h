@@ -97,7 +97,9 @@ struct cairn_forget_result {
 
 /* Refuses an empty policy (CAIRN_FAILED, nothing removed): without any rule
  * every snapshot not tagged would go. A policy of keep tags only that would
- * remove every snapshot of a source refuses that source (reported). */
+ * remove every snapshot of a source refuses that source (reported). By ids:
+ * every id is resolved first (an unknown or ambiguous one removes nothing),
+ * and a pinned snapshot (tag "keep") is refused until the tag is removed. */
 int cairn_forget(cairn_repo *r, const struct cairn_forget_opts *o,
                  struct cairn_forget_result *res, cairn_err *err);
 
