@@ -29,8 +29,10 @@ TEST_PACKAGES=(
   python3           # JSON checks in the tests
   clang             # libFuzzer targets (scripts/fuzz.sh)
   libclang-rt-14-dev # libFuzzer and sanitizer runtimes for clang
+  # --- PostgreSQL PITR tests (tests/e2e/pg_*.sh, a real server in a temp dir) ---
+  postgresql          # server 15: initdb, postgres, pg_ctl, psql, pg_dump
+  postgresql-contrib  # pgbench and the contrib extensions
   # --- later: database PITR tests (add when they land) ---
-  # postgresql postgresql-contrib
   # mariadb-server mariadb-backup
   # --- S3 backend tests (tests/e2e/s3_*.sh, tests/s3/) ---
   nodejs            # runs s3rver, the S3 test server (npm ci in tests/s3)

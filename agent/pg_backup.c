@@ -1,0 +1,331 @@
+/* agent/pg_backup.c — app-consistent PostgreSQL base backups (see pg.h).
+ *
+ * One libpq session is held open from pg_backup_start to pg_backup_stop (a
+ * non-exclusive backup ends, and is aborted, when its session ends). The
+ * engine copies PGDATA in between. backup_label and tablespace_map exist only
+ * once pg_backup_stop returns, after the engine has written its manifest, so
+ * the snapshot is written twice: the engine's (marked "state": "copying", not
+ * usable for restore) and then the complete one with the labels, after which
+ * the first is removed. A crash in between leaves only the incomplete one,
+ * which restore-pg ignores.
+ * TODO(engine): a hook in cairn_backup_opts called after the data is stored
+ * and before the manifest is built would let this write one snapshot. */
+#define _GNU_SOURCE
+#include "pg.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <libpq-fe.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "../engine/internal.h" /* cairn_repo_put_snapshot: see the TODO above */
+
+/* What pg_basebackup leaves out too: runtime state PostgreSQL rebuilds at
+ * start, temporary files, and pg_wal's contents (recovery fetches WAL from the
+ * archive; the empty pg_wal/ directory itself is kept). */
+static const char *const excludes[] = {
+    "pg_wal/*",       "postmaster.pid",     "postmaster.opts",   "pg_replslot/*",
+    "pg_stat_tmp/*",  "pg_dynshmem/*",      "pg_notify/*",       "pg_serial/*",
+    "pg_snapshots/*", "pg_subtrans/*",      "pgsql_tmp*",        "pg_internal.init",
+    "backup_label",   "backup_label.old",   "tablespace_map",    "tablespace_map.old",
+    "postgresql.auto.conf.tmp", "current_logfiles.tmp", "recovery.signal", "standby.signal",
+};
+
+static int pq_fail(cairn_err *err, PGconn *c, PGresult *r, const char *what)
+{
+    const char *m = r ? PQresultErrorMessage(r) : PQerrorMessage(c);
+    char msg[512];
+    size_t n;
+    snprintf(msg, sizeof msg, "%s", m && *m ? m : "unknown error");
+    n = strlen(msg);
+    while (n && (msg[n - 1] == '\n' || msg[n - 1] == ' '))
+        msg[--n] = 0;
+    if (r)
+        PQclear(r);
+    return cairn_error(err, CAIRN_FAILED, "PostgreSQL: %s: %s", what, msg);
+}
+
+/* Runs a query with text parameters; returns the result (one row expected). */
+static PGresult *query1(PGconn *c, const char *sql, int n, const char *const *params,
+                        const char *what, cairn_err *err)
+{
+    PGresult *r = PQexecParams(c, sql, n, NULL, params, NULL, NULL, 0);
+    if (!r || PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
+        pq_fail(err, c, r, what);
+        return NULL;
+    }
+    return r;
+}
+
+static int label_line(const char *label, const char *key, char *out, size_t n)
+{
+    const char *p = strstr(label, key), *e;
+    if (!p)
+        return -1;
+    p += strlen(key);
+    while (*p == ' ')
+        p++;
+    e = strchr(p, '\n');
+    if (!e)
+        e = p + strlen(p);
+    if ((size_t)(e - p) >= n)
+        return -1;
+    memcpy(out, p, (size_t)(e - p));
+    out[e - p] = 0;
+    return 0;
+}
+
+static int has_tablespaces(const char *pgdata)
+{
+    char p[PATH_MAX];
+    DIR *d;
+    struct dirent *de;
+    int found = 0;
+    snprintf(p, sizeof p, "%s/pg_tblspc", pgdata);
+    if (!(d = opendir(p)))
+        return 0;
+    while ((de = readdir(d)) != NULL)
+        if (de->d_name[0] != '.')
+            found = 1;
+    closedir(d);
+    return found;
+}
+
+int cairn_pg_backup(cairn_repo *r, const struct cairn_pg_backup_opts *o,
+                    struct cairn_pg_backup_result *res, cairn_err *err)
+{
+    PGconn *c = NULL;
+    PGresult *q = NULL;
+    struct cairn_backup_opts bo;
+    struct cairn_snapshot *first = NULL;
+    json_t *extra = NULL, *pg, *man = NULL;
+    char source[128], label[256], start_lsn[32], stop_lsn[32], sysid_s[32], ts[64];
+    char tl[32], *labelfile = NULL, *spcmap = NULL;
+    uint64_t ctl_sysid = 0, segsize = 0;
+    int64_t start_ns, stop_ns;
+    int rc, v, started = 0;
+    cairn_err e2;
+
+    memset(res, 0, sizeof *res);
+    if (!o->pgdata || !o->dsn)
+        return cairn_error(err, CAIRN_FAILED, "backup-pg needs --pgdata and --dsn");
+    {
+        char p[PATH_MAX];
+        struct stat st;
+        snprintf(p, sizeof p, "%s/PG_VERSION", o->pgdata);
+        if (stat(p, &st) != 0)
+            return cairn_error(err, CAIRN_FAILED,
+                               "'%s' is not a PostgreSQL data directory (no PG_VERSION): %s",
+                               o->pgdata, strerror(errno));
+    }
+    if ((rc = cairn_pg_control_sysid(o->pgdata, &ctl_sysid, err)) != CAIRN_OK)
+        return rc;
+    c = PQconnectdb(o->dsn);
+    if (!c || PQstatus(c) != CONNECTION_OK) {
+        rc = pq_fail(err, c, NULL, "cannot connect");
+        goto out;
+    }
+    v = PQserverVersion(c);
+    res->server_version = v;
+    if (v < 100000) {
+        rc = cairn_error(err, CAIRN_FAILED,
+                         "PostgreSQL %d.%d is too old for backup-pg (10 or later is needed)",
+                         v / 10000, v / 100 % 100);
+        goto out;
+    }
+    if (!(q = query1(c,
+                     "SELECT s.system_identifier::text, c.timeline_id::text,"
+                     " current_setting('archive_mode'),"
+                     " (SELECT setting::bigint * CASE unit WHEN '8kB' THEN 8192 WHEN 'kB' THEN"
+                     " 1024 WHEN 'MB' THEN 1048576 ELSE 1 END FROM pg_settings"
+                     " WHERE name = 'wal_segment_size')::text"
+                     " FROM pg_control_system() s, pg_control_checkpoint() c",
+                     0, NULL, "cannot read the cluster's identity", err))) {
+        rc = err->code;
+        goto out;
+    }
+    snprintf(sysid_s, sizeof sysid_s, "%s", PQgetvalue(q, 0, 0));
+    snprintf(tl, sizeof tl, "%s", PQgetvalue(q, 0, 1));
+    if (strcmp(PQgetvalue(q, 0, 2), "on") != 0 && strcmp(PQgetvalue(q, 0, 2), "always") != 0) {
+        rc = cairn_error(err, CAIRN_FAILED,
+                         "WAL archiving is off on the server (archive_mode = %s): a base backup "
+                         "cannot be restored without its WAL; set archive_mode = on and "
+                         "archive_command = 'cairn wal-push %%p' (docs/postgresql.md)",
+                         PQgetvalue(q, 0, 2));
+        goto out;
+    }
+    segsize = strtoull(PQgetvalue(q, 0, 3), NULL, 10);
+    PQclear(q);
+    q = NULL;
+    if (strtoull(sysid_s, NULL, 10) != ctl_sysid) {
+        rc = cairn_error(err, CAIRN_FAILED,
+                         "--pgdata '%s' belongs to system %" PRIu64 ", but the server at the "
+                         "DSN is system %s: give the data directory of that server",
+                         o->pgdata, ctl_sysid, sysid_s);
+        goto out;
+    }
+    if (has_tablespaces(o->pgdata)) {
+        rc = cairn_error(err, CAIRN_FAILED,
+                         "'%s' has tablespaces (pg_tblspc is not empty): backup-pg does not "
+                         "capture tablespaces yet",
+                         o->pgdata);
+        goto out;
+    }
+    snprintf(res->system_id, sizeof res->system_id, "%.23s", sysid_s);
+    res->timeline = (uint32_t)strtoul(tl, NULL, 10);
+    if (o->source)
+        snprintf(source, sizeof source, "%s", o->source);
+    else
+        snprintf(source, sizeof source, "postgres:%s", sysid_s);
+    cairn_format_time(cairn_now_ns(), ts, sizeof ts);
+    snprintf(label, sizeof label, "%s", o->label ? o->label : "");
+    if (!o->label)
+        snprintf(label, sizeof label, "cairn %s", ts);
+
+    {
+        const char *params[1] = {label};
+        q = query1(c,
+                   v >= 150000
+                       ? "SELECT pg_backup_start($1, true)::text,"
+                         " (extract(epoch from clock_timestamp()) * 1000000)::bigint::text"
+                       : "SELECT pg_start_backup($1, true, false)::text,"
+                         " (extract(epoch from clock_timestamp()) * 1000000)::bigint::text",
+                   1, params, "cannot start the backup", err);
+        if (!q) {
+            rc = err->code;
+            goto out;
+        }
+    }
+    started = 1;
+    snprintf(start_lsn, sizeof start_lsn, "%s", PQgetvalue(q, 0, 0));
+    start_ns = strtoll(PQgetvalue(q, 0, 1), NULL, 10) * 1000;
+    PQclear(q);
+    q = NULL;
+    if (cairn_pg_lsn_parse(start_lsn, &res->start_lsn) != 0) {
+        rc = cairn_error(err, CAIRN_FAILED, "PostgreSQL returned a bad start LSN '%s'", start_lsn);
+        goto out;
+    }
+
+    extra = json_object();
+    pg = json_object();
+    json_object_set_new(pg, "state", json_string("copying"));
+    json_object_set_new(pg, "system_id", json_string(sysid_s));
+    json_object_set_new(pg, "timeline", json_integer(res->timeline));
+    json_object_set_new(pg, "start_lsn", json_string(start_lsn));
+    json_object_set_new(pg, "start_time_ns", json_integer(start_ns));
+    json_object_set_new(pg, "server_version", json_integer(v));
+    json_object_set_new(pg, "segment_size", json_integer((json_int_t)segsize));
+    json_object_set_new(pg, "label", json_string(label));
+    json_object_set_new(pg, "pgdata", json_string(o->pgdata));
+    json_object_set_new(extra, "postgres", pg);
+
+    memset(&bo, 0, sizeof bo);
+    bo.paths = &o->pgdata;
+    bo.n_paths = 1;
+    bo.source = source;
+    bo.tags = o->tags;
+    bo.n_tags = o->n_tags;
+    bo.excludes = excludes;
+    bo.n_excludes = sizeof excludes / sizeof *excludes;
+    bo.workers = o->workers;
+    bo.consistency = "app";
+    bo.extra = extra;
+    bo.warn = o->warn;
+    bo.warn_arg = o->warn_arg;
+    bo.progress = o->progress;
+    bo.progress_arg = o->progress_arg;
+    if ((rc = cairn_backup_run(r, &bo, &res->backup, err)) != CAIRN_OK)
+        goto out; /* closing the session aborts the server-side backup */
+    if (res->backup.partial) {
+        rc = cairn_error(err, CAIRN_FAILED,
+                         "%llu files of '%s' could not be read (named above): the base backup "
+                         "is not usable (snapshot %.12s is left marked incomplete)",
+                         (unsigned long long)res->backup.errors, o->pgdata, res->backup.id);
+        goto out;
+    }
+
+    q = PQexecParams(c,
+                     v >= 150000
+                         ? "SELECT lsn::text, labelfile, spcmapfile,"
+                           " (extract(epoch from clock_timestamp()) * 1000000)::bigint::text"
+                           " FROM pg_backup_stop(true)"
+                         : "SELECT lsn::text, labelfile, spcmapfile,"
+                           " (extract(epoch from clock_timestamp()) * 1000000)::bigint::text"
+                           " FROM pg_stop_backup(false, true)",
+                     0, NULL, NULL, NULL, NULL, 0);
+    if (!q || PQresultStatus(q) != PGRES_TUPLES_OK || PQntuples(q) != 1) {
+        rc = pq_fail(err, c, q, "cannot stop the backup (the snapshot is left marked "
+                                "incomplete)");
+        q = NULL;
+        goto out;
+    }
+    started = 0;
+    snprintf(stop_lsn, sizeof stop_lsn, "%s", PQgetvalue(q, 0, 0));
+    labelfile = strdup(PQgetvalue(q, 0, 1));
+    spcmap = strdup(PQgetisnull(q, 0, 2) ? "" : PQgetvalue(q, 0, 2));
+    stop_ns = strtoll(PQgetvalue(q, 0, 3), NULL, 10) * 1000;
+    PQclear(q);
+    q = NULL;
+    if (!labelfile || !spcmap || cairn_pg_lsn_parse(stop_lsn, &res->stop_lsn) != 0) {
+        rc = cairn_error(err, CAIRN_FAILED, "PostgreSQL returned a bad stop position");
+        goto out;
+    }
+    {
+        char line[64];
+        if (label_line(labelfile, "START TIMELINE:", line, sizeof line) == 0)
+            res->timeline = (uint32_t)strtoul(line, NULL, 10);
+    }
+
+    /* the complete manifest: the engine's, with the labels */
+    if ((rc = cairn_repo_snapshot_get(r, res->backup.id, NULL, &first, err)) != CAIRN_OK)
+        goto out;
+    man = json_deep_copy(first->json);
+    pg = json_object_get(man, "postgres");
+    if (!man || !pg) {
+        rc = cairn_error(err, CAIRN_FATAL, "out of memory");
+        goto out;
+    }
+    json_object_del(pg, "state");
+    json_object_set_new(pg, "timeline", json_integer(res->timeline));
+    json_object_set_new(pg, "stop_lsn", json_string(stop_lsn));
+    json_object_set_new(pg, "stop_time_ns", json_integer(stop_ns));
+    json_object_set_new(pg, "backup_label", json_string(labelfile));
+    json_object_set_new(pg, "tablespace_map", json_string(spcmap));
+    {
+        char t1[64];
+        int64_t now = cairn_now_ns();
+        cairn_format_time(now, t1, sizeof t1);
+        json_object_set_new(man, "end_time", json_string(t1));
+        json_object_set_new(man, "end_ns", json_integer(now));
+    }
+    {
+        char id[CAIRN_HEX_LEN + 1], key[128];
+        if ((rc = cairn_repo_put_snapshot(r, man, id, err)) != CAIRN_OK)
+            goto out;
+        /* the engine's copy is superseded: remove it (best effort; restore-pg
+         * ignores it anyway, it has no backup_label) */
+        snprintf(key, sizeof key, "snapshots/%s", res->backup.id);
+        if (cairn_store_del(cairn_repo_store(r), key, &e2) == CAIRN_OK)
+            cairn_catalog_remove_snapshot(cairn_repo_catalog(r), res->backup.id, &e2);
+        memcpy(res->backup.id, id, sizeof id);
+    }
+    rc = CAIRN_OK;
+out:
+    (void)started;
+    if (q)
+        PQclear(q);
+    if (c)
+        PQfinish(c);
+    json_decref(extra);
+    json_decref(man);
+    cairn_snapshot_free(first);
+    free(labelfile);
+    free(spcmap);
+    return rc;
+}

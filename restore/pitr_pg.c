@@ -1,0 +1,1658 @@
+/* restore/pitr_pg.c — see pitr_pg.h.
+ *
+ * Sections: names and LSNs; history files; pg_control; archived objects;
+ * fetching and the prefetch spool; catalog sync; verify; base backups;
+ * restore planning; preparing the data directory. */
+#define _GNU_SOURCE
+#include "pitr_pg.h"
+
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+#include <zstd.h>
+
+/* ---- names and LSNs ---- */
+
+static int hexn(const char *s, size_t n, uint32_t *out)
+{
+    uint32_t v = 0;
+    size_t i;
+    for (i = 0; i < n; i++) {
+        int c = (unsigned char)s[i], d;
+        if (c >= '0' && c <= '9')
+            d = c - '0';
+        else if (c >= 'A' && c <= 'F')
+            d = c - 'A' + 10;
+        else
+            return -1; /* PostgreSQL writes upper case only */
+        v = v << 4 | (uint32_t)d;
+    }
+    *out = v;
+    return 0;
+}
+
+int cairn_pg_walname_parse(const char *name, struct cairn_pg_walname *out)
+{
+    size_t len = name ? strlen(name) : 0;
+    memset(out, 0, sizeof *out);
+    if (len == 16 && strcmp(name + 8, ".history") == 0) {
+        out->kind = CAIRN_PG_HISTORY;
+        return hexn(name, 8, &out->tli) == 0 && out->tli > 0 ? 0 : -1;
+    }
+    if (len < 24 || hexn(name, 8, &out->tli) || hexn(name + 8, 8, &out->log) ||
+        hexn(name + 16, 8, &out->seg) || out->tli == 0)
+        return -1;
+    if (len == 24) {
+        out->kind = CAIRN_PG_SEGMENT;
+        return 0;
+    }
+    if (strcmp(name + 24, ".partial") == 0) {
+        out->kind = CAIRN_PG_PARTIAL;
+        return 0;
+    }
+    if (len == 40 && name[24] == '.' && strcmp(name + 33, ".backup") == 0 &&
+        hexn(name + 25, 8, &out->offset) == 0) {
+        out->kind = CAIRN_PG_BACKUP;
+        return 0;
+    }
+    return -1;
+}
+
+const char *cairn_pg_walkind_name(enum cairn_pg_walkind k)
+{
+    switch (k) {
+    case CAIRN_PG_SEGMENT:
+        return "segment";
+    case CAIRN_PG_PARTIAL:
+        return "partial";
+    case CAIRN_PG_HISTORY:
+        return "history";
+    case CAIRN_PG_BACKUP:
+        return "backup";
+    }
+    return "?";
+}
+
+static int walkind_from(const char *s, enum cairn_pg_walkind *k)
+{
+    static const enum cairn_pg_walkind all[] = {CAIRN_PG_SEGMENT, CAIRN_PG_PARTIAL,
+                                                CAIRN_PG_HISTORY, CAIRN_PG_BACKUP};
+    size_t i;
+    for (i = 0; s && i < sizeof all / sizeof *all; i++)
+        if (strcmp(s, cairn_pg_walkind_name(all[i])) == 0) {
+            *k = all[i];
+            return 0;
+        }
+    return -1;
+}
+
+int cairn_pg_segsize_valid(uint64_t segsize)
+{
+    return segsize >= (1u << 20) && segsize <= (1u << 30) && (segsize & (segsize - 1)) == 0;
+}
+
+uint64_t cairn_pg_segno(uint32_t log, uint32_t seg, uint64_t segsize)
+{
+    return (uint64_t)log * (UINT64_C(0x100000000) / segsize) + seg;
+}
+
+void cairn_pg_segname(uint32_t tli, uint64_t segno, uint64_t segsize, char out[25])
+{
+    uint64_t per = UINT64_C(0x100000000) / segsize;
+    snprintf(out, 25, "%08" PRIX32 "%08" PRIX32 "%08" PRIX32, tli, (uint32_t)(segno / per),
+             (uint32_t)(segno % per));
+}
+
+int cairn_pg_lsn_parse(const char *s, uint64_t *lsn)
+{
+    char *end;
+    unsigned long long hi, lo;
+    if (!s || !isxdigit((unsigned char)*s))
+        return -1;
+    errno = 0;
+    hi = strtoull(s, &end, 16);
+    if (errno || *end != '/' || hi > 0xFFFFFFFFull || !isxdigit((unsigned char)end[1]))
+        return -1;
+    lo = strtoull(end + 1, &end, 16);
+    if (errno || *end || lo > 0xFFFFFFFFull)
+        return -1;
+    *lsn = (uint64_t)hi << 32 | (uint64_t)lo;
+    return 0;
+}
+
+void cairn_pg_lsn_format(uint64_t lsn, char *out, size_t n)
+{
+    snprintf(out, n, "%" PRIX32 "/%" PRIX32, (uint32_t)(lsn >> 32), (uint32_t)lsn);
+}
+
+/* ---- timeline history files ---- */
+
+int cairn_pg_history_parse(const char *text, size_t len, struct cairn_pg_tlentry *out,
+                           size_t max, size_t *n, cairn_err *err)
+{
+    size_t pos = 0, line = 0;
+    *n = 0;
+    while (pos < len) {
+        const char *p = text + pos, *nl = memchr(p, '\n', len - pos);
+        size_t l = nl ? (size_t)(nl - p) : len - pos;
+        char buf[256], *q, *end;
+        unsigned long tli;
+        uint64_t lsn;
+        pos += l + 1;
+        line++;
+        while (l && isspace((unsigned char)*p)) {
+            p++;
+            l--;
+        }
+        if (l == 0 || *p == '#')
+            continue;
+        if (l >= sizeof buf)
+            l = sizeof buf - 1;
+        memcpy(buf, p, l);
+        buf[l] = 0;
+        errno = 0;
+        tli = strtoul(buf, &end, 10);
+        if (errno || end == buf || !isspace((unsigned char)*end) || tli == 0 ||
+            tli > 0xFFFFFFFFul)
+            return cairn_error(err, CAIRN_CORRUPT,
+                               "timeline history: line %zu does not start with a timeline id",
+                               line);
+        while (isspace((unsigned char)*end))
+            end++;
+        q = end;
+        while (*q && !isspace((unsigned char)*q))
+            q++;
+        *q = 0;
+        if (cairn_pg_lsn_parse(end, &lsn) != 0)
+            return cairn_error(err, CAIRN_CORRUPT, "timeline history: line %zu: bad LSN '%s'",
+                               line, end);
+        if (*n && (out[*n - 1].tli >= tli || out[*n - 1].end > lsn))
+            return cairn_error(err, CAIRN_CORRUPT,
+                               "timeline history: line %zu is out of order", line);
+        if (*n == max)
+            return cairn_error(err, CAIRN_CORRUPT, "timeline history: more than %zu entries",
+                               max);
+        out[*n].tli = (uint32_t)tli;
+        out[*n].end = lsn;
+        (*n)++;
+    }
+    return CAIRN_OK;
+}
+
+/* ---- pg_control ---- */
+
+int cairn_pg_control_sysid(const char *pgdata, uint64_t *sysid, cairn_err *err)
+{
+    char path[PATH_MAX];
+    uint8_t b[8];
+    int fd;
+    ssize_t got;
+    snprintf(path, sizeof path, "%s/global/pg_control", pgdata && *pgdata ? pgdata : ".");
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return cairn_error(err, errno == ENOENT ? CAIRN_NOTFOUND : CAIRN_FAILED,
+                           "cannot read '%s': %s", path, strerror(errno));
+    got = pread(fd, b, sizeof b, 0);
+    close(fd);
+    if (got != (ssize_t)sizeof b)
+        return cairn_error(err, CAIRN_CORRUPT, "'%s' is too short", path);
+    memcpy(sysid, b, 8); /* native byte order, as PostgreSQL writes it */
+    if (*sysid == 0)
+        return cairn_error(err, CAIRN_CORRUPT, "'%s' holds no system identifier", path);
+    return CAIRN_OK;
+}
+
+/* ---- archived objects ---- */
+
+void cairn_pg_sha256(const void *data, size_t len, uint8_t out[32])
+{
+    unsigned int n = 32;
+    EVP_Digest(data, len, out, &n, EVP_sha256(), NULL);
+}
+
+int cairn_pg_walobj_key(const char *system_id, const char *name, char *out, size_t n)
+{
+    struct cairn_pg_walname wn;
+    if (cairn_pg_walname_parse(name, &wn) != 0)
+        return -1;
+    if ((size_t)snprintf(out, n, "wal/%s/%08" PRIX32 "/%s", system_id, wn.tli, name) >= n)
+        return -1;
+    return 0;
+}
+
+int cairn_pg_walobj_build(const struct cairn_pg_walmeta *m, const char *extra_json,
+                          const void *zfr, size_t zlen, cairn_buf *out, cairn_err *err)
+{
+    char hex[65], lsn1[24], lsn2[24], ts[64];
+    json_t *o = json_object(), *extra = NULL;
+    char *text;
+    int rc;
+    cairn_hex(m->sha256, 32, hex);
+    cairn_pg_lsn_format(m->start_lsn, lsn1, sizeof lsn1);
+    cairn_pg_lsn_format(m->end_lsn, lsn2, sizeof lsn2);
+    json_object_set_new(o, "version", json_integer(1));
+    json_object_set_new(o, "name", json_string(m->name));
+    json_object_set_new(o, "system_id", json_string(m->system_id));
+    json_object_set_new(o, "timeline", json_integer(m->timeline));
+    json_object_set_new(o, "kind", json_string(cairn_pg_walkind_name(m->kind)));
+    json_object_set_new(o, "size", json_integer((json_int_t)m->size));
+    json_object_set_new(o, "sha256", json_string(hex));
+    json_object_set_new(o, "start_lsn", json_string(lsn1));
+    json_object_set_new(o, "end_lsn", json_string(lsn2));
+    json_object_set_new(o, "segment_size", json_integer((json_int_t)m->segment_size));
+    json_object_set_new(o, "compression", json_string("zstd"));
+    if (m->has_commit) {
+        json_object_set_new(o, "min_commit_ns", json_integer(m->min_commit_ns));
+        json_object_set_new(o, "max_commit_ns", json_integer(m->max_commit_ns));
+        cairn_format_time(m->min_commit_ns, ts, sizeof ts);
+        json_object_set_new(o, "min_commit", json_string(ts));
+        cairn_format_time(m->max_commit_ns, ts, sizeof ts);
+        json_object_set_new(o, "max_commit", json_string(ts));
+    }
+    if (extra_json && *extra_json) {
+        extra = json_loads(extra_json, 0, NULL);
+        if (json_is_object(extra))
+            json_object_update_missing(o, extra);
+        json_decref(extra);
+    }
+    text = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(o);
+    if (!text)
+        return cairn_error(err, CAIRN_FATAL, "out of memory");
+    if (strlen(text) + sizeof CAIRN_PG_WALOBJ_MAGIC + 1 > CAIRN_PG_WALOBJ_HEAD_MAX) {
+        free(text);
+        return cairn_error(err, CAIRN_FAILED, "WAL file '%s': metadata too large", m->name);
+    }
+    cairn_buf_reset(out);
+    rc = cairn_buf_reserve(out, strlen(text) + zlen + 32);
+    if (rc == CAIRN_OK)
+        rc = cairn_buf_append(out, CAIRN_PG_WALOBJ_MAGIC, strlen(CAIRN_PG_WALOBJ_MAGIC));
+    if (rc == CAIRN_OK)
+        rc = cairn_buf_append(out, text, strlen(text));
+    if (rc == CAIRN_OK)
+        rc = cairn_buf_putc(out, '\n');
+    if (rc == CAIRN_OK)
+        rc = cairn_buf_append(out, zfr, zlen);
+    free(text);
+    if (rc != CAIRN_OK)
+        return cairn_error(err, CAIRN_FATAL, "out of memory");
+    return CAIRN_OK;
+}
+
+static int64_t jint(json_t *o, const char *k, int *ok)
+{
+    json_t *v = json_object_get(o, k);
+    if (!json_is_integer(v)) {
+        *ok = 0;
+        return 0;
+    }
+    return (int64_t)json_integer_value(v);
+}
+
+static int jstr(json_t *o, const char *k, char *out, size_t n)
+{
+    const char *s = json_string_value(json_object_get(o, k));
+    if (!s || strlen(s) >= n)
+        return -1;
+    memcpy(out, s, strlen(s) + 1);
+    return 0;
+}
+
+int cairn_pg_walobj_head(const uint8_t *obj, size_t len, struct cairn_pg_walmeta *m,
+                         size_t *payload_off, cairn_err *err)
+{
+    size_t ml = strlen(CAIRN_PG_WALOBJ_MAGIC), scan;
+    const uint8_t *nl;
+    json_t *o;
+    json_error_t je;
+    char hex[80], lsn[32];
+    struct cairn_pg_walname wn;
+    int ok = 1;
+    memset(m, 0, sizeof *m);
+    if (len < ml || memcmp(obj, CAIRN_PG_WALOBJ_MAGIC, ml) != 0)
+        return cairn_error(err, CAIRN_CORRUPT, "not an archived WAL object (bad magic)");
+    scan = len - ml < CAIRN_PG_WALOBJ_HEAD_MAX ? len - ml : CAIRN_PG_WALOBJ_HEAD_MAX;
+    nl = memchr(obj + ml, '\n', scan);
+    if (!nl)
+        return cairn_error(err, CAIRN_CORRUPT, "archived WAL object: metadata line is missing");
+    o = json_loadb((const char *)obj + ml, (size_t)(nl - obj) - ml, 0, &je);
+    if (!o)
+        return cairn_error(err, CAIRN_CORRUPT, "archived WAL object: metadata: %s", je.text);
+    if (jstr(o, "name", m->name, sizeof m->name) || jstr(o, "system_id", m->system_id,
+                                                         sizeof m->system_id) ||
+        jstr(o, "sha256", hex, sizeof hex) || strlen(hex) != 64 ||
+        cairn_unhex(hex, m->sha256, 32) != CAIRN_OK ||
+        walkind_from(json_string_value(json_object_get(o, "kind")), &m->kind) ||
+        cairn_pg_walname_parse(m->name, &wn) != 0 || wn.kind != m->kind)
+        ok = 0;
+    m->timeline = (uint32_t)jint(o, "timeline", &ok);
+    m->size = (uint64_t)jint(o, "size", &ok);
+    m->segment_size = (uint64_t)jint(o, "segment_size", &ok);
+    if (jstr(o, "start_lsn", lsn, sizeof lsn) || cairn_pg_lsn_parse(lsn, &m->start_lsn) ||
+        jstr(o, "end_lsn", lsn, sizeof lsn) || cairn_pg_lsn_parse(lsn, &m->end_lsn))
+        ok = 0;
+    if (json_object_get(o, "min_commit_ns")) {
+        m->has_commit = 1;
+        m->min_commit_ns = jint(o, "min_commit_ns", &ok);
+        m->max_commit_ns = jint(o, "max_commit_ns", &ok);
+    }
+    m->n_restore_points = (uint32_t)json_array_size(json_object_get(o, "restore_points"));
+    json_decref(o);
+    if (!ok || m->timeline != wn.tli || m->size > CAIRN_PG_MAX_FILE)
+        return cairn_error(err, CAIRN_CORRUPT, "archived WAL object: metadata is invalid");
+    if (payload_off)
+        *payload_off = (size_t)(nl - obj) + 1;
+    return CAIRN_OK;
+}
+
+int cairn_pg_walobj_decode(const uint8_t *obj, size_t len, const char *key,
+                           struct cairn_pg_walmeta *m, cairn_buf *raw, cairn_err *err)
+{
+    size_t off, n;
+    uint8_t sum[32];
+    unsigned long long fsz;
+    int rc = cairn_pg_walobj_head(obj, len, m, &off, err);
+    if (rc != CAIRN_OK)
+        return cairn_error_prefix(err, "object '%s'", key);
+    fsz = ZSTD_getFrameContentSize(obj + off, len - off);
+    if (fsz == ZSTD_CONTENTSIZE_ERROR || fsz == ZSTD_CONTENTSIZE_UNKNOWN || fsz != m->size)
+        return cairn_error(err, CAIRN_CORRUPT,
+                           "object '%s' is damaged: its compressed frame does not hold %llu "
+                           "bytes",
+                           key, (unsigned long long)m->size);
+    cairn_buf_reset(raw);
+    if (cairn_buf_reserve(raw, m->size + 1) != CAIRN_OK)
+        return cairn_error(err, CAIRN_FATAL, "out of memory");
+    n = ZSTD_decompress(raw->data, m->size, obj + off, len - off);
+    if (ZSTD_isError(n) || n != m->size) {
+        cairn_buf_reset(raw);
+        return cairn_error(err, CAIRN_CORRUPT, "object '%s' is damaged: %s", key,
+                           ZSTD_isError(n) ? ZSTD_getErrorName(n) : "wrong size");
+    }
+    raw->len = n;
+    cairn_pg_sha256(raw->data, raw->len, sum);
+    if (memcmp(sum, m->sha256, 32) != 0) {
+        cairn_buf_reset(raw);
+        return cairn_error(err, CAIRN_CORRUPT,
+                           "object '%s' is damaged: SHA-256 of the content does not match its "
+                           "metadata",
+                           key);
+    }
+    return CAIRN_OK;
+}
+
+void cairn_pg_walrow_from_meta(const struct cairn_pg_walmeta *m, const char *key,
+                               struct cairn_walrow *row)
+{
+    char hex[65];
+    memset(row, 0, sizeof *row);
+    snprintf(row->system_id, sizeof row->system_id, "%s", m->system_id);
+    row->timeline = m->timeline;
+    snprintf(row->segment, sizeof row->segment, "%s", m->name);
+    row->start_lsn = m->start_lsn;
+    row->end_lsn = m->end_lsn;
+    row->size = m->size;
+    cairn_hex(m->sha256, 32, hex);
+    snprintf(row->checksum, sizeof row->checksum, "sha256:%s", hex);
+    snprintf(row->object_key, sizeof row->object_key, "%s", key);
+    row->has_commit = m->has_commit;
+    row->min_commit_ns = m->min_commit_ns;
+    row->max_commit_ns = m->max_commit_ns;
+}
+
+/* ---- fetching ---- */
+
+static int write_all(int fd, const void *buf, size_t len)
+{
+    const char *p = buf;
+    while (len) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return -1;
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+static int write_file_atomic(const char *dest, const void *data, size_t len, int do_fsync,
+                             cairn_err *err)
+{
+    char tmp[PATH_MAX];
+    int fd;
+    if ((size_t)snprintf(tmp, sizeof tmp, "%s.cairn-tmp.%ld", dest, (long)getpid()) >=
+        sizeof tmp)
+        return cairn_error(err, CAIRN_FAILED, "path '%s' is too long", dest);
+    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return cairn_error(err, CAIRN_FAILED, "cannot create '%s': %s", tmp, strerror(errno));
+    if (write_all(fd, data, len) != 0 || (do_fsync && fsync(fd) != 0)) {
+        int e = errno;
+        close(fd);
+        unlink(tmp);
+        return cairn_error(err, CAIRN_FAILED, "cannot write '%s': %s", tmp, strerror(e));
+    }
+    if (close(fd) != 0 || rename(tmp, dest) != 0) {
+        int e = errno;
+        unlink(tmp);
+        return cairn_error(err, CAIRN_FAILED, "cannot write '%s': %s", dest, strerror(e));
+    }
+    return CAIRN_OK;
+}
+
+int cairn_pg_wal_write_verified(const uint8_t *obj, size_t len, const char *key,
+                                const char *dest, cairn_err *err)
+{
+    struct cairn_pg_walmeta m;
+    cairn_buf raw = CAIRN_BUF_INIT;
+    int rc = cairn_pg_walobj_decode(obj, len, key, &m, &raw, err);
+    /* PostgreSQL makes restored files durable itself when it keeps them */
+    if (rc == CAIRN_OK)
+        rc = write_file_atomic(dest, raw.data, raw.len, 0, err);
+    cairn_buf_free(&raw);
+    return rc;
+}
+
+#define WALOBJ_MAX ((size_t)CAIRN_PG_MAX_FILE + (64u << 20))
+
+static int spool_path(const char *dir, const char *sysid, const char *name, const char *sfx,
+                      char *out, size_t n)
+{
+    return (size_t)snprintf(out, n, "%s/%s-%s%s", dir, sysid, name, sfx) < n ? 0 : -1;
+}
+
+/* Removes spool files of this system for segments before `name` (recovery
+ * has moved past them) and abandoned .part files. Best effort. */
+static void spool_clean(const char *dir, const char *sysid, const char *name)
+{
+    DIR *d = opendir(dir);
+    struct dirent *de;
+    size_t pl = strlen(sysid);
+    struct cairn_pg_walname cur;
+    if (!d)
+        return;
+    if (cairn_pg_walname_parse(name, &cur) != 0 || cur.kind != CAIRN_PG_SEGMENT)
+        cur.kind = CAIRN_PG_HISTORY; /* nothing to compare with */
+    while ((de = readdir(d)) != NULL) {
+        const char *n = de->d_name, *sfx;
+        char path[PATH_MAX], base[CAIRN_WAL_NAME_MAX];
+        struct cairn_pg_walname wn;
+        struct stat st;
+        size_t bl;
+        if (n[0] == '.')
+            continue;
+        if ((size_t)snprintf(path, sizeof path, "%s/%s", dir, n) >= sizeof path)
+            continue;
+        sfx = strstr(n, ".part");
+        if (sfx && sfx[5] == 0) {
+            int fd = open(path, O_RDONLY | O_CLOEXEC);
+            if (fd >= 0) {
+                if (flock(fd, LOCK_EX | LOCK_NB) == 0 && fstat(fd, &st) == 0 &&
+                    st.st_mtime + 60 < time(NULL))
+                    unlink(path);
+                close(fd);
+            }
+            continue;
+        }
+        if (strncmp(n, sysid, pl) != 0 || n[pl] != '-')
+            continue;
+        bl = strlen(n + pl + 1);
+        if (bl >= sizeof base)
+            continue;
+        memcpy(base, n + pl + 1, bl + 1);
+        if (cairn_pg_walname_parse(base, &wn) != 0)
+            continue;
+        if (cur.kind == CAIRN_PG_SEGMENT && wn.kind == CAIRN_PG_SEGMENT &&
+            (wn.log < cur.log || (wn.log == cur.log && wn.seg < cur.seg)))
+            unlink(path);
+        else if (stat(path, &st) == 0 && st.st_mtime + 3600 < time(NULL))
+            unlink(path);
+    }
+    closedir(d);
+}
+
+/* Serves name from the spool when a prefetcher has it (waiting up to 60 s for
+ * one still downloading it). CAIRN_OK when served, CAIRN_NOTFOUND otherwise. */
+static int fetch_spooled(const char *dir, const char *sysid, const char *name,
+                         const char *dest, cairn_err *err)
+{
+    char path[PATH_MAX], part[PATH_MAX];
+    cairn_buf b = CAIRN_BUF_INIT;
+    cairn_err e2;
+    int fd, rc;
+    if (spool_path(dir, sysid, name, "", path, sizeof path) ||
+        spool_path(dir, sysid, name, ".part", part, sizeof part))
+        return CAIRN_NOTFOUND;
+    if (access(path, F_OK) != 0 && (fd = open(part, O_RDONLY | O_CLOEXEC)) >= 0) {
+        double deadline = cairn_mono() + 60;
+        while (flock(fd, LOCK_SH | LOCK_NB) != 0 && cairn_mono() < deadline)
+            usleep(5000);
+        close(fd);
+    }
+    if (cairn_read_file(path, &b, WALOBJ_MAX, &e2) != CAIRN_OK) {
+        cairn_buf_free(&b);
+        return CAIRN_NOTFOUND;
+    }
+    unlink(path);
+    rc = cairn_pg_wal_write_verified(b.data, b.len, path, dest, err);
+    cairn_buf_free(&b);
+    if (rc == CAIRN_CORRUPT) /* a damaged spool file: fetch it again from the store */
+        return CAIRN_NOTFOUND;
+    return rc;
+}
+
+int cairn_pg_wal_fetch(cairn_store *s, const char *system_id, const char *name,
+                       const char *dest, cairn_err *err)
+{
+    char key[CAIRN_WAL_KEY_MAX];
+    cairn_buf b = CAIRN_BUF_INIT;
+    int rc;
+    if (cairn_pg_walobj_key(system_id, name, key, sizeof key) != 0)
+        return cairn_error(err, CAIRN_NOTFOUND, "'%s' is not a WAL file name", name);
+    rc = cairn_store_get(s, key, &b, WALOBJ_MAX, err);
+    if (rc == CAIRN_NOTFOUND)
+        rc = cairn_error(err, CAIRN_NOTFOUND, "'%s' is not in the archive", name);
+    if (rc == CAIRN_OK)
+        rc = cairn_pg_wal_write_verified(b.data, b.len, key, dest, err);
+    cairn_buf_free(&b);
+    return rc;
+}
+
+int cairn_pg_wal_fetch_spool(cairn_store *s, const char *system_id, const char *name,
+                             const char *dest, const char *spool_dir, cairn_err *err)
+{
+    if (spool_dir) {
+        int rc;
+        spool_clean(spool_dir, system_id, name);
+        rc = fetch_spooled(spool_dir, system_id, name, dest, err);
+        if (rc != CAIRN_NOTFOUND)
+            return rc;
+    }
+    return cairn_pg_wal_fetch(s, system_id, name, dest, err);
+}
+
+struct prefetch {
+    cairn_store *s;
+    const char *sysid;
+    const char *const *names;
+    size_t n, next;
+    const char *dir;
+    pthread_mutex_t mu;
+    int rc;
+    cairn_err err;
+};
+
+static void prefetch_one(struct prefetch *p, const char *name)
+{
+    char path[PATH_MAX], part[PATH_MAX], key[CAIRN_WAL_KEY_MAX];
+    cairn_buf b = CAIRN_BUF_INIT;
+    cairn_err e;
+    int fd, rc;
+    if (spool_path(p->dir, p->sysid, name, "", path, sizeof path) ||
+        spool_path(p->dir, p->sysid, name, ".part", part, sizeof part) ||
+        cairn_pg_walobj_key(p->sysid, name, key, sizeof key) != 0)
+        return;
+    if (access(path, F_OK) == 0)
+        return;
+    fd = open(part, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return;
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0 || access(path, F_OK) == 0) {
+        close(fd); /* another prefetcher has it */
+        return;
+    }
+    rc = cairn_store_get(p->s, key, &b, WALOBJ_MAX, &e);
+    if (rc == CAIRN_OK && (ftruncate(fd, 0) != 0 || write_all(fd, b.data, b.len) != 0 ||
+                           rename(part, path) != 0))
+        rc = cairn_error(&e, CAIRN_FAILED, "cannot write '%s': %s", part, strerror(errno));
+    if (rc != CAIRN_OK)
+        unlink(part);
+    close(fd);
+    cairn_buf_free(&b);
+    if (rc != CAIRN_OK && rc != CAIRN_NOTFOUND) {
+        pthread_mutex_lock(&p->mu);
+        if (p->rc == CAIRN_OK) {
+            p->rc = rc;
+            p->err = e;
+        }
+        pthread_mutex_unlock(&p->mu);
+    }
+}
+
+static void *prefetch_thread(void *arg)
+{
+    struct prefetch *p = arg;
+    for (;;) {
+        size_t i;
+        pthread_mutex_lock(&p->mu);
+        i = p->next++;
+        pthread_mutex_unlock(&p->mu);
+        if (i >= p->n)
+            return NULL;
+        prefetch_one(p, p->names[i]);
+    }
+}
+
+int cairn_pg_wal_prefetch(cairn_store *s, const char *system_id, const char *const *names,
+                          size_t n, const char *spool_dir, int jobs, cairn_err *err)
+{
+    struct prefetch p;
+    pthread_t th[32];
+    int i, started = 0;
+    memset(&p, 0, sizeof p);
+    p.s = s;
+    p.sysid = system_id;
+    p.names = names;
+    p.n = n;
+    p.dir = spool_dir;
+    pthread_mutex_init(&p.mu, NULL);
+    if (jobs < 1)
+        jobs = 1;
+    if (jobs > 32)
+        jobs = 32;
+    for (i = 1; i < jobs && (size_t)i < n; i++)
+        if (pthread_create(&th[started], NULL, prefetch_thread, &p) == 0)
+            started++;
+    prefetch_thread(&p);
+    for (i = 0; i < started; i++)
+        pthread_join(th[i], NULL);
+    pthread_mutex_destroy(&p.mu);
+    if (p.rc != CAIRN_OK && err)
+        *err = p.err;
+    return p.rc;
+}
+
+/* ---- catalog sync ---- */
+
+struct keylist {
+    char **v;
+    uint64_t *size;
+    size_t n, cap;
+};
+
+static int keylist_add(struct keylist *l, const char *k, uint64_t size)
+{
+    if (l->n == l->cap) {
+        size_t nc = l->cap ? l->cap * 2 : 256;
+        char **v = realloc(l->v, nc * sizeof *v);
+        uint64_t *sz;
+        if (!v)
+            return -1;
+        l->v = v;
+        sz = realloc(l->size, nc * sizeof *sz);
+        if (!sz)
+            return -1;
+        l->size = sz;
+        l->cap = nc;
+    }
+    if (!(l->v[l->n] = strdup(k)))
+        return -1;
+    l->size[l->n++] = size;
+    return 0;
+}
+
+static void keylist_free(struct keylist *l)
+{
+    size_t i;
+    for (i = 0; i < l->n; i++)
+        free(l->v[i]);
+    free(l->v);
+    free(l->size);
+}
+
+static int collect_key(void *arg, const char *key, uint64_t size)
+{
+    const char *name = strrchr(key, '/');
+    struct cairn_pg_walname wn;
+    if (!name || cairn_pg_walname_parse(name + 1, &wn) != 0)
+        return 0; /* not an archived WAL file */
+    return keylist_add(arg, key, size) ? -1 : 0;
+}
+
+static int collect_row(void *arg, const struct cairn_walrow *r)
+{
+    return keylist_add(arg, r->object_key, r->size) ? -1 : 0;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static int has_key(const struct keylist *l, const char *k)
+{
+    if (!l->n)
+        return 0;
+    return bsearch(&k, l->v, l->n, sizeof *l->v, cmp_str) != NULL;
+}
+
+/* sorts v and size together (size only matters for store listings) */
+static void keylist_sort(struct keylist *l)
+{
+    size_t i, j;
+    struct pair {
+        char *k;
+        uint64_t s;
+    } *p;
+    if (l->n < 2)
+        return;
+    p = malloc(l->n * sizeof *p);
+    if (!p) {
+        qsort(l->v, l->n, sizeof *l->v, cmp_str); /* sizes lost: caller re-stats */
+        for (i = 0; i < l->n; i++)
+            l->size[i] = 0;
+        return;
+    }
+    for (i = 0; i < l->n; i++) {
+        p[i].k = l->v[i];
+        p[i].s = l->size[i];
+    }
+    qsort(p, l->n, sizeof *p, cmp_str);
+    for (j = 0; j < l->n; j++) {
+        l->v[j] = p[j].k;
+        l->size[j] = p[j].s;
+    }
+    free(p);
+}
+
+static int parse_key(const char *key, char *sysid, size_t n, uint32_t *tli, const char **name)
+{
+    const char *a, *b;
+    if (strncmp(key, "wal/", 4) != 0)
+        return -1;
+    a = key + 4;
+    b = strchr(a, '/');
+    if (!b || (size_t)(b - a) >= n)
+        return -1;
+    memcpy(sysid, a, (size_t)(b - a));
+    sysid[b - a] = 0;
+    *name = strrchr(key, '/') + 1;
+    {
+        struct cairn_pg_walname wn;
+        if (cairn_pg_walname_parse(*name, &wn) != 0)
+            return -1;
+        *tli = wn.tli;
+    }
+    return 0;
+}
+
+int cairn_pg_wal_sync(cairn_store *s, cairn_catalog *cat, const char *system_id,
+                      struct cairn_pg_sync_stats *st, cairn_err *err)
+{
+    struct keylist store = {0}, rows = {0};
+    char prefix[64];
+    cairn_buf b = CAIRN_BUF_INIT;
+    size_t i;
+    int rc, in_tx = 0;
+    struct cairn_pg_sync_stats dummy;
+    if (!st)
+        st = &dummy;
+    memset(st, 0, sizeof *st);
+    snprintf(prefix, sizeof prefix, "wal/%s%s", system_id ? system_id : "",
+             system_id ? "/" : "");
+    rc = cairn_store_list(s, prefix, collect_key, &store, err);
+    if (rc != CAIRN_OK) {
+        if (rc < 0 && rc != CAIRN_NOTFOUND)
+            goto out;
+        if (rc == CAIRN_NOTFOUND)
+            rc = CAIRN_OK;
+        else
+            rc = cairn_error(err, CAIRN_FATAL, "out of memory");
+        if (rc != CAIRN_OK)
+            goto out;
+    }
+    rc = cairn_catalog_wal_list(cat, system_id, 0, collect_row, &rows, err);
+    if (rc != CAIRN_OK)
+        goto out;
+    keylist_sort(&store);
+    if (rows.n > 1)
+        qsort(rows.v, rows.n, sizeof *rows.v, cmp_str);
+    st->objects = store.n;
+    for (i = 0; i < store.n; i++) {
+        struct cairn_pg_walmeta m;
+        struct cairn_walrow row;
+        size_t want;
+        cairn_err e2;
+        if (has_key(&rows, store.v[i]))
+            continue;
+        want = store.size[i] < CAIRN_PG_WALOBJ_HEAD_MAX ? (size_t)store.size[i]
+                                                          : CAIRN_PG_WALOBJ_HEAD_MAX;
+        if (want == 0 && cairn_store_stat(s, store.v[i], &store.size[i], &e2) == CAIRN_OK)
+            want = store.size[i] < CAIRN_PG_WALOBJ_HEAD_MAX ? (size_t)store.size[i]
+                                                              : CAIRN_PG_WALOBJ_HEAD_MAX;
+        if (want == 0 || cairn_store_get_range(s, store.v[i], 0, want, &b, &e2) != CAIRN_OK ||
+            cairn_pg_walobj_head(b.data, b.len, &m, NULL, &e2) != CAIRN_OK) {
+            st->unreadable++;
+            continue;
+        }
+        cairn_pg_walrow_from_meta(&m, store.v[i], &row);
+        if (!in_tx) {
+            if ((rc = cairn_catalog_begin(cat, err)) != CAIRN_OK)
+                goto out;
+            in_tx = 1;
+        }
+        if ((rc = cairn_catalog_wal_put(cat, &row, err)) != CAIRN_OK)
+            goto out;
+        st->added++;
+    }
+    for (i = 0; i < rows.n; i++) {
+        char sid[CAIRN_WAL_SYSID_MAX];
+        uint32_t tli;
+        const char *name;
+        if (has_key(&store, rows.v[i]) ||
+            parse_key(rows.v[i], sid, sizeof sid, &tli, &name) != 0)
+            continue;
+        if (!in_tx) {
+            if ((rc = cairn_catalog_begin(cat, err)) != CAIRN_OK)
+                goto out;
+            in_tx = 1;
+        }
+        if ((rc = cairn_catalog_wal_remove(cat, sid, tli, name, err)) != CAIRN_OK)
+            goto out;
+        st->removed++;
+    }
+    if (in_tx) {
+        rc = cairn_catalog_commit(cat, err);
+        in_tx = 0;
+    }
+out:
+    if (in_tx)
+        cairn_catalog_rollback(cat);
+    cairn_buf_free(&b);
+    keylist_free(&store);
+    keylist_free(&rows);
+    return rc;
+}
+
+/* ---- the archive of one system, in memory (for verify and planning) ---- */
+
+struct walset {
+    struct cairn_walrow *v;
+    size_t n, cap;
+};
+
+static int walset_add(void *arg, const struct cairn_walrow *r)
+{
+    struct walset *w = arg;
+    if (w->n == w->cap) {
+        size_t nc = w->cap ? w->cap * 2 : 256;
+        struct cairn_walrow *v = realloc(w->v, nc * sizeof *v);
+        if (!v)
+            return -1;
+        w->v = v;
+        w->cap = nc;
+    }
+    w->v[w->n++] = *r;
+    return 0;
+}
+
+static int walset_load(cairn_catalog *cat, const char *sysid, struct walset *w, cairn_err *err)
+{
+    int rc;
+    memset(w, 0, sizeof *w);
+    rc = cairn_catalog_wal_list(cat, sysid, 0, walset_add, w, err);
+    if (rc > 0 || rc == -1)
+        rc = cairn_error(err, CAIRN_FATAL, "out of memory");
+    return rc;
+}
+
+/* Rows are in (system, timeline, name) order: binary search. */
+static const struct cairn_walrow *walset_find(const struct walset *w, uint32_t tli,
+                                              const char *name)
+{
+    size_t lo = 0, hi = w->n;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        const struct cairn_walrow *r = &w->v[mid];
+        int c = r->timeline < tli ? -1 : r->timeline > tli ? 1 : strcmp(r->segment, name);
+        if (c == 0)
+            return r;
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return NULL;
+}
+
+static int fetch_history(cairn_store *s, const char *sysid, uint32_t tli,
+                         struct cairn_pg_tlentry *out, size_t max, size_t *n, cairn_err *err)
+{
+    char name[24], key[CAIRN_WAL_KEY_MAX];
+    cairn_buf b = CAIRN_BUF_INIT, raw = CAIRN_BUF_INIT;
+    struct cairn_pg_walmeta m;
+    int rc;
+    snprintf(name, sizeof name, "%08" PRIX32 ".history", tli);
+    if (cairn_pg_walobj_key(sysid, name, key, sizeof key) != 0)
+        return cairn_error(err, CAIRN_FAILED, "bad system id '%s'", sysid);
+    rc = cairn_store_get(s, key, &b, 64u << 20, err);
+    if (rc == CAIRN_NOTFOUND)
+        rc = cairn_error(err, CAIRN_NOTFOUND, "timeline history file '%s' is not archived",
+                         name);
+    if (rc == CAIRN_OK)
+        rc = cairn_pg_walobj_decode(b.data, b.len, key, &m, &raw, err);
+    if (rc == CAIRN_OK) {
+        rc = cairn_pg_history_parse((const char *)raw.data, raw.len, out, max, n, err);
+        if (rc != CAIRN_OK)
+            cairn_error_prefix(err, "'%s'", name);
+    }
+    cairn_buf_free(&b);
+    cairn_buf_free(&raw);
+    return rc;
+}
+
+/* ---- verify ---- */
+
+static void reportf(cairn_pg_report_fn fn, void *arg, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void reportf(cairn_pg_report_fn fn, void *arg, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    if (!fn)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    fn(arg, msg);
+}
+
+struct sysids {
+    char v[64][CAIRN_WAL_SYSID_MAX];
+    size_t n;
+};
+
+static int collect_sysid(void *arg, const struct cairn_walrow *r)
+{
+    struct sysids *s = arg;
+    if (s->n && strcmp(s->v[s->n - 1], r->system_id) == 0)
+        return 0;
+    if (s->n == 64)
+        return 0;
+    snprintf(s->v[s->n++], CAIRN_WAL_SYSID_MAX, "%s", r->system_id);
+    return 0;
+}
+
+static int verify_system(cairn_store *s, cairn_catalog *cat, const char *sysid,
+                         cairn_pg_report_fn report, cairn_pg_report_fn info, void *arg,
+                         uint64_t *problems, cairn_err *err)
+{
+    struct walset w;
+    size_t i = 0;
+    int rc = walset_load(cat, sysid, &w, err);
+    if (rc != CAIRN_OK)
+        return rc;
+    while (i < w.n) {
+        uint32_t tli = w.v[i].timeline;
+        uint64_t segsize = 0, prev = 0, nseg = 0, nmiss = 0;
+        int have_prev = 0, have_hist = 0;
+        char first[CAIRN_WAL_NAME_MAX] = "", last[CAIRN_WAL_NAME_MAX] = "";
+        struct cairn_pg_tlentry hist[256];
+        size_t nh = 0;
+        for (; i < w.n && w.v[i].timeline == tli; i++) {
+            struct cairn_pg_walname wn;
+            const struct cairn_walrow *r = &w.v[i];
+            uint64_t segno, sz;
+            if (cairn_pg_walname_parse(r->segment, &wn) != 0)
+                continue;
+            if (wn.kind == CAIRN_PG_HISTORY) {
+                have_hist = 1;
+                continue;
+            }
+            if (wn.kind != CAIRN_PG_SEGMENT)
+                continue;
+            sz = r->end_lsn - r->start_lsn;
+            if (!segsize && cairn_pg_segsize_valid(sz))
+                segsize = sz;
+            if (!segsize || sz != segsize || r->size != segsize) {
+                (*problems)++;
+                reportf(report, arg, "system %s: timeline %" PRIu32 ": '%s' has size %" PRIu64
+                        " (segments of this timeline are %" PRIu64 " bytes)",
+                        sysid, tli, r->segment, r->size, segsize);
+                continue;
+            }
+            segno = cairn_pg_segno(wn.log, wn.seg, segsize);
+            if (have_prev && segno > prev + 1) {
+                char a[25], b[25];
+                cairn_pg_segname(tli, prev + 1, segsize, a);
+                cairn_pg_segname(tli, segno - 1, segsize, b);
+                (*problems)++;
+                nmiss += segno - prev - 1;
+                if (segno - prev - 1 == 1)
+                    reportf(report, arg, "system %s: timeline %" PRIu32
+                            ": segment %s is missing (gap between %s and %s)",
+                            sysid, tli, a, last, r->segment);
+                else
+                    reportf(report, arg, "system %s: timeline %" PRIu32
+                            ": segments %s to %s are missing (%" PRIu64 " segments)",
+                            sysid, tli, a, b, segno - prev - 1);
+            }
+            if (!nseg)
+                snprintf(first, sizeof first, "%s", r->segment);
+            snprintf(last, sizeof last, "%s", r->segment);
+            prev = segno;
+            have_prev = 1;
+            nseg++;
+        }
+        if (tli > 1) {
+            cairn_err e2;
+            if (!have_hist) {
+                (*problems)++;
+                reportf(report, arg, "system %s: timeline %" PRIu32
+                        ": history file %08" PRIX32 ".history is not archived (recovery cannot "
+                        "follow this timeline)",
+                        sysid, tli, tli);
+            } else if (fetch_history(s, sysid, tli, hist, 256, &nh, &e2) != CAIRN_OK) {
+                (*problems)++;
+                reportf(report, arg, "system %s: timeline %" PRIu32 ": %s", sysid, tli, e2.msg);
+            } else if (nh && segsize && nseg) {
+                /* the new timeline's first segment must be the one holding the switch */
+                struct cairn_pg_walname wn;
+                uint64_t want = hist[nh - 1].end / segsize;
+                if (cairn_pg_walname_parse(first, &wn) == 0 &&
+                    cairn_pg_segno(wn.log, wn.seg, segsize) > want) {
+                    char a[25];
+                    cairn_pg_segname(tli, want, segsize, a);
+                    (*problems)++;
+                    reportf(report, arg, "system %s: timeline %" PRIu32
+                            ": segment %s is missing (the timeline starts in it)",
+                            sysid, tli, a);
+                }
+            }
+        }
+        if (nseg)
+            reportf(info, arg, "system %s: timeline %" PRIu32 ": %" PRIu64
+                    " segments %s .. %s%s%s",
+                    sysid, tli, nseg, first, last, nmiss ? ", with gaps" : "",
+                    have_hist ? ", history archived" : "");
+        else
+            reportf(info, arg, "system %s: timeline %" PRIu32 ": no segments%s", sysid, tli,
+                    have_hist ? " (history archived)" : "");
+    }
+    free(w.v);
+    return CAIRN_OK;
+}
+
+int cairn_pg_wal_verify(cairn_store *s, cairn_catalog *cat, const char *system_id,
+                        cairn_pg_report_fn report, cairn_pg_report_fn info, void *arg,
+                        uint64_t *problems, cairn_err *err)
+{
+    struct sysids ids;
+    size_t i;
+    int rc;
+    *problems = 0;
+    memset(&ids, 0, sizeof ids);
+    if (system_id) {
+        snprintf(ids.v[0], CAIRN_WAL_SYSID_MAX, "%s", system_id);
+        ids.n = 1;
+    } else if ((rc = cairn_catalog_wal_list(cat, NULL, 0, collect_sysid, &ids, err)) !=
+               CAIRN_OK) {
+        return rc;
+    }
+    for (i = 0; i < ids.n; i++)
+        if ((rc = verify_system(s, cat, ids.v[i], report, info, arg, problems, err)) !=
+            CAIRN_OK)
+            return rc;
+    return CAIRN_OK;
+}
+
+/* ---- base backups ---- */
+
+int cairn_pg_basebackup_parse(const char *manifest_json, const char *snapshot_id,
+                              struct cairn_pg_basebackup *out, cairn_err *err)
+{
+    json_error_t je;
+    json_t *o = json_loads(manifest_json, 0, &je), *pg;
+    char lsn[32];
+    int ok = 1;
+    memset(out, 0, sizeof *out);
+    if (!o)
+        return cairn_error(err, CAIRN_CORRUPT, "snapshot %.12s: manifest: %s", snapshot_id,
+                           je.text);
+    pg = json_object_get(o, "postgres");
+    if (!json_is_object(pg) || !json_is_string(json_object_get(pg, "backup_label"))) {
+        json_decref(o);
+        return cairn_error(err, CAIRN_NOTFOUND,
+                           "snapshot %.12s is not a complete PostgreSQL base backup",
+                           snapshot_id);
+    }
+    snprintf(out->snapshot, sizeof out->snapshot, "%s", snapshot_id);
+    if (jstr(pg, "system_id", out->system_id, sizeof out->system_id) ||
+        jstr(pg, "start_lsn", lsn, sizeof lsn) || cairn_pg_lsn_parse(lsn, &out->start_lsn) ||
+        jstr(pg, "stop_lsn", lsn, sizeof lsn) || cairn_pg_lsn_parse(lsn, &out->stop_lsn))
+        ok = 0;
+    out->timeline = (uint32_t)jint(pg, "timeline", &ok);
+    out->start_ns = jint(pg, "start_time_ns", &ok);
+    out->stop_ns = jint(pg, "stop_time_ns", &ok);
+    out->segment_size = (uint64_t)jint(pg, "segment_size", &ok);
+    out->server_version = (int)jint(pg, "server_version", &ok);
+    json_decref(o);
+    if (!ok || !out->timeline || !cairn_pg_segsize_valid(out->segment_size))
+        return cairn_error(err, CAIRN_CORRUPT,
+                           "snapshot %.12s: the PostgreSQL part of its manifest is invalid",
+                           snapshot_id);
+    return CAIRN_OK;
+}
+
+struct bb_list {
+    const char *sysid;
+    cairn_pg_basebackup_cb cb;
+    void *arg;
+};
+
+static int bb_row(void *arg, const struct cairn_snaprow *row)
+{
+    struct bb_list *l = arg;
+    struct cairn_pg_basebackup b;
+    cairn_err e;
+    if (strncmp(row->source, "postgres:", 9) != 0 && !strstr(row->manifest, "\"postgres\""))
+        return 0;
+    if (cairn_pg_basebackup_parse(row->manifest, row->id, &b, &e) != CAIRN_OK)
+        return 0;
+    if (l->sysid && strcmp(l->sysid, b.system_id) != 0)
+        return 0;
+    return l->cb(l->arg, &b);
+}
+
+int cairn_pg_basebackup_list(cairn_catalog *cat, const char *system_id,
+                             cairn_pg_basebackup_cb cb, void *arg, cairn_err *err)
+{
+    struct bb_list l = {system_id, cb, arg};
+    return cairn_catalog_list_snapshots(cat, NULL, bb_row, &l, err);
+}
+
+/* ---- planning ---- */
+
+struct bbset {
+    struct cairn_pg_basebackup *v;
+    size_t n, cap;
+};
+
+static int bbset_add(void *arg, const struct cairn_pg_basebackup *b)
+{
+    struct bbset *s = arg;
+    if (s->n == s->cap) {
+        size_t nc = s->cap ? s->cap * 2 : 16;
+        struct cairn_pg_basebackup *v = realloc(s->v, nc * sizeof *v);
+        if (!v)
+            return -1;
+        s->v = v;
+        s->cap = nc;
+    }
+    s->v[s->n++] = *b;
+    return 0;
+}
+
+#define MAX_TL 256
+
+struct chain {
+    struct cairn_pg_tlentry e[MAX_TL + 1]; /* oldest first; the last ends at UINT64_MAX */
+    size_t n;
+};
+
+/* The timeline that holds segment segno when following the chain: the newest
+ * timeline that had begun by that segment (PostgreSQL reads the switch
+ * segment from the new timeline). */
+static uint32_t chain_tli(const struct chain *c, uint64_t segno, uint64_t segsize)
+{
+    size_t i;
+    for (i = c->n; i-- > 0;) {
+        uint64_t begin = i ? c->e[i - 1].end : 0;
+        if (begin / segsize <= segno)
+            return c->e[i].tli;
+    }
+    return c->e[0].tli;
+}
+
+static int chain_build(cairn_store *s, const char *sysid, uint32_t tli, struct chain *c,
+                       cairn_err *err)
+{
+    size_t n = 0;
+    int rc = CAIRN_OK;
+    c->n = 0;
+    if (tli > 1) {
+        rc = fetch_history(s, sysid, tli, c->e, MAX_TL, &n, err);
+        if (rc == CAIRN_NOTFOUND)
+            n = 0, rc = CAIRN_OK; /* PostgreSQL then assumes no ancestors too */
+        if (rc != CAIRN_OK)
+            return rc;
+    }
+    c->e[n].tli = tli;
+    c->e[n].end = UINT64_MAX;
+    c->n = n + 1;
+    return CAIRN_OK;
+}
+
+/* The timeline entry of `tli` in the chain, or NULL. */
+static const struct cairn_pg_tlentry *chain_find(const struct chain *c, uint32_t tli)
+{
+    size_t i;
+    for (i = 0; i < c->n; i++)
+        if (c->e[i].tli == tli)
+            return &c->e[i];
+    return NULL;
+}
+
+static int history_archived(const struct walset *w, uint32_t tli)
+{
+    char name[24];
+    snprintf(name, sizeof name, "%08" PRIX32 ".history", tli);
+    return walset_find(w, tli, name) != NULL;
+}
+
+/* Is any segment at or after segno archived on the chain? */
+static int later_segment(const struct walset *w, const struct chain *c, uint64_t segno,
+                         uint64_t segsize)
+{
+    size_t i;
+    for (i = 0; i < w->n; i++) {
+        struct cairn_pg_walname wn;
+        const struct cairn_pg_tlentry *e;
+        uint64_t sn;
+        if (cairn_pg_walname_parse(w->v[i].segment, &wn) != 0 || wn.kind != CAIRN_PG_SEGMENT)
+            continue;
+        sn = cairn_pg_segno(wn.log, wn.seg, segsize);
+        e = chain_find(c, wn.tli);
+        if (e && sn >= segno && chain_tli(c, sn, segsize) == wn.tli)
+            return 1;
+    }
+    return 0;
+}
+
+static int plan_wal(const struct walset *w, const struct chain *c,
+                    const struct cairn_pg_basebackup *b, const struct cairn_pg_target *t,
+                    struct cairn_pg_plan *p, cairn_err *err)
+{
+    uint64_t segsize = b->segment_size, segno = b->start_lsn / segsize;
+    uint64_t stop_seg = b->stop_lsn / segsize, end_seg = UINT64_MAX;
+    char sb[24], name[25];
+    cairn_pg_lsn_format(b->start_lsn, sb, sizeof sb);
+    if (t->kind == CAIRN_PG_TARGET_LSN)
+        end_seg = t->lsn / segsize;
+    p->n_segments = 0;
+    for (;; segno++) {
+        uint32_t tli = chain_tli(c, segno, segsize);
+        const struct cairn_walrow *r;
+        cairn_pg_segname(tli, segno, segsize, name);
+        r = walset_find(w, tli, name);
+        if (!r) {
+            char ts[64];
+            if (segno <= stop_seg || segno <= end_seg) {
+                if (end_seg == UINT64_MAX && segno > stop_seg &&
+                    !later_segment(w, c, segno, segsize)) {
+                    /* the end of the archive */
+                    if (t->kind == CAIRN_PG_TARGET_TIME) {
+                        cairn_format_time(t->time_ns, ts, sizeof ts);
+                        return cairn_error(err, CAIRN_NOTFOUND,
+                                           "no archived WAL has a commit after %s (the archive "
+                                           "ends before segment %s): recovery would end before "
+                                           "the target; use --latest to recover everything "
+                                           "archived, or wait for archiving to catch up",
+                                           ts, name);
+                    }
+                    break;
+                }
+                return cairn_error(err, CAIRN_FAILED,
+                                   "WAL segment %s is not in the archive (system %s); recovery "
+                                   "from base backup %.12s (start %s) to the target needs it",
+                                   name, b->system_id, b->snapshot, sb);
+            }
+            break;
+        }
+        if (!p->n_segments)
+            snprintf(p->first_segment, sizeof p->first_segment, "%s", name);
+        snprintf(p->last_segment, sizeof p->last_segment, "%s", name);
+        p->n_segments++;
+        if (segno >= end_seg && segno >= stop_seg)
+            break;
+        if (t->kind == CAIRN_PG_TARGET_TIME && segno >= stop_seg && r->has_commit &&
+            r->max_commit_ns > t->time_ns)
+            break; /* recovery stops in this segment */
+    }
+    if (!p->n_segments || segno < stop_seg)
+        return cairn_error(err, CAIRN_FAILED,
+                           "the WAL of base backup %.12s is incomplete in the archive",
+                           b->snapshot);
+    return CAIRN_OK;
+}
+
+int cairn_pg_plan_restore(cairn_store *s, cairn_catalog *cat, const struct cairn_pg_target *t,
+                          struct cairn_pg_plan *plan, cairn_err *err)
+{
+    struct bbset bbs = {0};
+    struct walset w = {0};
+    struct chain *c = NULL;
+    char sysid[CAIRN_WAL_SYSID_MAX] = "", why[512] = "";
+    size_t i;
+    int rc;
+    memset(plan, 0, sizeof *plan);
+    rc = cairn_pg_basebackup_list(cat, t->system_id, bbset_add, &bbs, err);
+    if (rc != CAIRN_OK) {
+        if (rc > 0)
+            rc = cairn_error(err, CAIRN_FATAL, "out of memory");
+        goto out;
+    }
+    for (i = 0; i < bbs.n; i++) {
+        if (!sysid[0])
+            snprintf(sysid, sizeof sysid, "%s", bbs.v[i].system_id);
+        else if (strcmp(sysid, bbs.v[i].system_id) != 0) {
+            rc = cairn_error(err, CAIRN_FAILED,
+                             "the repository has base backups of several PostgreSQL clusters "
+                             "(system ids %s and %s): choose one with --system-id",
+                             sysid, bbs.v[i].system_id);
+            goto out;
+        }
+    }
+    if (!bbs.n) {
+        rc = cairn_error(err, CAIRN_NOTFOUND,
+                         "the repository has no PostgreSQL base backup%s%s (make one with "
+                         "'cairn backup-pg')",
+                         t->system_id ? " of system " : "", t->system_id ? t->system_id : "");
+        goto out;
+    }
+    if ((rc = walset_load(cat, sysid, &w, err)) != CAIRN_OK)
+        goto out;
+    if (!(c = malloc(sizeof *c))) {
+        rc = cairn_error(err, CAIRN_FATAL, "out of memory");
+        goto out;
+    }
+    rc = CAIRN_NOTFOUND;
+    for (i = bbs.n; i-- > 0;) {
+        const struct cairn_pg_basebackup *b = &bbs.v[i];
+        const struct cairn_pg_tlentry *e;
+        uint32_t tli;
+        char l1[24], l2[24];
+        if (t->snapshot && strncmp(b->snapshot, t->snapshot, strlen(t->snapshot)) != 0)
+            continue;
+        cairn_pg_lsn_format(b->stop_lsn, l2, sizeof l2);
+        if (t->kind == CAIRN_PG_TARGET_TIME && b->stop_ns >= t->time_ns) {
+            char ts[64];
+            cairn_format_time(b->stop_ns, ts, sizeof ts);
+            snprintf(why, sizeof why, "base backup %.12s ended at %s, after the target",
+                     b->snapshot, ts);
+            continue;
+        }
+        if (t->kind == CAIRN_PG_TARGET_LSN && b->stop_lsn > t->lsn) {
+            snprintf(why, sizeof why, "base backup %.12s ended at LSN %s, after the target",
+                     b->snapshot, l2);
+            continue;
+        }
+        /* the timeline recovery will follow */
+        if (!t->timeline || strcmp(t->timeline, "latest") == 0) {
+            tli = b->timeline;
+            while (tli < UINT32_MAX && history_archived(&w, tli + 1))
+                tli++;
+        } else if (strcmp(t->timeline, "current") == 0) {
+            tli = b->timeline;
+        } else {
+            char *end;
+            unsigned long v = strtoul(t->timeline, &end, 0);
+            if (*end || v == 0 || v > UINT32_MAX) {
+                rc = cairn_error(err, CAIRN_FAILED,
+                                 "--to-timeline takes latest, current or a timeline number, "
+                                 "not '%s'",
+                                 t->timeline);
+                goto out;
+            }
+            tli = (uint32_t)v;
+        }
+        if ((rc = chain_build(s, sysid, tli, c, err)) != CAIRN_OK)
+            goto out;
+        e = chain_find(c, b->timeline);
+        if (!e || e->end < b->stop_lsn) {
+            cairn_pg_lsn_format(b->start_lsn, l1, sizeof l1);
+            snprintf(why, sizeof why,
+                     "base backup %.12s (timeline %" PRIu32 ", %s..%s) is not on the history of "
+                     "timeline %" PRIu32,
+                     b->snapshot, b->timeline, l1, l2, tli);
+            rc = CAIRN_NOTFOUND;
+            continue;
+        }
+        plan->base = *b;
+        plan->target_tli = tli;
+        rc = plan_wal(&w, c, b, t, plan, err);
+        goto out;
+    }
+    if (t->snapshot && !why[0])
+        snprintf(why, sizeof why, "no PostgreSQL base backup has an id starting with '%s'",
+                 t->snapshot);
+    rc = cairn_error(err, CAIRN_NOTFOUND, "no base backup fits the target%s%s",
+                     why[0] ? ": the newest candidate was refused because " : "", why);
+out:
+    free(c);
+    free(bbs.v);
+    free(w.v);
+    return rc;
+}
+
+/* ---- preparing the data directory ---- */
+
+static int put_owned(const char *path, const void *data, size_t len, int mode, uid_t uid,
+                     gid_t gid, cairn_err *err)
+{
+    int rc = cairn_write_file_atomic(path, data, len, mode, err);
+    if (rc == CAIRN_OK && geteuid() == 0 && chown(path, uid, gid) != 0)
+        rc = cairn_error(err, CAIRN_FAILED, "cannot set the owner of '%s': %s", path,
+                         strerror(errno));
+    return rc;
+}
+
+/* Is this postgresql.auto.conf line a setting we replace? */
+static int recovery_line(const char *p, size_t l)
+{
+    static const char *const keys[] = {"restore_command", "recovery_target",
+                                       "recovery_target_time", "recovery_target_lsn",
+                                       "recovery_target_xid", "recovery_target_name",
+                                       "recovery_target_timeline", "recovery_target_action",
+                                       "recovery_target_inclusive"};
+    size_t i, k = 0;
+    while (l && isspace((unsigned char)*p))
+        p++, l--;
+    while (k < l && (isalnum((unsigned char)p[k]) || p[k] == '_'))
+        k++;
+    for (i = 0; i < sizeof keys / sizeof *keys; i++)
+        if (strlen(keys[i]) == k && strncasecmp(p, keys[i], k) == 0)
+            return 1;
+    return 0;
+}
+
+static int conf_quote(cairn_buf *b, const char *s)
+{
+    int rc = cairn_buf_putc(b, '\'');
+    for (; rc == CAIRN_OK && *s; s++)
+        rc = *s == '\'' ? cairn_buf_append(b, "''", 2) : cairn_buf_putc(b, *s);
+    return rc == CAIRN_OK ? cairn_buf_putc(b, '\'') : rc;
+}
+
+static int conf_set(cairn_buf *b, const char *key, const char *val)
+{
+    int rc = cairn_buf_appendf(b, "%s = ", key);
+    if (rc == CAIRN_OK)
+        rc = conf_quote(b, val);
+    return rc == CAIRN_OK ? cairn_buf_putc(b, '\n') : rc;
+}
+
+int cairn_pg_restore(cairn_repo *r, const struct cairn_pg_plan *plan,
+                     const struct cairn_pg_target *t, const struct cairn_pg_restore_opts *o,
+                     cairn_err *err)
+{
+    struct cairn_snapshot *snap = NULL;
+    struct cairn_restore_opts ro;
+    struct cairn_restore_stats st;
+    cairn_buf conf = CAIRN_BUF_INIT, out = CAIRN_BUF_INIT;
+    char *path = NULL, ts[64], v[160];
+    const char *label, *spcmap;
+    json_t *pg;
+    struct stat sv;
+    uid_t uid = geteuid();
+    gid_t gid = getegid();
+    int rc;
+
+    rc = cairn_repo_snapshot_get(r, plan->base.snapshot, NULL, &snap, err);
+    if (rc != CAIRN_OK)
+        return rc;
+    pg = json_object_get(snap->json, "postgres");
+    label = json_string_value(json_object_get(pg, "backup_label"));
+    spcmap = json_string_value(json_object_get(pg, "tablespace_map"));
+    if (!label) {
+        rc = cairn_error(err, CAIRN_CORRUPT, "snapshot %.12s has no backup_label",
+                         plan->base.snapshot);
+        goto out;
+    }
+    memset(&ro, 0, sizeof ro);
+    memset(&st, 0, sizeof st);
+    ro.target = o->target_dir;
+    ro.warn = o->warn;
+    ro.warn_arg = o->warn_arg;
+    ro.progress = o->progress;
+    ro.progress_arg = o->progress_arg;
+    rc = cairn_restore(r, snap, &ro, &st, err);
+    if (rc == CAIRN_WARN)
+        rc = cairn_error(err, CAIRN_FAILED,
+                         "%llu files of base backup %.12s could not be restored (named above); "
+                         "the data directory is not usable",
+                         (unsigned long long)st.failed, plan->base.snapshot);
+    if (rc != CAIRN_OK)
+        goto out;
+
+#define JOIN(name)                                                                        \
+    do {                                                                                  \
+        free(path);                                                                       \
+        if (!(path = cairn_path_join(o->target_dir, name))) {                             \
+            rc = cairn_error(err, CAIRN_FATAL, "out of memory");                          \
+            goto out;                                                                     \
+        }                                                                                 \
+    } while (0)
+
+    JOIN("PG_VERSION");
+    if (stat(path, &sv) != 0) {
+        rc = cairn_error(err, CAIRN_CORRUPT,
+                         "base backup %.12s has no PG_VERSION: not a PostgreSQL data directory",
+                         plan->base.snapshot);
+        goto out;
+    }
+    uid = sv.st_uid;
+    gid = sv.st_gid;
+    if (chmod(o->target_dir, 0700) != 0 ||
+        (geteuid() == 0 && chown(o->target_dir, uid, gid) != 0)) {
+        rc = cairn_error(err, CAIRN_FAILED, "cannot set the mode or owner of '%s': %s",
+                         o->target_dir, strerror(errno));
+        goto out;
+    }
+    {
+        static const char *const dirs[] = {"pg_wal", "pg_wal/archive_status"};
+        size_t i;
+        for (i = 0; i < 2; i++) {
+            JOIN(dirs[i]);
+            if (mkdir(path, 0700) != 0 && errno != EEXIST) {
+                rc = cairn_error(err, CAIRN_FAILED, "cannot create '%s': %s", path,
+                                 strerror(errno));
+                goto out;
+            }
+            if (geteuid() == 0 && chown(path, uid, gid) != 0) {
+                rc = cairn_error(err, CAIRN_FAILED, "cannot set the owner of '%s': %s", path,
+                                 strerror(errno));
+                goto out;
+            }
+        }
+    }
+    JOIN("backup_label");
+    if ((rc = put_owned(path, label, strlen(label), 0600, uid, gid, err)) != CAIRN_OK)
+        goto out;
+    if (spcmap && *spcmap) {
+        JOIN("tablespace_map");
+        if ((rc = put_owned(path, spcmap, strlen(spcmap), 0600, uid, gid, err)) != CAIRN_OK)
+            goto out;
+    }
+    /* postgresql.auto.conf: earlier recovery settings out, ours in */
+    JOIN("postgresql.auto.conf");
+    if (access(path, F_OK) == 0 &&
+        (rc = cairn_read_file(path, &conf, 16u << 20, err)) != CAIRN_OK)
+        goto out;
+    {
+        size_t pos = 0;
+        while (pos < conf.len) {
+            const char *p = (const char *)conf.data + pos;
+            const char *nl = memchr(p, '\n', conf.len - pos);
+            size_t l = nl ? (size_t)(nl - p) + 1 : conf.len - pos;
+            if (!recovery_line(p, l) &&
+                (l < 27 || strncmp(p, "# added by cairn restore-pg", 27) != 0))
+                if ((rc = cairn_buf_append(&out, p, l)) != CAIRN_OK)
+                    goto oom;
+            pos += l;
+        }
+        if (out.len && out.data[out.len - 1] != '\n' && cairn_buf_putc(&out, '\n') != CAIRN_OK)
+            goto oom;
+    }
+    cairn_format_time(cairn_now_ns(), ts, sizeof ts);
+    rc = cairn_buf_appendf(&out, "# added by cairn restore-pg at %s from base backup %s\n", ts,
+                           plan->base.snapshot);
+    if (rc == CAIRN_OK)
+        rc = conf_set(&out, "restore_command", o->restore_command);
+    snprintf(v, sizeof v, "%s",
+             t->timeline ? t->timeline : "latest");
+    if (rc == CAIRN_OK)
+        rc = conf_set(&out, "recovery_target_timeline", v);
+    switch (t->kind) {
+    case CAIRN_PG_TARGET_TIME: {
+        /* PostgreSQL parses this in its own time zone setting: give UTC explicitly */
+        time_t sec = (time_t)(t->time_ns / 1000000000);
+        struct tm tm;
+        char tbuf[64];
+        gmtime_r(&sec, &tm);
+        strftime(tbuf, sizeof tbuf, "%Y-%m-%d %H:%M:%S", &tm);
+        snprintf(v, sizeof v, "%s.%06ld+00", tbuf, (long)(t->time_ns % 1000000000) / 1000);
+        if (rc == CAIRN_OK)
+            rc = conf_set(&out, "recovery_target_time", v);
+        break;
+    }
+    case CAIRN_PG_TARGET_LSN:
+        cairn_pg_lsn_format(t->lsn, v, sizeof v);
+        if (rc == CAIRN_OK)
+            rc = conf_set(&out, "recovery_target_lsn", v);
+        break;
+    case CAIRN_PG_TARGET_XID:
+        if (rc == CAIRN_OK)
+            rc = conf_set(&out, "recovery_target_xid", t->xid);
+        break;
+    case CAIRN_PG_TARGET_NAME:
+        if (rc == CAIRN_OK)
+            rc = conf_set(&out, "recovery_target_name", t->name);
+        break;
+    case CAIRN_PG_TARGET_LATEST:
+        break;
+    }
+    if (rc == CAIRN_OK && t->kind != CAIRN_PG_TARGET_LATEST)
+        rc = conf_set(&out, "recovery_target_action", t->action ? t->action : "promote");
+    if (rc != CAIRN_OK)
+        goto oom;
+    if ((rc = put_owned(path, out.data, out.len, 0600, uid, gid, err)) != CAIRN_OK)
+        goto out;
+    JOIN("recovery.signal");
+    rc = put_owned(path, "", 0, 0600, uid, gid, err);
+    goto out;
+oom:
+    rc = cairn_error(err, CAIRN_FATAL, "out of memory");
+out:
+    free(path);
+    cairn_buf_free(&conf);
+    cairn_buf_free(&out);
+    cairn_snapshot_free(snap);
+    return rc;
+}
