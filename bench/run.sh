@@ -3,24 +3,34 @@
 #
 # Builds a fixed dataset under bench/work/data and times, side by side in one
 # run on that dataset: `tar | zstd -1 -T0`, restic, borg and cairn — first
-# backup, unchanged re-backup, restore and peak RSS. Prints a table with the
-# ratios the targets of issue 2 are stated in and writes the same to
-# docs/benchmarks.md.
+# backup, unchanged re-backup, restore and peak RSS — and the S3 path: cairn
+# with an s3:// repository and `aws s3 cp` of the dataset as one tar.zst, both
+# against one s3rver on the loopback interface. Prints a table with the ratios
+# the targets of issues 2 (local) and 3 (S3) are stated in and writes the same
+# to docs/benchmarks.md.
 #
 # Usage (as root, on Debian 12):
-#   bash bench/run.sh [--fresh] [--only TOOL[,TOOL...]] [--keep] [--runs N] [--no-doc]
+#   bash bench/run.sh [--fresh] [--only TOOL[,TOOL...]] [--keep] [--runs N] [--s3-runs N] [--no-doc]
 #
-#   --fresh     rebuild the dataset (it is cached in bench/work/data otherwise)
-#   --only T,.. run only these tools (tar, restic, borg, cairn)
-#   --keep      keep the repositories and restored trees of the last run in bench/work
-#               (by default they are deleted)
-#   --runs N    repeat each tool's sequence (init, backup, re-backup, restore) N times
-#               and report the median time and the largest peak RSS (default 5)
-#   --no-doc    do not write docs/benchmarks.md (e.g. with --only)
+#   --fresh      rebuild the dataset (it is cached in bench/work/data otherwise)
+#   --only T,..  run only these tools (tar, restic, borg, cairn, cairn-s3, aws-s3)
+#   --keep       keep the repositories and restored trees of the last run in bench/work
+#                (by default they are deleted)
+#   --runs N     repeat each tool's sequence (init, backup, re-backup, restore) N times
+#                and report the median time and the largest peak RSS (default 5)
+#   --s3-runs N  the same for cairn-s3 and aws-s3 (default: as --runs); they run
+#                interleaved with the others in the first N rounds
+#   --no-doc     do not write docs/benchmarks.md (e.g. with --only)
 #
 # Environment:
-#   CAIRN         the cairn binary (default: build/cairn next to bench/)
-#   STEP_TIMEOUT  seconds one measured step may take before it is killed (300)
+#   CAIRN              the cairn binary (default: build/cairn next to bench/)
+#   STEP_TIMEOUT       seconds one measured step may take before it is killed (300)
+#   S3RVER_MAX_SECONDS s3rver stops by itself after this many seconds (7200), in
+#                      case this script dies without its EXIT trap
+#
+# The S3 tools run s3rver from tests/s3 (pinned by tests/s3/package-lock.json;
+# when tests/s3/node_modules is missing, the lockfile is installed with `npm ci`
+# into bench/work/s3rver-npm instead), directly: no verifying or fault proxy.
 #
 # Everything it writes lives under bench/work (gitignored), except
 # docs/benchmarks.md.
@@ -36,15 +46,20 @@ DATA=$WORK/data
 DATA_STAMP=$WORK/data.complete
 LOGS=$WORK/logs
 DOC=$ROOT/docs/benchmarks.md
+S3RVER_TESTS=$ROOT/tests/s3               # package.json + package-lock.json pinning s3rver
+S3_WORK=$WORK/s3                          # s3rver's data dir, its log, awscli's config
+S3_BUCKET=bench
+S3RVER_MAX_SECONDS=${S3RVER_MAX_SECONDS:-7200}
 PGBIN=/usr/lib/postgresql/15/bin
 CAIRN=${CAIRN:-$ROOT/build/cairn}
 case $CAIRN in /*) ;; *) CAIRN=$PWD/$CAIRN ;; esac
 
-ALL_TOOLS=(tar restic borg cairn)
+ALL_TOOLS=(tar restic borg cairn cairn-s3 aws-s3)
 TOOLS=("${ALL_TOOLS[@]}")
 FRESH=0
 KEEP=0
 REPS=5
+S3_REPS=
 REP=1
 STEP_TIMEOUT=${STEP_TIMEOUT:-300}   # seconds one measured step may take
 WRITE_DOC=1
@@ -54,14 +69,28 @@ TARGET_FIRST=1.3     # cairn first backup / tar|zstd first backup
 TARGET_REBACKUP=0.2  # cairn unchanged re-backup / restic unchanged re-backup
 TARGET_RESTORE=1.0   # cairn restore / zstd -d | tar -x
 TARGET_RSS_MIB=64    # cairn peak RSS
+# Targets from issue 3 (S3 through s3rver, default 8 connections).
+TARGET_S3_BACKUP=1.5   # cairn S3 first backup / cairn local first backup
+TARGET_S3_RESTORE=1.5  # cairn S3 restore / cairn local restore
 
 RANDOM_NAME=random-64MiB.bin
 RANDOM_SEED=20240601
 
-usage() { sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { awk 'NR == 1 { next } /^$/ { exit } { sub(/^# ?/, ""); print }' "$0"; }
 
 die() { echo "bench: $*" >&2; exit 1; }
 say() { echo "bench: $*" >&2; }
+
+set_tools() { # set_tools "T,T,..." — the --only list, checked
+    local t k ok
+    IFS=, read -r -a TOOLS <<<"$1"
+    [[ ${#TOOLS[@]} -gt 0 ]] || die "--only needs a list of tools (${ALL_TOOLS[*]})"
+    for t in "${TOOLS[@]}"; do
+        ok=0
+        for k in "${ALL_TOOLS[@]}"; do [[ $t == "$k" ]] && ok=1; done
+        [[ $ok -eq 1 ]] || die "unknown tool '$t' (known: ${ALL_TOOLS[*]})"
+    done
+}
 
 while [[ $# -gt 0 ]]; do
     case $1 in
@@ -72,22 +101,15 @@ while [[ $# -gt 0 ]]; do
         [[ $# -ge 2 && $2 =~ ^[1-9][0-9]*$ ]] || die "--runs needs a positive number"
         REPS=$2
         shift ;;
-    --only)
-        [[ $# -ge 2 ]] || die "--only needs a list of tools (tar,restic,borg,cairn)"
-        IFS=, read -r -a TOOLS <<<"$2"
-        for t in "${TOOLS[@]}"; do
-            case $t in tar | restic | borg | cairn) ;;
-            *) die "unknown tool '$t' (known: tar, restic, borg, cairn)" ;;
-            esac
-        done
+    --s3-runs)
+        [[ $# -ge 2 && $2 =~ ^[1-9][0-9]*$ ]] || die "--s3-runs needs a positive number"
+        S3_REPS=$2
         shift ;;
-    --only=*)
-        IFS=, read -r -a TOOLS <<<"${1#--only=}"
-        for t in "${TOOLS[@]}"; do
-            case $t in tar | restic | borg | cairn) ;;
-            *) die "unknown tool '$t' (known: tar, restic, borg, cairn)" ;;
-            esac
-        done ;;
+    --only)
+        [[ $# -ge 2 ]] || die "--only needs a list of tools (${ALL_TOOLS[*]})"
+        set_tools "$2"
+        shift ;;
+    --only=*) set_tools "${1#--only=}" ;;
     -h | --help) usage; exit 0 ;;
     *) die "unknown option '$1' (try --help)" ;;
     esac
@@ -96,7 +118,12 @@ done
 
 [[ $(id -u) -eq 0 ]] || die "run as root (apt-get, drop_caches, runuser for PostgreSQL)"
 
+S3_REPS=${S3_REPS:-$REPS}
+
 selected() { local t; for t in "${TOOLS[@]}"; do [[ $t == "$1" ]] && return 0; done; return 1; }
+s3_tool() { [[ $1 == cairn-s3 || $1 == aws-s3 ]]; }
+any_s3() { selected cairn-s3 || selected aws-s3; }
+reps_of() { if s3_tool "$1"; then echo "$S3_REPS"; else echo "$REPS"; fi; }
 
 # ---------------------------------------------------------------- dependencies
 
@@ -113,6 +140,12 @@ ensure_deps() {
     fi
     selected restic && ! command -v restic >/dev/null && want+=(restic)
     selected borg && ! command -v borg >/dev/null && want+=(borgbackup)
+    if any_s3; then
+        command -v node >/dev/null || want+=(nodejs)
+        [[ -f $S3RVER_TESTS/node_modules/s3rver/bin/s3rver.js ]] || command -v npm >/dev/null ||
+            want+=(npm)
+        command -v aws >/dev/null || want+=(awscli)
+    fi
     if [[ ${#want[@]} -gt 0 ]]; then
         say "installing ${want[*]}"
         export DEBIAN_FRONTEND=noninteractive
@@ -134,7 +167,7 @@ pg_cleanup() {
     fi
     PG_TMP=
 }
-trap pg_cleanup EXIT
+trap 'pg_cleanup; s3_stop' EXIT
 
 build_dataset() {
     if [[ $FRESH -eq 0 && -e $DATA_STAMP && -d $DATA ]]; then
@@ -199,6 +232,120 @@ dataset_facts() {
     say "  $RANDOM_NAME 64.0 MiB (python3 random.Random($RANDOM_SEED), sha256 $RANDOM_SHA…)"
 }
 
+# ---------------------------------------------------------------- S3 server
+
+# One s3rver for the whole run, started before the first measured step and
+# stopped by the EXIT trap. No proxy in front of it: what is measured is the
+# client and the store.
+S3RVER_JS=
+S3_TIMEOUT_PID=     # the `timeout` wrapping node
+S3_NODE_PID=        # node itself (its CPU time is read from /proc per step)
+S3_ENDPOINT=
+S3RVER_VERSION=
+S3_NODE_HWM_KIB=
+
+s3rver_js() { # sets S3RVER_JS: the committed lockfile's s3rver, installed if need be
+    local mod=node_modules/s3rver/bin/s3rver.js alt=$WORK/s3rver-npm
+    if [[ -f $S3RVER_TESTS/$mod ]]; then
+        S3RVER_JS=$S3RVER_TESTS/$mod
+        return 0
+    fi
+    # Leave tests/ alone: install the same lockfile under bench/work.
+    if [[ ! -f $alt/$mod ]]; then
+        say "s3: installing s3rver from tests/s3/package-lock.json into $alt (npm ci)"
+        rm -rf "$alt"
+        mkdir -p "$alt" || return 1
+        cp "$S3RVER_TESTS/package.json" "$S3RVER_TESTS/package-lock.json" "$alt/" || return 1
+        (cd "$alt" && npm ci --no-audit --no-fund --loglevel=error) >"$LOGS/s3rver-npm-ci.log" 2>&1 || {
+            say "s3: npm ci failed (see $LOGS/s3rver-npm-ci.log)"
+            return 1
+        }
+    fi
+    S3RVER_JS=$alt/$mod
+}
+
+unused_port() { # a port nobody listens on right now (the kernel picks it)
+    python3 -c 'import socket
+with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    print(s.getsockname()[1])'
+}
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+node_cpu_ticks() { # utime + stime of s3rver's node process, in clock ticks
+    [[ -n $S3_NODE_PID && -r /proc/$S3_NODE_PID/stat ]] || return 1
+    # Fields 14 and 15, counted after the ")" that ends the command name.
+    sed 's/^.*) //' "/proc/$S3_NODE_PID/stat" | awk '{ print $12 + $13 }'
+}
+
+# aws_s3 ARGS... — awscli against s3rver. Older awscli releases (before botocore
+# 1.31) ignore AWS_ENDPOINT_URL_S3, so the endpoint is always passed.
+aws_s3() { aws --endpoint-url "$S3_ENDPOINT" "$@"; }
+
+# s3_start: start s3rver on a free loopback port with its data under bench/work,
+# create the bucket, export the client environment. Returns non-zero (after
+# saying why) when it cannot; the S3 tools are then reported as failed.
+s3_start() {
+    local port i kid
+    s3rver_js || return 1
+    rm -rf "$S3_WORK"
+    mkdir -p "$S3_WORK/data" "$S3_WORK/tmp"
+    port=$(unused_port) || { say "s3: no free port"; return 1; }
+    timeout -k 5 "$S3RVER_MAX_SECONDS" node --openssl-legacy-provider "$S3RVER_JS" \
+        -d "$S3_WORK/data" -a 127.0.0.1 -p "$port" --no-vhost-buckets >"$LOGS/s3rver.log" 2>&1 &
+    S3_TIMEOUT_PID=$!
+    for ((i = 0; i < 300; i++)); do
+        kill -0 "$S3_TIMEOUT_PID" 2>/dev/null || break
+        port_open "$port" && break
+        sleep 0.1
+    done
+    if ! port_open "$port"; then
+        say "s3: s3rver did not come up on 127.0.0.1:$port (see $LOGS/s3rver.log)"
+        tail -n 5 "$LOGS/s3rver.log" >&2
+        return 1
+    fi
+    kid=$(cat "/proc/$S3_TIMEOUT_PID/task/$S3_TIMEOUT_PID/children" 2>/dev/null)
+    S3_NODE_PID=${kid%% *}
+    [[ -n $S3_NODE_PID ]] || say "s3: cannot find s3rver's node process: its CPU time is not reported"
+    S3_ENDPOINT=http://127.0.0.1:$port
+    S3RVER_VERSION="s3rver $(node -p 'require(process.argv[1]).version' \
+        "$(dirname "$(dirname "$S3RVER_JS")")/package.json" 2>/dev/null) on node $(node --version)"
+
+    # Only these settings: nothing from ~/.aws or the caller's environment.
+    unset AWS_SESSION_TOKEN AWS_PROFILE AWS_DEFAULT_PROFILE AWS_ENDPOINT_URL AWS_DEFAULT_REGION \
+        AWS_CA_BUNDLE AWS_ACCESS_KEY_ID_FILE AWS_SECRET_ACCESS_KEY_FILE
+    printf '[default]\nregion = us-east-1\ns3 =\n  addressing_style = path\n' >"$S3_WORK/aws-config"
+    export AWS_CONFIG_FILE=$S3_WORK/aws-config AWS_SHARED_CREDENTIALS_FILE=$S3_WORK/no-credentials
+    export AWS_EC2_METADATA_DISABLED=true AWS_PAGER=
+    export AWS_ACCESS_KEY_ID=S3RVER AWS_SECRET_ACCESS_KEY=S3RVER AWS_REGION=us-east-1
+    export AWS_ENDPOINT_URL_S3=$S3_ENDPOINT
+    if ! aws_s3 s3 mb "s3://$S3_BUCKET" >"$LOGS/s3.mb.log" 2>&1; then
+        say "s3: creating the bucket failed: $(tail -n 1 "$LOGS/s3.mb.log")"
+        return 1
+    fi
+    say "s3: $S3RVER_VERSION on $S3_ENDPOINT (pid $S3_NODE_PID), bucket $S3_BUCKET, data in $S3_WORK/data"
+}
+
+s3_stop() {
+    local i
+    [[ -n $S3_TIMEOUT_PID ]] || return 0
+    if [[ -n $S3_NODE_PID && -r /proc/$S3_NODE_PID/status ]]; then
+        S3_NODE_HWM_KIB=$(awk '/^VmHWM:/ { print $2 }' "/proc/$S3_NODE_PID/status")
+    fi
+    kill -TERM "$S3_TIMEOUT_PID" 2>/dev/null
+    for ((i = 0; i < 50; i++)); do
+        kill -0 "$S3_TIMEOUT_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -KILL "$S3_TIMEOUT_PID" 2>/dev/null
+    wait "$S3_TIMEOUT_PID" 2>/dev/null
+    S3_TIMEOUT_PID=
+}
+
+# s3_rm PREFIX — delete everything under s3://bench/PREFIX (untimed, between runs)
+s3_rm() { aws_s3 s3 rm --recursive --quiet "s3://$S3_BUCKET/$1" >>"$LOGS/s3.rm.log" 2>&1; }
+
 # ---------------------------------------------------------------- caches
 
 CACHE_MODE=
@@ -225,19 +372,26 @@ prep_caches() {
 
 # ---------------------------------------------------------------- measuring
 
-declare -A SECS RSS NOTE SAMPLES CPU CPU_SAMPLES
+declare -A SECS RSS NOTE SAMPLES CPU CPU_SAMPLES SRV_CPU SRV_CPU_SAMPLES
+CLK_TCK=$(getconf CLK_TCK 2>/dev/null || echo 100)
 # measure KEY CMD... — runs CMD under GNU time after prep_caches; appends the
 # wall seconds to SAMPLES[KEY] and keeps the largest peak RSS (KiB; of the
 # largest single process) in RSS[KEY]. finish_samples turns the samples into
 # their median in SECS[KEY]. Output goes to bench/work/logs/KEY.REP.log.
-# Returns CMD's exit status.
+# For the S3 tools, the CPU time s3rver's node process spent during the step
+# goes to SRV_CPU_SAMPLES[KEY] (it is not a child of the step: GNU time does
+# not see it). Returns CMD's exit status.
 measure() {
     local key=$1; shift
-    local tf=$LOGS/$key.$REP.time log=$LOGS/$key.$REP.log rc secs kib usr sys cpu
+    local tf=$LOGS/$key.$REP.time log=$LOGS/$key.$REP.log rc secs kib usr sys cpu srv0="" srv1 srv=""
     prep_caches
+    s3_tool "${key%.*}" && srv0=$(node_cpu_ticks)
     # timeout: a hung tool (a deadlocked pipeline) must not hang the benchmark.
     /usr/bin/time -f '%e %M %U %S' -o "$tf" timeout -k 10 "$STEP_TIMEOUT" "$@" >"$log" 2>&1
     rc=$?
+    if [[ -n $srv0 ]] && srv1=$(node_cpu_ticks); then
+        srv=$(awk -v a="$srv0" -v b="$srv1" -v t="$CLK_TCK" 'BEGIN { printf "%.2f", (b - a) / t }')
+    fi
     if [[ $rc -ne 0 ]]; then
         local last
         last=$(grep -v '^\s*$' "$log" | tail -n 1 | cut -c1-120)
@@ -256,8 +410,9 @@ measure() {
     SAMPLES[$key]="${SAMPLES[$key]:-}${SAMPLES[$key]:+ }$secs"
     CPU_SAMPLES[$key]="${CPU_SAMPLES[$key]:-}${CPU_SAMPLES[$key]:+ }$cpu"
     if [[ -z ${RSS[$key]:-} || $kib -gt ${RSS[$key]} ]]; then RSS[$key]=$kib; fi
+    [[ -n $srv ]] && SRV_CPU_SAMPLES[$key]="${SRV_CPU_SAMPLES[$key]:-}${SRV_CPU_SAMPLES[$key]:+ }$srv"
     say "$(printf '%-22s #%d %7.2f s  %7.2f s cpu  %7.1f MiB peak RSS' "$key" "$REP" "$secs" "$cpu" \
-        "$(awk -v k="$kib" 'BEGIN { print k / 1024 }')")"
+        "$(awk -v k="$kib" 'BEGIN { print k / 1024 }')")${srv:+  (s3rver: $srv s cpu)}"
     return 0
 }
 
@@ -271,6 +426,9 @@ finish_samples() {
     for k in "${!SAMPLES[@]}"; do
         SECS[$k]=$(median "${SAMPLES[$k]}")
         CPU[$k]=$(median "${CPU_SAMPLES[$k]}")
+    done
+    for k in "${!SRV_CPU_SAMPLES[@]}"; do
+        SRV_CPU[$k]=$(median "${SRV_CPU_SAMPLES[$k]}")
     done
 }
 
@@ -403,12 +561,79 @@ run_cairn() {
         "$XDG_CACHE_HOME" "$rdir"
 }
 
+# cairn with an s3:// repository on s3rver: the same sequence as run_cairn, with
+# the default number of connections (8). Its spool directory (packs waiting for
+# upload; cairn makes it under $TMPDIR and removes it) is put under bench/work.
+run_cairn_s3() {
+    local t=cairn-s3 rdir=$WORK/restore-cairn-s3 url=s3://$S3_BUCKET/repo size
+    local -a cairn=(env "TMPDIR=$S3_WORK/tmp" "$CAIRN" --repo "$url")
+    unset CAIRN_REPO
+    export CAIRN_CATALOG=$WORK/cairn-s3-catalog.db XDG_CACHE_HOME=$WORK/cairn-s3-cache
+    if [[ ! -x $CAIRN ]]; then
+        FAIL[$t]="binary not found at $CAIRN (cmake -B build && cmake --build build)"
+        say "$t: ${FAIL[$t]}"
+        return
+    fi
+    rm -rf "$CAIRN_CATALOG" "$CAIRN_CATALOG"-wal "$CAIRN_CATALOG"-shm "$XDG_CACHE_HOME"
+    fresh_dir "$rdir"
+    # A fresh repository each run: remove the previous run's objects (untimed).
+    if ! s3_rm repo/; then
+        FAIL[$t]="could not empty s3://$S3_BUCKET/repo/ (see $LOGS/s3.rm.log)"
+        say "$t: ${FAIL[$t]}"
+        return
+    fi
+    if ! "${cairn[@]}" init >"$LOGS/$t.init.$REP.log" 2>&1; then
+        FAIL[$t]="init failed: $(grep -v '^\s*$' "$LOGS/$t.init.$REP.log" | tail -n 1)"
+        say "$t: ${FAIL[$t]}"
+    elif ! measure "$t".backup "${cairn[@]}" backup "$DATA"; then
+        FAIL[$t]=${NOTE[$t.backup]}
+    else
+        if [[ $REP -eq 1 ]]; then
+            # Sum of the objects' sizes, as S3 bills them (s3rver's files on disk
+            # add metadata and .md5 files).
+            size=$(aws_s3 s3 ls --recursive --summarize "s3://$S3_BUCKET/repo/" 2>/dev/null |
+                awk '/Total Size:/ { printf "%.1f", $3 / 1048576 }')
+            REPO_MIB[$t]=${size:-n/a}
+            say "$t: repository size ${REPO_MIB[$t]} MiB in objects"
+        fi
+        measure "$t".rebackup "${cairn[@]}" backup "$DATA"
+        measure "$t".restore "${cairn[@]}" restore latest --target "$rdir" &&
+            verify_restore "$t" "$rdir"
+    fi
+    cleanup_tool "$CAIRN_CATALOG" "$CAIRN_CATALOG"-wal "$CAIRN_CATALOG"-shm "$XDG_CACHE_HOME" "$rdir"
+}
+
+# The same tar.zst as run_tar, streamed to and from s3rver by awscli.
+run_aws_s3() {
+    local t=aws-s3 rdir=$WORK/restore-aws-s3 obj=s3://$S3_BUCKET/data.tar.zst size
+    fresh_dir "$rdir"
+    s3_rm data.tar.zst
+    if measure "$t".backup bash -c 'set -o pipefail
+        tar -C "$1" -cf - data | zstd -1 -T0 -q -c | aws --endpoint-url "$2" s3 cp --only-show-errors - "$3"' \
+        _ "$WORK" "$S3_ENDPOINT" "$obj"; then
+        if [[ $REP -eq 1 ]]; then
+            size=$(aws_s3 s3 ls "$obj" 2>/dev/null | awk '{ printf "%.1f", $3 / 1048576 }')
+            REPO_MIB[$t]=${size:-n/a}
+        fi
+        NOTE[$t.rebackup]="no dedup: every backup is a full one"
+        measure "$t".restore bash -c 'set -o pipefail
+            aws --endpoint-url "$1" s3 cp --only-show-errors "$2" - | zstd -d -q -c | tar -x -C "$3"' \
+            _ "$S3_ENDPOINT" "$obj" "$rdir" &&
+            verify_restore "$t" "$rdir"
+    else
+        FAIL[$t]=${NOTE[$t.backup]}
+    fi
+    cleanup_tool "$rdir"
+}
+
 tool_version() {
     case $1 in
     tar) echo "$(tar --version | head -n 1); $(zstd --version | sed 's/^\*\*\* //; s/, by.*//')" ;;
     restic) restic version 2>/dev/null | head -n 1 ;;
     borg) borg --version 2>/dev/null | head -n 1 ;;
     cairn) echo "${CAIRN_VERSION:-cairn}" ;;
+    cairn-s3) echo "${CAIRN_VERSION:-cairn}; ${S3RVER_VERSION:-s3rver}" ;;
+    aws-s3) echo "$(aws --version 2>&1 | head -n 1); ${S3RVER_VERSION:-s3rver}" ;;
     esac
 }
 
@@ -418,6 +643,8 @@ tool_label() {
     restic) echo "restic (default compression auto, AES always)" ;;
     borg) echo "borg (encryption none, zstd,1)" ;;
     cairn) echo "cairn" ;;
+    cairn-s3) echo "cairn (S3: s3rver, 8 connections)" ;;
+    aws-s3) echo "aws s3 cp of tar \| zstd -1 -T0 (S3: s3rver)" ;;
     esac
 }
 
@@ -459,7 +686,7 @@ report() {
         fi
         first=$(fmt_secs "$t.backup")
         reb=$(fmt_secs "$t.rebackup")
-        [[ $t == tar ]] && reb="— (full)"
+        [[ $t == tar || $t == aws-s3 ]] && reb="— (full)"
         rest=$(fmt_secs "$t.restore")
         rss=$(peak_rss_mib "$t")
         echo "| $(tool_label "$t") | $first | $reb | $rest | $rss | ${REPO_MIB[$t]:-n/a} | ${VERIFY[$t]:-n/a} |"
@@ -467,7 +694,7 @@ report() {
     # Failures of single steps (a failed run is left out of the median).
     local failed=0
     for t in "${TOOLS[@]}"; do
-        [[ $t != tar && -z ${FAIL[$t]:-} ]] || continue
+        [[ $t != tar && $t != aws-s3 && -z ${FAIL[$t]:-} ]] || continue
         for note in backup rebackup restore; do
             if [[ -n ${NOTE[$t.$note]:-} ]]; then
                 [[ $failed -eq 1 ]] || echo
@@ -494,13 +721,40 @@ report() {
             echo "| $t | ${r1:-n/a} | ${r2:-n/a} | ${r3:-n/a} | $rss |"
         fi
     done
+    if any_s3; then
+        local lt s3rss lrss
+        echo
+        echo "The S3 path against the targets of issue 3: each S3 tool against the same tool with a local"
+        echo "repository (PASS/MISS is judged for cairn; aws s3 cp is shown for scale, against tar | zstd):"
+        echo
+        echo "| S3 tool / local tool | first backup (≤ $TARGET_S3_BACKUP) | re-backup (no target) | restore (≤ $TARGET_S3_RESTORE) | peak RSS MiB, S3 (local) |"
+        echo "|---|---:|---:|---:|---:|"
+        for t in cairn-s3 aws-s3; do
+            selected "$t" || continue
+            if [[ $t == cairn-s3 ]]; then lt=cairn; else lt=tar; fi
+            r1=$(ratio "$t.backup" "$lt.backup")
+            r2=$(ratio "$t.rebackup" "$lt.rebackup")
+            r3=$(ratio "$t.restore" "$lt.restore")
+            s3rss=$(peak_rss_mib "$t")
+            lrss=$(peak_rss_mib "$lt")
+            reason=${FAIL[$t]:+ (${FAIL[$t]//|/\\|})}
+            if [[ $t == cairn-s3 ]]; then
+                echo "| cairn S3 / cairn local$reason | $(verdict "$r1" $TARGET_S3_BACKUP) | ${r2:-n/a} | $(verdict "$r3" $TARGET_S3_RESTORE) | $s3rss ($lrss) |"
+            else
+                echo "| aws s3 cp tar.zst / tar \\| zstd local$reason | ${r1:-n/a} | — | ${r3:-n/a} | $s3rss ($lrss) |"
+            fi
+        done
+    fi
     echo
-    echo "Per step: median wall seconds of $REPS runs (and every run), median CPU seconds (user + system,"
-    echo "all processes of the step; less sensitive than wall time to other load on the machine), and"
-    echo "the largest peak RSS of the largest single process:"
+    local runs="$REPS runs"
+    if any_s3 && [[ $S3_REPS -ne $REPS ]]; then runs="$REPS runs ($S3_REPS for cairn-s3 and aws-s3)"; fi
+    echo "Per step: median wall seconds of $runs (and every run), median CPU seconds (user + system,"
+    echo "all processes of the step; less sensitive than wall time to other load on the machine), the"
+    echo "largest peak RSS of the largest single process, and for the S3 steps the median CPU seconds"
+    echo "s3rver (node) spent during the step, which the step's own CPU seconds do not include:"
     echo
-    echo "| step | wall s | wall s, every run | CPU s | peak RSS MiB | note |"
-    echo "|---|---:|---|---:|---:|---|"
+    echo "| step | wall s | wall s, every run | CPU s | s3rver CPU s | peak RSS MiB | note |"
+    echo "|---|---:|---|---:|---:|---:|---|"
     for t in "${TOOLS[@]}"; do
         for note in backup rebackup restore; do
             local k=$t.$note
@@ -508,9 +762,9 @@ report() {
             nt=${NOTE[$k]:-}
             nt=${nt//|/\\|}
             if [[ -n ${SECS[$k]:-} ]]; then
-                echo "| $k | ${SECS[$k]} | ${SAMPLES[$k]} | ${CPU[$k]} | $(awk -v k="${RSS[$k]}" 'BEGIN { printf "%.1f", k / 1024 }') | $nt |"
+                echo "| $k | ${SECS[$k]} | ${SAMPLES[$k]} | ${CPU[$k]} | ${SRV_CPU[$k]:-} | $(awk -v k="${RSS[$k]}" 'BEGIN { printf "%.1f", k / 1024 }') | $nt |"
             else
-                echo "| $k | n/a | | n/a | n/a | $nt |"
+                echo "| $k | n/a | | n/a | | n/a | $nt |"
             fi
         done
     done
@@ -533,11 +787,13 @@ write_doc() {
         echo '```'
         echo
         echo "The script installs what it is missing (restic, borgbackup, zstd, postgresql-15, time,"
-        echo "python3), builds the dataset under \`bench/work/data\` (cached; \`--fresh\` rebuilds it),"
-        echo "runs every tool on it in one run and rewrites this page. \`--only TOOL[,TOOL]\` runs a subset,"
-        echo "\`--runs N\` sets the number of runs (default 5), \`--keep\` keeps the repositories and"
-        echo "restored trees of the last run in \`bench/work\`, \`--no-doc\` leaves this page alone;"
-        echo "\`CAIRN=PATH\` times another binary. One run takes about 3 minutes on 2 cores."
+        echo "python3, nodejs, npm, awscli), builds the dataset under \`bench/work/data\` (cached;"
+        echo "\`--fresh\` rebuilds it), runs every tool on it in one run and rewrites this page."
+        echo "\`--only TOOL[,TOOL]\` runs a subset (tar, restic, borg, cairn, cairn-s3, aws-s3), \`--runs N\`"
+        echo "sets the number of runs (default 5), \`--s3-runs N\` that of the two S3 tools (default: as"
+        echo "\`--runs\`), \`--keep\` keeps the repositories and restored trees of the last run in"
+        echo "\`bench/work\`, \`--no-doc\` leaves this page alone; \`CAIRN=PATH\` times another binary."
+        echo "This run ($RUN_DESC) took $ELAPSED_DESC on $(nproc) cores, dataset already built."
         echo
         echo "## Run"
         echo
@@ -546,6 +802,13 @@ write_doc() {
         echo "- Load average (1, 5, 15 min): $LOAD_BEFORE before the first step, $LOAD_AFTER after the last"
         echo "  (it includes this benchmark and anything else running on the machine)"
         echo "- Caches: $CACHE_DESC"
+        if any_s3; then
+            echo "- S3 store: ${S3RVER_VERSION:-s3rver} from tests/s3/package-lock.json, started once for the"
+            echo "  whole run on 127.0.0.1 (data directory under bench/work, same filesystem), without the"
+            echo "  tests' verifying or fault-injecting proxy; it logs each request to a file. Its peak RSS"
+            echo "  over the run: $(awk -v k="${S3_NODE_HWM_KIB:-}" 'BEGIN { if (k == "") print "n/a"; else printf "%.1f MiB", k / 1024 }')."
+            echo "  It shares the $(nproc) cores with the client: its CPU time is shown per step below."
+        fi
         echo "- Tools:"
         for t in "${TOOLS[@]}"; do echo "  - $t: $(tool_version "$t")"; done
         echo
@@ -578,10 +841,20 @@ write_doc() {
         echo "- cairn: \`cairn init\`, \`cairn backup DATA\` twice, \`cairn restore latest --target DIR\`,"
         echo "  with \`CAIRN_REPO\` and \`CAIRN_CATALOG\` in bench/work; a copy of \`build/cairn\` (or"
         echo "  \`\$CAIRN\`) taken at the start is timed."
+        echo "- cairn (S3): the same commands with \`--repo s3://$S3_BUCKET/repo\` on s3rver (endpoint from"
+        echo "  \`AWS_ENDPOINT_URL_S3\`, credentials S3RVER/S3RVER), default \`--connections\` (8: upload"
+        echo "  threads in backup, workers in restore), default read-ahead and multipart settings; the"
+        echo "  spool directory for packs waiting for upload is under bench/work (\`TMPDIR\`). Every run"
+        echo "  starts from an empty prefix and a fresh local catalog."
+        echo "- aws s3 cp (S3): \`tar -cf - data | zstd -1 -T0 | aws s3 cp - s3://$S3_BUCKET/data.tar.zst\`;"
+        echo "  restore \`aws s3 cp s3://$S3_BUCKET/data.tar.zst - | zstd -d | tar -x\`, with"
+        echo "  \`--endpoint-url\` (older awscli releases ignore \`AWS_ENDPOINT_URL_S3\`) and awscli's default"
+        echo "  transfer settings (8 MiB multipart chunks, 10 concurrent requests)."
         echo
         echo "Repository size is the apparent size of the repository directory (or the .tar.zst file)"
-        echo "after the first backup; local caches (restic's cache, borg's cache, cairn's catalog) are"
-        echo "not counted. Every restore is compared with the dataset by \`diff -r\`."
+        echo "after the first backup (for the S3 tools: the sum of the objects' sizes); local caches"
+        echo "(restic's cache, borg's cache, cairn's catalog) are not counted. Every restore is compared"
+        echo "with the dataset by \`diff -r\`."
         echo
         echo "## Results"
         echo
@@ -590,12 +863,20 @@ write_doc() {
         echo "Targets (issue 2, on a 2-core machine): first backup within ${TARGET_FIRST}x of"
         echo "\`tar | zstd -1 -T0\`; unchanged re-backup at most ${TARGET_REBACKUP}x restic's; restore no"
         echo "slower than \`zstd -d | tar -x\`; peak RSS at most $TARGET_RSS_MIB MiB."
+        if any_s3; then
+            echo
+            echo "Targets (issue 3): the S3 backup within ${TARGET_S3_BACKUP}x of the local one, the S3 restore"
+            echo "within ${TARGET_S3_RESTORE}x of the local one; peak RSS with 8 connections reported."
+            echo "s3rver on loopback has no network latency or bandwidth limit and shares the CPU with"
+            echo "the client, so this measures the client's overhead for S3, not a real S3 service."
+        fi
     } >"$DOC"
     say "wrote $DOC"
 }
 
 # ---------------------------------------------------------------- main
 
+START_SECONDS=$SECONDS
 mkdir -p "$WORK" "$LOGS"
 # Logs of an earlier run's steps would be mistaken for this run's.
 find "$LOGS" -maxdepth 1 -name '*.[0-9]*.*' -delete
@@ -605,7 +886,7 @@ dataset_facts
 detect_cache_mode
 
 # The build directory may be rebuilt while this runs: time one fixed copy.
-if selected cairn && [[ -x $CAIRN ]]; then
+if { selected cairn || selected cairn-s3; } && [[ -x $CAIRN ]]; then
     CAIRN_SRC=$CAIRN
     CAIRN=$WORK/cairn-under-test
     cp "$CAIRN_SRC" "$CAIRN" || die "cannot copy $CAIRN_SRC"
@@ -622,19 +903,31 @@ LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 say "load average before: $LOAD_BEFORE"
 awk -v l="${LOAD_BEFORE%% *}" -v n="$(nproc)" 'BEGIN { exit !(l > n / 2) }' &&
     say "warning: the machine is busy (load $LOAD_BEFORE on $(nproc) cores): wall times will be noisy"
-for ((REP = 1; REP <= REPS; REP++)); do
+if any_s3 && ! s3_start; then
+    for t in cairn-s3 aws-s3; do FAIL[$t]="s3rver could not be started (see the messages above)"; done
+fi
+ROUNDS=$REPS
+if any_s3 && [[ $S3_REPS -gt $ROUNDS ]]; then ROUNDS=$S3_REPS; fi
+for ((REP = 1; REP <= ROUNDS; REP++)); do
     for t in "${TOOLS[@]}"; do
         [[ -z ${FAIL[$t]:-} ]] || continue
-        say "---- $t, run $REP of $REPS"
-        "run_$t"
+        n=$(reps_of "$t")
+        [[ $REP -le $n ]] || continue
+        say "---- $t, run $REP of $n"
+        "run_${t//-/_}"
     done
 done
 finish_samples
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
+s3_stop   # before the report: it records s3rver's peak RSS
 if [[ $KEEP -eq 0 ]]; then   # also what an earlier --keep left behind
     rm -rf "$WORK"/tar "$WORK"/repo-* "$WORK"/restore-* "$WORK"/restic-cache "$WORK"/borg-base \
-        "$WORK"/cairn-cache "$WORK"/cairn-catalog.db* "$WORK"/cairn-under-test
+        "$WORK"/cairn-cache "$WORK"/cairn-catalog.db* "$WORK"/cairn-under-test \
+        "$WORK"/cairn-s3-cache "$WORK"/cairn-s3-catalog.db* "$S3_WORK"
 fi
+ELAPSED_DESC=$(awk -v s=$((SECONDS - START_SECONDS)) 'BEGIN { printf "%d min %02d s", s / 60, s % 60 }')
+RUN_DESC="$(IFS=,; echo "${TOOLS[*]}"), $REPS runs"
+any_s3 && [[ $S3_REPS -ne $REPS ]] && RUN_DESC="$RUN_DESC, $S3_REPS for the S3 tools"
 
 TABLE=$(report)
 echo

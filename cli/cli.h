@@ -48,6 +48,12 @@ int cli_parse(struct cli *c, int argc, char **argv, const struct opt *opts, cons
 /* Opens the repository named by --repo/CAIRN_REPO, printing the error. */
 int cli_open_repo(struct cli *c, cairn_repo **out);
 
+/* A shared lease for a reader (restore, dump, check) so that a prune does not
+ * delete what it reads. Refuses (prints, EXIT_ERR) while a prune runs; goes on
+ * without a lease when the repository cannot be written. *out may be NULL. */
+struct cairn_lock;
+int cli_read_lease(cairn_repo *repo, const char *operation, struct cairn_lock **out);
+
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void cli_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Progress line on stderr (only on a terminal); done = finish with newline. */

@@ -2,6 +2,7 @@
 #include <string.h>
 
 #include "../engine/check.h"
+#include "../engine/lock.h"
 #include "cli.h"
 
 static void on_report(void *arg, const char *msg)
@@ -25,7 +26,17 @@ int cmd_check(struct cli *c, int argc, char **argv)
     if ((rc = cli_open_repo(c, &repo)) != 0)
         return rc;
     cairn_err_clear(&err);
-    rc = cairn_check(repo, read_data, on_report, NULL, &res, &err);
+    {
+        struct cairn_lock *lease = NULL;
+        if (cli_read_lease(repo, "check", &lease) != 0) {
+            rc = CAIRN_FATAL;
+            err.code = CAIRN_FATAL;
+            snprintf(err.msg, sizeof err.msg, "a prune is running");
+        } else {
+            rc = cairn_check(repo, read_data, on_report, NULL, &res, &err);
+            cairn_lock_release(lease, NULL);
+        }
+    }
     cairn_repo_free(repo);
     if (rc != CAIRN_OK) {
         cli_error("check could not run: %s", err.msg);

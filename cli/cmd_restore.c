@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include "../restore/restore.h"
+#include "../engine/lock.h"
 #include "cli.h"
 
 static void on_warn(void *arg, const char *msg)
@@ -81,7 +82,17 @@ int cmd_restore(struct cli *c, int argc, char **argv)
         ro.progress = on_progress;
         ro.progress_arg = c;
     }
-    rc = cairn_restore(repo, snap, &ro, &st, &err);
+    {
+        struct cairn_lock *lease = NULL;
+        if (cli_read_lease(repo, "restore", &lease) != 0) {
+            rc = CAIRN_FATAL;
+            err.code = CAIRN_FATAL;
+            snprintf(err.msg, sizeof err.msg, "a prune is running");
+        } else {
+            rc = cairn_restore(repo, snap, &ro, &st, &err);
+            cairn_lock_release(lease, NULL);
+        }
+    }
     cli_progress(c, "", 0);
     if (rc != CAIRN_OK && rc != CAIRN_WARN) {
         cli_error("restore failed: %s", err.msg);
@@ -136,7 +147,18 @@ int cmd_dump(struct cli *c, int argc, char **argv)
         rc = EXIT_ERR;
         goto out;
     }
-    rc = cairn_dump(repo, snap, c->nargs == 2 ? c->args[1] : NULL, format, 1, on_warn, c, &err);
+    {
+        struct cairn_lock *lease = NULL;
+        if (cli_read_lease(repo, "dump", &lease) != 0) {
+            rc = CAIRN_FATAL;
+            err.code = CAIRN_FATAL;
+            snprintf(err.msg, sizeof err.msg, "a prune is running");
+        } else {
+            rc = cairn_dump(repo, snap, c->nargs == 2 ? c->args[1] : NULL, format, 1,
+                            on_warn, c, &err);
+            cairn_lock_release(lease, NULL);
+        }
+    }
     if (rc == CAIRN_WARN) {
         cli_warn("the archive is partial: some entries could not be written (named above)");
         rc = EXIT_PARTIAL;

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../engine/lock.h"
 #include "cli.h"
 
 void cli_error(const char *fmt, ...)
@@ -190,6 +191,28 @@ int cli_open_repo(struct cli *c, cairn_repo **out)
     if (cairn_repo_open_with(c->repo, c->catalog, &c->store, out, &err) != CAIRN_OK) {
         cli_error("%s", err.msg);
         return EXIT_ERR;
+    }
+    return 0;
+}
+
+int cli_read_lease(cairn_repo *repo, const char *operation, cairn_lock **out)
+{
+    struct cairn_lock_opts lo;
+    cairn_err err;
+    int rc;
+    memset(&lo, 0, sizeof lo);
+    lo.operation = operation;
+    *out = NULL;
+    cairn_err_clear(&err);
+    rc = cairn_lock_acquire(repo, CAIRN_LOCK_SHARED, &lo, out, &err);
+    if (rc == CAIRN_RETRY) { /* a prune holds the repository */
+        cli_error("%s", err.msg);
+        return EXIT_ERR;
+    }
+    if (rc != CAIRN_OK) {
+        /* read-only credentials or medium: go on without a lease; only a
+         * prune running at the same time could then disturb this reader */
+        *out = NULL;
     }
     return 0;
 }
