@@ -2,14 +2,10 @@
  *
  * One libpq session is held open from pg_backup_start to pg_backup_stop (a
  * non-exclusive backup ends, and is aborted, when its session ends). The
- * engine copies PGDATA in between. backup_label and tablespace_map exist only
- * once pg_backup_stop returns, after the engine has written its manifest, so
- * the snapshot is written twice: the engine's (marked "state": "copying", not
- * usable for restore) and then the complete one with the labels, after which
- * the first is removed. A crash in between leaves only the incomplete one,
- * which restore-pg ignores.
- * TODO(engine): a hook in cairn_backup_opts called after the data is stored
- * and before the manifest is built would let this write one snapshot. */
+ * engine copies PGDATA in between; pg_backup_stop runs in the engine's
+ * before_manifest hook, once every byte is stored, so backup_label and
+ * tablespace_map go into the one manifest the backup writes. If anything
+ * fails before that, no snapshot is written at all. */
 #define _GNU_SOURCE
 #include "pg.h"
 
@@ -24,7 +20,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "../engine/internal.h" /* cairn_repo_put_snapshot: see the TODO above */
 
 /* What pg_basebackup leaves out too: runtime state PostgreSQL rebuilds at
  * start, temporary files, and pg_wal's contents (recovery fetches WAL from the
@@ -97,20 +92,84 @@ static int has_tablespaces(const char *pgdata)
     return found;
 }
 
+struct stop_ctx {
+    PGconn *c;
+    int v;
+    int *started;
+    struct cairn_pg_backup_result *res;
+    const char *pgdata;
+};
+
+/* before_manifest: every byte is stored; stop the backup and put its labels
+ * into the manifest. */
+static int stop_backup(void *arg, json_t *man, cairn_err *err)
+{
+    struct stop_ctx *x = arg;
+    PGresult *q;
+    char stop_lsn[64];
+    json_t *pg = json_object_get(man, "postgres");
+    int64_t stop_ns;
+    if (!pg)
+        return cairn_error(err, CAIRN_FATAL, "the manifest has no 'postgres' section");
+    if (json_is_true(json_object_get(man, "partial")))
+        return cairn_error(err, CAIRN_FAILED,
+                           "%lld files of '%s' could not be read (named above): a base backup "
+                           "with missing files is not usable, so none was recorded",
+                           (long long)json_integer_value(json_object_get(man, "error_count")),
+                           x->pgdata);
+    q = PQexecParams(x->c,
+                     x->v >= 150000
+                         ? "SELECT lsn::text, labelfile, spcmapfile,"
+                           " (extract(epoch from clock_timestamp()) * 1000000)::bigint::text"
+                           " FROM pg_backup_stop(true)"
+                         : "SELECT lsn::text, labelfile, spcmapfile,"
+                           " (extract(epoch from clock_timestamp()) * 1000000)::bigint::text"
+                           " FROM pg_stop_backup(false, true)",
+                     0, NULL, NULL, NULL, NULL, 0);
+    if (!q || PQresultStatus(q) != PGRES_TUPLES_OK || PQntuples(q) != 1)
+        return pq_fail(err, x->c, q, "cannot stop the backup (no snapshot was recorded)");
+    *x->started = 0;
+    snprintf(stop_lsn, sizeof stop_lsn, "%s", PQgetvalue(q, 0, 0));
+    stop_ns = strtoll(PQgetvalue(q, 0, 3), NULL, 10) * 1000;
+    if (cairn_pg_lsn_parse(stop_lsn, &x->res->stop_lsn) != 0) {
+        PQclear(q);
+        return cairn_error(err, CAIRN_FAILED, "PostgreSQL returned a bad stop position '%s'",
+                           stop_lsn);
+    }
+    {
+        char line[64];
+        if (label_line(PQgetvalue(q, 0, 1), "START TIMELINE:", line, sizeof line) == 0)
+            x->res->timeline = (uint32_t)strtoul(line, NULL, 10);
+    }
+    json_object_set_new(pg, "timeline", json_integer(x->res->timeline));
+    json_object_set_new(pg, "stop_lsn", json_string(stop_lsn));
+    json_object_set_new(pg, "stop_time_ns", json_integer(stop_ns));
+    json_object_set_new(pg, "backup_label", json_string(PQgetvalue(q, 0, 1)));
+    json_object_set_new(pg, "tablespace_map",
+                        json_string(PQgetisnull(q, 0, 2) ? "" : PQgetvalue(q, 0, 2)));
+    PQclear(q);
+    {
+        char t1[64];
+        int64_t now = cairn_now_ns();
+        cairn_format_time(now, t1, sizeof t1);
+        json_object_set_new(man, "end_time", json_string(t1));
+        json_object_set_new(man, "end_ns", json_integer(now));
+    }
+    return CAIRN_OK;
+}
+
 int cairn_pg_backup(cairn_repo *r, const struct cairn_pg_backup_opts *o,
                     struct cairn_pg_backup_result *res, cairn_err *err)
 {
     PGconn *c = NULL;
     PGresult *q = NULL;
     struct cairn_backup_opts bo;
-    struct cairn_snapshot *first = NULL;
-    json_t *extra = NULL, *pg, *man = NULL;
-    char source[128], label[256], start_lsn[32], stop_lsn[32], sysid_s[32], ts[64];
-    char tl[32], *labelfile = NULL, *spcmap = NULL;
+    json_t *extra = NULL, *pg;
+    char source[128], label[256], start_lsn[32], sysid_s[32], ts[64];
+    char tl[32];
     uint64_t ctl_sysid = 0, segsize = 0;
-    int64_t start_ns, stop_ns;
+    int64_t start_ns;
     int rc, v, started = 0;
-    cairn_err e2;
 
     memset(res, 0, sizeof *res);
     if (!o->pgdata || !o->dsn)
@@ -214,7 +273,6 @@ int cairn_pg_backup(cairn_repo *r, const struct cairn_pg_backup_opts *o,
 
     extra = json_object();
     pg = json_object();
-    json_object_set_new(pg, "state", json_string("copying"));
     json_object_set_new(pg, "system_id", json_string(sysid_s));
     json_object_set_new(pg, "timeline", json_integer(res->timeline));
     json_object_set_new(pg, "start_lsn", json_string(start_lsn));
@@ -240,80 +298,13 @@ int cairn_pg_backup(cairn_repo *r, const struct cairn_pg_backup_opts *o,
     bo.warn_arg = o->warn_arg;
     bo.progress = o->progress;
     bo.progress_arg = o->progress_arg;
-    if ((rc = cairn_backup_run(r, &bo, &res->backup, err)) != CAIRN_OK)
-        goto out; /* closing the session aborts the server-side backup */
-    if (res->backup.partial) {
-        rc = cairn_error(err, CAIRN_FAILED,
-                         "%llu files of '%s' could not be read (named above): the base backup "
-                         "is not usable (snapshot %.12s is left marked incomplete)",
-                         (unsigned long long)res->backup.errors, o->pgdata, res->backup.id);
-        goto out;
-    }
-
-    q = PQexecParams(c,
-                     v >= 150000
-                         ? "SELECT lsn::text, labelfile, spcmapfile,"
-                           " (extract(epoch from clock_timestamp()) * 1000000)::bigint::text"
-                           " FROM pg_backup_stop(true)"
-                         : "SELECT lsn::text, labelfile, spcmapfile,"
-                           " (extract(epoch from clock_timestamp()) * 1000000)::bigint::text"
-                           " FROM pg_stop_backup(false, true)",
-                     0, NULL, NULL, NULL, NULL, 0);
-    if (!q || PQresultStatus(q) != PGRES_TUPLES_OK || PQntuples(q) != 1) {
-        rc = pq_fail(err, c, q, "cannot stop the backup (the snapshot is left marked "
-                                "incomplete)");
-        q = NULL;
-        goto out;
-    }
-    started = 0;
-    snprintf(stop_lsn, sizeof stop_lsn, "%s", PQgetvalue(q, 0, 0));
-    labelfile = strdup(PQgetvalue(q, 0, 1));
-    spcmap = strdup(PQgetisnull(q, 0, 2) ? "" : PQgetvalue(q, 0, 2));
-    stop_ns = strtoll(PQgetvalue(q, 0, 3), NULL, 10) * 1000;
-    PQclear(q);
-    q = NULL;
-    if (!labelfile || !spcmap || cairn_pg_lsn_parse(stop_lsn, &res->stop_lsn) != 0) {
-        rc = cairn_error(err, CAIRN_FAILED, "PostgreSQL returned a bad stop position");
-        goto out;
-    }
     {
-        char line[64];
-        if (label_line(labelfile, "START TIMELINE:", line, sizeof line) == 0)
-            res->timeline = (uint32_t)strtoul(line, NULL, 10);
-    }
-
-    /* the complete manifest: the engine's, with the labels */
-    if ((rc = cairn_repo_snapshot_get(r, res->backup.id, NULL, &first, err)) != CAIRN_OK)
-        goto out;
-    man = json_deep_copy(first->json);
-    pg = json_object_get(man, "postgres");
-    if (!man || !pg) {
-        rc = cairn_error(err, CAIRN_FATAL, "out of memory");
-        goto out;
-    }
-    json_object_del(pg, "state");
-    json_object_set_new(pg, "timeline", json_integer(res->timeline));
-    json_object_set_new(pg, "stop_lsn", json_string(stop_lsn));
-    json_object_set_new(pg, "stop_time_ns", json_integer(stop_ns));
-    json_object_set_new(pg, "backup_label", json_string(labelfile));
-    json_object_set_new(pg, "tablespace_map", json_string(spcmap));
-    {
-        char t1[64];
-        int64_t now = cairn_now_ns();
-        cairn_format_time(now, t1, sizeof t1);
-        json_object_set_new(man, "end_time", json_string(t1));
-        json_object_set_new(man, "end_ns", json_integer(now));
-    }
-    {
-        char id[CAIRN_HEX_LEN + 1], key[128];
-        if ((rc = cairn_repo_put_snapshot(r, man, id, err)) != CAIRN_OK)
+        struct stop_ctx sx = {c, v, &started, res, o->pgdata};
+        bo.before_manifest = stop_backup;
+        bo.before_manifest_arg = &sx;
+        /* on any failure the session's end aborts the server-side backup */
+        if ((rc = cairn_backup_run(r, &bo, &res->backup, err)) != CAIRN_OK)
             goto out;
-        /* the engine's copy is superseded: remove it (best effort; restore-pg
-         * ignores it anyway, it has no backup_label) */
-        snprintf(key, sizeof key, "snapshots/%s", res->backup.id);
-        if (cairn_store_del(cairn_repo_store(r), key, &e2) == CAIRN_OK)
-            cairn_catalog_remove_snapshot(cairn_repo_catalog(r), res->backup.id, &e2);
-        memcpy(res->backup.id, id, sizeof id);
     }
     rc = CAIRN_OK;
 out:
@@ -323,9 +314,5 @@ out:
     if (c)
         PQfinish(c);
     json_decref(extra);
-    json_decref(man);
-    cairn_snapshot_free(first);
-    free(labelfile);
-    free(spcmap);
     return rc;
 }

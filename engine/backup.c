@@ -1244,6 +1244,9 @@ int cairn_backup_run(cairn_repo *r, const struct cairn_backup_opts *o,
         json_object_set_new(st, "duration_ms", json_integer((json_int_t)(res->duration * 1000)));
         json_object_set_new(man, "stats", st);
     }
+    if (o->before_manifest &&
+        (rc = o->before_manifest(o->before_manifest_arg, man, err)) != CAIRN_OK)
+        goto out;
     rc = cairn_repo_put_snapshot(r, man, res->id, err);
 out:
     if (started) {

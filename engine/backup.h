@@ -38,6 +38,12 @@ struct cairn_backup_opts {
     void *warn_arg;
     cairn_backup_progress_fn progress;
     void *progress_arg;
+    /* Called once every byte is stored and indexed, just before the manifest
+     * is written; it may add to or change the manifest (a database's stop
+     * position and backup_label, say). Anything but CAIRN_OK aborts the
+     * backup: no snapshot is written (the stored data stays indexed). */
+    int (*before_manifest)(void *arg, json_t *manifest, cairn_err *err);
+    void *before_manifest_arg;
 };
 
 struct cairn_backup_result {
