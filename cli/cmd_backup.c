@@ -13,20 +13,25 @@ static void on_warn(void *arg, const char *msg)
 }
 
 static void on_progress(void *arg, uint64_t files, uint64_t bytes_read, uint64_t bytes_new,
-                        const char *current)
+                        uint64_t done, uint64_t expected, const char *current)
 {
     struct cli *c = arg;
     static double start;
-    char line[512], r[32], n[32], rate[32];
-    double now = cairn_mono();
+    char line[512], r[32], n[32], rate[32], eta[32] = "";
+    double now = cairn_mono(), el;
     if (!start)
         start = now;
+    el = now - start > 0.001 ? now - start : 0.001;
     cairn_format_size(bytes_read, r, sizeof r);
     cairn_format_size(bytes_new, n, sizeof n);
-    cairn_format_size((uint64_t)(bytes_read / (now - start > 0.001 ? now - start : 0.001)), rate,
-                      sizeof rate);
-    snprintf(line, sizeof line, "%llu files, %s read, %s new, %s/s  %.60s",
-             (unsigned long long)files, r, n, rate, current ? current : "");
+    cairn_format_size((uint64_t)((double)done / el), rate, sizeof rate);
+    /* ETA from the parent snapshot's size, when there is one */
+    if (expected > done && done > 0 && el > 1) {
+        double left = (double)(expected - done) / ((double)done / el);
+        snprintf(eta, sizeof eta, "  ETA %d:%02d", (int)(left / 60), (int)left % 60);
+    }
+    snprintf(line, sizeof line, "%llu files, %s read, %s new, %s/s%s  %.50s",
+             (unsigned long long)files, r, n, rate, eta, current ? current : "");
     cli_progress(c, line, 0);
 }
 

@@ -489,6 +489,7 @@ struct ctx {
     cairn_buf rbuf;          /* read buffer for chunking */
     struct cairn_backup_result *res;
     json_t *errors;          /* array of messages */
+    uint64_t expected;       /* the parent's total size, for progress */
     double last_progress;
     cairn_err *err;
 };
@@ -518,8 +519,14 @@ static void progress(struct ctx *c, const char *current)
     if (now - c->last_progress < 0.25)
         return;
     c->last_progress = now;
-    c->o->progress(c->o->progress_arg, c->res->files, c->res->bytes_read, c->res->bytes_new,
-                   current);
+    {
+        uint64_t bytes_new;
+        pthread_mutex_lock(&c->pipe.mu);
+        bytes_new = c->pipe.bytes_new;
+        pthread_mutex_unlock(&c->pipe.mu);
+        c->o->progress(c->o->progress_arg, c->res->files, c->res->bytes_read, bytes_new,
+                       c->res->total_size, c->expected, current);
+    }
 }
 
 /* Trees: hashed here, queued for storing unless the repository has them. */
@@ -1111,6 +1118,8 @@ int cairn_backup_run(cairn_repo *r, const struct cairn_backup_opts *o,
         cairn_err pe;
         if (cairn_repo_snapshot_get(r, "latest", source, &parent, &pe) == CAIRN_OK) {
             memcpy(res->parent, parent->id, sizeof res->parent);
+            c.expected = (uint64_t)json_integer_value(
+                json_object_get(json_object_get(parent->json, "stats"), "total_size"));
             have_ptree = cairn_repo_load_tree(r, &parent->tree, &ptree, &pe) == CAIRN_OK;
         }
     }

@@ -19,8 +19,11 @@
 #include "repo.h"
 
 typedef void (*cairn_backup_warn_fn)(void *arg, const char *msg);
+/* done = logical bytes of the files covered so far (read or reused);
+ * expected = the parent snapshot's total, 0 when there is no parent. */
 typedef void (*cairn_backup_progress_fn)(void *arg, uint64_t files, uint64_t bytes_read,
-                                         uint64_t bytes_new, const char *current);
+                                         uint64_t bytes_new, uint64_t done, uint64_t expected,
+                                         const char *current);
 
 struct cairn_backup_opts {
     const char *const *paths;

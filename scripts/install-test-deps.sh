@@ -35,12 +35,18 @@ TEST_PACKAGES=(
   # --- later: database PITR tests (add when they land) ---
   # mariadb-server mariadb-backup
   # --- S3 backend tests (tests/e2e/s3_*.sh, tests/s3/) ---
-  nodejs            # runs s3rver, the S3 test server (npm ci in tests/s3)
+  nodejs            # runs s3rver, the S3 test server (npm ci in tests/s3), and the
+                    # manifest validator (tests/k8s: kubernetes-models, npm ci)
   python3-botocore  # tests/s3/sigv4_proxy.py recomputes every SigV4 signature
   awscli            # interop: aws s3 ls/cp of what cairn wrote; creates the test bucket
 )
 # npm: NodeSource's nodejs ships npm and conflicts with Debian's npm package,
 # so install it only when no npm is there.
 command -v npm >/dev/null 2>&1 || TEST_PACKAGES+=(npm)
+# kubectl: `kubectl kustomize daemonset/` in tests/e2e/k8s_manifests.sh (optional
+# there). Debian 12's kubernetes-client (1.20) renders it; a kubectl already on
+# the machine (e.g. Google's kubectl package) owns /usr/bin/kubectl, so only
+# when there is none.
+command -v kubectl >/dev/null 2>&1 || TEST_PACKAGES+=(kubernetes-client)
 
 apt_install "${TEST_PACKAGES[@]}"
