@@ -121,4 +121,40 @@ struct cairn_pg_backup_result {
 int cairn_pg_backup(cairn_repo *r, const struct cairn_pg_backup_opts *o,
                     struct cairn_pg_backup_result *res, cairn_err *err);
 
+/* ---- wal-push --batch ---- */
+
+/* Was this very file archived before (by a batch, say)? 1 when the catalog
+ * records it with the same size and SHA-256 AND the stored object's metadata
+ * says the same (res filled, already = 1); 0 when not known (push it);
+ * < 0 on errors. Needs the system id (o->system_id or pg_control). */
+int cairn_pg_wal_already(cairn_pg_archive *a, const char *path,
+                         const struct cairn_pg_push_opts *o, struct cairn_pg_push_result *res,
+                         cairn_err *err);
+
+#define CAIRN_PG_BATCH_MAX_JOBS 16
+
+struct cairn_pg_batch_opts {
+    int jobs;       /* threads, 0 = 4 (at most CAIRN_PG_BATCH_MAX_JOBS) */
+    int max_extra;  /* other .ready segments pushed per call, 0 = 4 x jobs */
+};
+
+struct cairn_pg_batch_result {
+    int fast;                      /* answered from an earlier push */
+    uint64_t extra_pushed, extra_already, extra_failed;
+};
+
+/* archive_command with a batch: if `path` is already archived
+ * (cairn_pg_wal_already) returns at once; otherwise pushes it together with
+ * up to max_extra other files marked .ready in <dir of path>/archive_status
+ * (oldest first), with `jobs` threads, each with its own archive handle.
+ * The result and error are those of `path` alone: a failed extra push is
+ * only counted (PostgreSQL asks for that file later and it is pushed then).
+ * .ready files are left alone (PostgreSQL renames them itself). */
+int cairn_pg_wal_push_batch(const char *url, const struct cairn_store_opts *so,
+                            const char *catalog_path, const char *path,
+                            const struct cairn_pg_push_opts *o,
+                            const struct cairn_pg_batch_opts *bo,
+                            struct cairn_pg_push_result *res, struct cairn_pg_batch_result *br,
+                            cairn_err *err);
+
 #endif

@@ -76,20 +76,72 @@ static int label_line(const char *label, const char *key, char *out, size_t n)
     return 0;
 }
 
-static int has_tablespaces(const char *pgdata)
+/* The tablespaces: pg_tblspc/<oid> symlinks to their directories (in-place
+ * tablespaces, plain directories there, are part of PGDATA already). */
+#define MAX_TS 64
+struct tsinfo {
+    char oid[32];
+    char *location; /* realpath of the link's target */
+    const char *root; /* its name at the top of the snapshot (basename) */
+};
+
+static const char *base_of(const char *p)
 {
-    char p[PATH_MAX];
+    const char *s = strrchr(p, '/');
+    return s && s[1] ? s + 1 : p;
+}
+
+static int list_tablespaces(const char *pgdata, const char *pg_real, struct tsinfo *ts,
+                            size_t *n, cairn_err *err)
+{
+    char p[PATH_MAX], lp[PATH_MAX + 512];
     DIR *d;
     struct dirent *de;
-    int found = 0;
+    int rc = CAIRN_OK;
+    *n = 0;
     snprintf(p, sizeof p, "%s/pg_tblspc", pgdata);
     if (!(d = opendir(p)))
-        return 0;
-    while ((de = readdir(d)) != NULL)
-        if (de->d_name[0] != '.')
-            found = 1;
+        return CAIRN_OK;
+    while (rc == CAIRN_OK && (de = readdir(d)) != NULL) {
+        struct stat st;
+        size_t i;
+        char *real;
+        if (de->d_name[0] == '.')
+            continue;
+        snprintf(lp, sizeof lp, "%s/%s", p, de->d_name);
+        if (lstat(lp, &st) != 0 || !S_ISLNK(st.st_mode))
+            continue; /* an in-place tablespace: backed up with PGDATA */
+        if (strspn(de->d_name, "0123456789") != strlen(de->d_name) || strlen(de->d_name) > 20) {
+            rc = cairn_error(err, CAIRN_FAILED, "'%s' is not a tablespace link (not an OID)", lp);
+            break;
+        }
+        if (*n == MAX_TS) {
+            rc = cairn_error(err, CAIRN_FAILED, "more than %d tablespaces", MAX_TS);
+            break;
+        }
+        if (!(real = realpath(lp, NULL))) {
+            rc = cairn_error(err, CAIRN_FAILED, "tablespace %s: cannot resolve '%s': %s",
+                             de->d_name, lp, strerror(errno));
+            break;
+        }
+        snprintf(ts[*n].oid, sizeof ts[*n].oid, "%s", de->d_name);
+        ts[*n].location = real;
+        ts[*n].root = base_of(real);
+        if (strcmp(ts[*n].root, base_of(pg_real)) == 0)
+            rc = cairn_error(err, CAIRN_FAILED,
+                             "tablespace %s at '%s' has the same directory name as the data "
+                             "directory '%s': backup-pg stores each under its name",
+                             ts[*n].oid, real, pg_real);
+        for (i = 0; rc == CAIRN_OK && i < *n; i++)
+            if (strcmp(ts[i].root, ts[*n].root) == 0)
+                rc = cairn_error(err, CAIRN_FAILED,
+                                 "tablespaces %s ('%s') and %s ('%s') have the same directory "
+                                 "name: backup-pg stores each under its name",
+                                 ts[i].oid, ts[i].location, ts[*n].oid, real);
+        (*n)++;
+    }
     closedir(d);
-    return found;
+    return rc;
 }
 
 struct stop_ctx {
@@ -166,7 +218,12 @@ int cairn_pg_backup(cairn_repo *r, const struct cairn_pg_backup_opts *o,
     struct cairn_backup_opts bo;
     json_t *extra = NULL, *pg;
     char source[128], label[256], start_lsn[32], sysid_s[32], ts[64];
-    char tl[32];
+    char tl[32], pg_real[PATH_MAX];
+    struct tsinfo tsp[MAX_TS];
+    size_t n_ts = 0, i;
+    const char *paths[MAX_TS + 1];
+    char **xs = NULL;
+    size_t n_xs = 0;
     uint64_t ctl_sysid = 0, segsize = 0;
     int64_t start_ns;
     int rc, v, started = 0;
@@ -229,13 +286,13 @@ int cairn_pg_backup(cairn_repo *r, const struct cairn_pg_backup_opts *o,
                          o->pgdata, ctl_sysid, sysid_s);
         goto out;
     }
-    if (has_tablespaces(o->pgdata)) {
-        rc = cairn_error(err, CAIRN_FAILED,
-                         "'%s' has tablespaces (pg_tblspc is not empty): backup-pg does not "
-                         "capture tablespaces yet",
-                         o->pgdata);
+    if (!realpath(o->pgdata, pg_real)) {
+        rc = cairn_error(err, CAIRN_FAILED, "cannot resolve '%s': %s", o->pgdata,
+                         strerror(errno));
         goto out;
     }
+    if ((rc = list_tablespaces(o->pgdata, pg_real, tsp, &n_ts, err)) != CAIRN_OK)
+        goto out;
     snprintf(res->system_id, sizeof res->system_id, "%.23s", sysid_s);
     res->timeline = (uint32_t)strtoul(tl, NULL, 10);
     if (o->source)
@@ -281,15 +338,47 @@ int cairn_pg_backup(cairn_repo *r, const struct cairn_pg_backup_opts *o,
     json_object_set_new(pg, "segment_size", json_integer((json_int_t)segsize));
     json_object_set_new(pg, "label", json_string(label));
     json_object_set_new(pg, "pgdata", json_string(o->pgdata));
+    if (n_ts) {
+        /* several roots: the snapshot holds <pgdata name>/ and one directory
+         * per tablespace, each under its name; the excludes that name a path
+         * get the data directory's name in front */
+        json_t *arr = json_array();
+        json_object_set_new(pg, "pgdata_root", json_string(base_of(pg_real)));
+        for (i = 0; i < n_ts; i++)
+            json_array_append_new(arr, json_pack("{s:s, s:s, s:s}", "oid", tsp[i].oid,
+                                                 "location", tsp[i].location, "root",
+                                                 tsp[i].root));
+        json_object_set_new(pg, "tablespaces", arr);
+        paths[0] = pg_real;
+        for (i = 0; i < n_ts; i++)
+            paths[i + 1] = tsp[i].location;
+        if (!(xs = calloc(sizeof excludes / sizeof *excludes, sizeof *xs))) {
+            rc = cairn_error(err, CAIRN_FATAL, "out of memory");
+            goto out;
+        }
+        for (i = 0; i < sizeof excludes / sizeof *excludes; i++) {
+            if (strchr(excludes[i], '/')) {
+                if (asprintf(&xs[n_xs], "%s/%s", base_of(pg_real), excludes[i]) < 0) {
+                    xs[n_xs] = NULL;
+                    rc = cairn_error(err, CAIRN_FATAL, "out of memory");
+                    goto out;
+                }
+            } else if (!(xs[n_xs] = strdup(excludes[i]))) {
+                rc = cairn_error(err, CAIRN_FATAL, "out of memory");
+                goto out;
+            }
+            n_xs++;
+        }
+    }
     json_object_set_new(extra, "postgres", pg);
 
     memset(&bo, 0, sizeof bo);
-    bo.paths = &o->pgdata;
-    bo.n_paths = 1;
+    bo.paths = n_ts ? paths : &o->pgdata;
+    bo.n_paths = 1 + n_ts;
     bo.source = source;
     bo.tags = o->tags;
     bo.n_tags = o->n_tags;
-    bo.excludes = excludes;
+    bo.excludes = n_ts ? (const char *const *)xs : excludes;
     bo.n_excludes = sizeof excludes / sizeof *excludes;
     bo.workers = o->workers;
     bo.consistency = "app";
@@ -309,6 +398,11 @@ int cairn_pg_backup(cairn_repo *r, const struct cairn_pg_backup_opts *o,
     rc = CAIRN_OK;
 out:
     (void)started;
+    for (i = 0; i < n_ts; i++)
+        free(tsp[i].location);
+    for (i = 0; xs && i < n_xs; i++)
+        free(xs[i]);
+    free(xs);
     if (q)
         PQclear(q);
     if (c)

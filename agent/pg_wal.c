@@ -4,6 +4,7 @@
 #include "pg.h"
 
 #include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <jansson.h>
@@ -620,5 +621,225 @@ out:
     cairn_buf_free(&zj.out);
     cairn_buf_free(&raw);
     cairn_buf_free(&obj);
+    return rc;
+}
+
+/* ---- wal-push --batch ---- */
+
+int cairn_pg_wal_already(cairn_pg_archive *a, const char *path,
+                         const struct cairn_pg_push_opts *o, struct cairn_pg_push_result *res,
+                         cairn_err *err)
+{
+    const char *name = base_name(path);
+    struct cairn_pg_walname wn;
+    struct cairn_walrow row;
+    struct cairn_pg_walmeta old;
+    cairn_buf raw = CAIRN_BUF_INIT;
+    char sysid[CAIRN_WAL_SYSID_MAX], want[CAIRN_WAL_SUM_MAX];
+    uint64_t v = 0;
+    cairn_err e2;
+    int rc;
+    memset(res, 0, sizeof *res);
+    if (!a->cat || cairn_pg_walname_parse(name, &wn) != 0)
+        return 0;
+    if (o && o->system_id)
+        snprintf(sysid, sizeof sysid, "%s", o->system_id);
+    else if (cairn_pg_control_sysid(o && o->pgdata ? o->pgdata : ".", &v, &e2) == CAIRN_OK)
+        snprintf(sysid, sizeof sysid, "%" PRIu64, v);
+    else
+        return 0;
+    rc = cairn_catalog_wal_get(a->cat, sysid, wn.tli, name, &row, err);
+    if (rc == CAIRN_NOTFOUND)
+        return 0;
+    if (rc != CAIRN_OK)
+        return rc;
+    if ((rc = cairn_read_file(path, &raw, CAIRN_PG_MAX_FILE, err)) != CAIRN_OK)
+        return rc;
+    res->meta.size = raw.len;
+    cairn_pg_sha256(raw.data, raw.len, res->meta.sha256);
+    cairn_buf_free(&raw);
+    memcpy(want, "sha256:", 7);
+    cairn_hex(res->meta.sha256, 32, want + 7);
+    if (row.size != res->meta.size || strcmp(row.checksum, want) != 0)
+        return 0; /* the normal push decides (and refuses a different file) */
+    /* the record is not enough: the object must be there, with that content */
+    rc = same_as_archived(a->store, row.object_key, &res->meta, &old, err);
+    if (rc == CAIRN_NOTFOUND)
+        return 0;
+    if (rc < 0)
+        return rc;
+    if (rc == 1) {
+        res->meta = old;
+        snprintf(res->key, sizeof res->key, "%s", row.object_key);
+        res->already = 1;
+    }
+    return rc;
+}
+
+struct batch {
+    const char *url, *catalog;
+    const struct cairn_store_opts *so;
+    const struct cairn_pg_push_opts *po;
+    char **paths;          /* [0] is the segment PostgreSQL asked for */
+    size_t n, next;
+    pthread_mutex_t mu;
+    int first_rc;
+    cairn_err first_err;
+    struct cairn_pg_push_result first_res;
+    struct cairn_pg_batch_result *br;
+};
+
+static void *batch_thread(void *arg)
+{
+    struct batch *b = arg;
+    cairn_pg_archive *a = NULL;
+    cairn_err err;
+    int open_rc = cairn_pg_archive_open(b->url, b->so, b->catalog, 1, &a, &err);
+    for (;;) {
+        struct cairn_pg_push_result res;
+        size_t i;
+        int rc;
+        pthread_mutex_lock(&b->mu);
+        i = b->next < b->n ? b->next++ : b->n;
+        pthread_mutex_unlock(&b->mu);
+        if (i == b->n)
+            break;
+        cairn_err_clear(&err);
+        rc = open_rc != CAIRN_OK ? open_rc : cairn_pg_wal_already(a, b->paths[i], b->po, &res, &err);
+        if (rc == 0)
+            rc = cairn_pg_wal_push(a, b->paths[i], b->po, &res, &err);
+        else if (rc == 1)
+            rc = CAIRN_OK;
+        pthread_mutex_lock(&b->mu);
+        if (i == 0) {
+            b->first_rc = rc;
+            b->first_err = err;
+            b->first_res = res;
+        } else if (rc != CAIRN_OK) {
+            b->br->extra_failed++; /* PostgreSQL asks for it later: pushed then */
+        } else if (res.already) {
+            b->br->extra_already++;
+        } else {
+            b->br->extra_pushed++;
+        }
+        pthread_mutex_unlock(&b->mu);
+    }
+    cairn_pg_archive_free(a);
+    return NULL;
+}
+
+static int cmp_pstr(const void *x, const void *y)
+{
+    return strcmp(*(char *const *)x, *(char *const *)y);
+}
+
+int cairn_pg_wal_push_batch(const char *url, const struct cairn_store_opts *so,
+                            const char *catalog_path, const char *path,
+                            const struct cairn_pg_push_opts *o,
+                            const struct cairn_pg_batch_opts *bo,
+                            struct cairn_pg_push_result *res, struct cairn_pg_batch_result *br,
+                            cairn_err *err)
+{
+    struct batch b;
+    cairn_pg_archive *a = NULL;
+    pthread_t th[CAIRN_PG_BATCH_MAX_JOBS];
+    int jobs = bo && bo->jobs > 0 ? bo->jobs : 4, started = 0, rc;
+    size_t max_extra = bo && bo->max_extra > 0 ? (size_t)bo->max_extra : (size_t)jobs * 4, i;
+    char dir[PATH_MAX], *slash;
+    DIR *d;
+    struct dirent *de;
+
+    memset(br, 0, sizeof *br);
+    memset(res, 0, sizeof *res);
+    if (jobs > CAIRN_PG_BATCH_MAX_JOBS)
+        jobs = CAIRN_PG_BATCH_MAX_JOBS;
+    /* 1. pushed by an earlier batch? then answer at once */
+    if ((rc = cairn_pg_archive_open(url, so, catalog_path, 1, &a, err)) != CAIRN_OK)
+        return rc;
+    rc = cairn_pg_wal_already(a, path, o, res, err);
+    cairn_pg_archive_free(a);
+    if (rc == 1) {
+        br->fast = 1;
+        return CAIRN_OK;
+    }
+    if (rc < 0)
+        return rc;
+
+    /* 2. this one and up to max_extra other .ready ones, in parallel */
+    memset(&b, 0, sizeof b);
+    b.url = url;
+    b.catalog = catalog_path;
+    b.so = so;
+    b.po = o;
+    b.br = br;
+    b.first_rc = CAIRN_FATAL;
+    pthread_mutex_init(&b.mu, NULL);
+    if (!(b.paths = calloc(max_extra + 1, sizeof *b.paths)) || !(b.paths[0] = strdup(path))) {
+        rc = cairn_error(err, CAIRN_FATAL, "out of memory");
+        goto out;
+    }
+    b.n = 1;
+    snprintf(dir, sizeof dir, "%s", path);
+    slash = strrchr(dir, '/');
+    if (slash)
+        slash[1] = 0;
+    else
+        dir[0] = 0;
+    {
+        char st[PATH_MAX + 32];
+        snprintf(st, sizeof st, "%sarchive_status", dir);
+        d = opendir(st);
+    }
+    if (d) {
+        char **names = NULL;
+        size_t nn = 0, cap = 0;
+        while ((de = readdir(d)) != NULL) {
+            size_t l = strlen(de->d_name);
+            char *nm;
+            if (l <= 6 || strcmp(de->d_name + l - 6, ".ready") != 0)
+                continue;
+            if (l - 6 == strlen(base_name(path)) &&
+                strncmp(de->d_name, base_name(path), l - 6) == 0)
+                continue;
+            if (nn == cap) {
+                char **nv = realloc(names, (cap = cap ? cap * 2 : 64) * sizeof *nv);
+                if (!nv)
+                    break;
+                names = nv;
+            }
+            if (!(nm = strndup(de->d_name, l - 6)))
+                break;
+            names[nn++] = nm;
+        }
+        closedir(d);
+        if (nn > 1)
+            qsort(names, nn, sizeof *names, cmp_pstr); /* oldest first, as PostgreSQL asks */
+        for (i = 0; i < nn; i++) {
+            struct cairn_pg_walname wn;
+            if (b.n <= max_extra && cairn_pg_walname_parse(names[i], &wn) == 0 &&
+                asprintf(&b.paths[b.n], "%s%s", dir, names[i]) >= 0)
+                b.n++;
+            free(names[i]);
+        }
+        free(names);
+    }
+    if ((size_t)jobs > b.n)
+        jobs = (int)b.n;
+    for (started = 0; started < jobs; started++)
+        if (pthread_create(&th[started], NULL, batch_thread, &b) != 0)
+            break;
+    if (!started)
+        batch_thread(&b);
+    for (i = 0; i < (size_t)started; i++)
+        pthread_join(th[i], NULL);
+    rc = b.first_rc;
+    *res = b.first_res;
+    if (rc != CAIRN_OK)
+        *err = b.first_err;
+out:
+    for (i = 0; b.paths && i < b.n; i++)
+        free(b.paths[i]);
+    free(b.paths);
+    pthread_mutex_destroy(&b.mu);
     return rc;
 }

@@ -5,6 +5,7 @@
 
 #include "../engine/lock.h"
 #include "../engine/prune.h"
+#include "../restore/pitr_pg.h"
 #include "cli.h"
 
 #define NS 1000000000LL
@@ -248,6 +249,7 @@ int cmd_forget(struct cli *c, int argc, char **argv)
     struct cairn_forget_result res;
     struct forget_ctx fc;
     struct cairn_prune_opts po;
+    struct cairn_pg_retention pgret;
     cairn_repo *repo = NULL;
     cairn_err err;
     size_t i;
@@ -324,9 +326,13 @@ int cmd_forget(struct cli *c, int argc, char **argv)
     fo.dry_run = dry_run;
     fo.report = forget_report;
     fo.report_arg = &fc;
-    /* Log retention: the database layers register their hook here once they
-     * exist (see cairn_log_retention_fn in engine/prune.h). */
-    fo.log_retention = NULL;
+    /* Log retention (cairn_log_retention_fn in engine/prune.h): PostgreSQL WAL.
+     * The MariaDB layer registers its hook here when it lands. */
+    memset(&pgret, 0, sizeof pgret);
+    pgret.report = prune_line;
+    pgret.report_arg = c;
+    fo.log_retention = cairn_pg_log_retention;
+    fo.log_retention_arg = &pgret;
     if (!c->json && !c->nargs) {
         char p[512];
         printf("applying policy: %s (calendar rules in UTC)\n",

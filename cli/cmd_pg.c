@@ -45,19 +45,23 @@ static int parse_segsize_level(const char *s, int lo, int hi, int *out)
 
 int cmd_wal_push(struct cli *c, int argc, char **argv)
 {
-    const char *pgdata = NULL, *sysid = NULL, *level = NULL;
+    const char *pgdata = NULL, *sysid = NULL, *level = NULL, *batch = NULL;
     struct opt opts[] = {
         {"pgdata", 1, 0, &pgdata, NULL, NULL, NULL},
         {"system-id", 1, 0, &sysid, NULL, NULL, NULL},
         {"level", 1, 0, &level, NULL, NULL, NULL},
+        {"batch", 1, 0, &batch, NULL, NULL, NULL},
         {NULL, 0, 0, NULL, NULL, NULL, NULL},
     };
+    struct cairn_pg_batch_opts bo;
+    struct cairn_pg_batch_result br;
     struct cairn_pg_push_opts po;
     struct cairn_pg_push_result res;
     cairn_pg_archive *a = NULL;
     cairn_err err;
     int rc = cli_parse(c, argc, argv, opts,
-                       "cairn wal-push PATH [--pgdata DIR] [--system-id N] [--level 1..19]");
+                       "cairn wal-push PATH [--pgdata DIR] [--system-id N] [--level 1..19] "
+                       "[--batch JOBS]");
     if (rc)
         return rc;
     if (c->nargs != 1) {
@@ -79,6 +83,28 @@ int cmd_wal_push(struct cli *c, int argc, char **argv)
     }
     po.stage = kill_hook;
     cairn_err_clear(&err);
+    if (batch) {
+        memset(&bo, 0, sizeof bo);
+        if (parse_segsize_level(batch, 1, CAIRN_PG_BATCH_MAX_JOBS, &bo.jobs) != 0) {
+            cli_error("--batch takes a number of threads, 1..%d, not '%s'",
+                      CAIRN_PG_BATCH_MAX_JOBS, batch);
+            return EXIT_USAGE;
+        }
+        rc = cairn_pg_wal_push_batch(c->repo, &c->store, c->catalog, c->args[0], &po, &bo, &res,
+                                     &br, &err);
+        if (rc != CAIRN_OK) {
+            cli_error("wal-push: %s", err.msg);
+            return EXIT_ERR;
+        }
+        if (!c->quiet && (br.fast || br.extra_pushed || br.extra_failed))
+            fprintf(stderr,
+                    "cairn: '%s' %s; batch: %llu more pushed, %llu already archived, %llu "
+                    "failed (pushed when PostgreSQL asks)\n",
+                    c->args[0], br.fast ? "was archived by an earlier batch" : "archived",
+                    (unsigned long long)br.extra_pushed, (unsigned long long)br.extra_already,
+                    (unsigned long long)br.extra_failed);
+        return EXIT_OK;
+    }
     if (cairn_pg_archive_open(c->repo, &c->store, c->catalog, 1, &a, &err) != CAIRN_OK) {
         cli_error("wal-push '%s': %s", c->args[0], err.msg);
         return EXIT_ERR;
@@ -602,6 +628,8 @@ int cmd_restore_pg(struct cli *c, int argc, char **argv)
                *timeline = NULL, *action = NULL, *sysid = NULL, *from = NULL, *cairn_path = NULL,
                *prefetch = NULL;
     int latest = 0, dry = 0, rc, nt = 0;
+    const char **tsmap = NULL;
+    size_t n_tsmap = 0;
     struct opt opts[] = {
         {"target", 1, 0, &target, NULL, NULL, NULL},
         {"to-time", 1, 0, &to_time, NULL, NULL, NULL},
@@ -616,12 +644,13 @@ int cmd_restore_pg(struct cli *c, int argc, char **argv)
         {"cairn", 1, 0, &cairn_path, NULL, NULL, NULL},
         {"prefetch", 1, 0, &prefetch, NULL, NULL, NULL},
         {"dry-run", 0, 0, NULL, NULL, NULL, &dry},
+        {"tablespace-map", 1, 1, NULL, &tsmap, &n_tsmap, NULL},
         {NULL, 0, 0, NULL, NULL, NULL, NULL},
     };
     const char *usage = "cairn restore-pg --target DIR (--to-time T | --to-lsn L | --to-xid X | "
                         "--to-name N | --latest) [--to-timeline latest|current|N] "
                         "[--action promote|pause|shutdown] [--system-id N] [--from SNAP] "
-                        "[--dry-run]";
+                        "[--tablespace-map OLD=NEW]... [--dry-run]";
     struct cairn_pg_target t;
     struct cairn_pg_plan plan;
     struct cairn_pg_restore_opts ro;
@@ -730,6 +759,8 @@ int cmd_restore_pg(struct cli *c, int argc, char **argv)
     memset(&ro, 0, sizeof ro);
     ro.target_dir = target;
     ro.restore_command = cairn_buf_cstr(&cmd);
+    ro.tablespace_map = tsmap;
+    ro.n_tablespace_map = n_tsmap;
     ro.warn = on_warn;
     ro.warn_arg = c;
     if (cairn_pg_restore(repo, &plan, &t, &ro, &err) != CAIRN_OK) {
@@ -750,6 +781,7 @@ int cmd_restore_pg(struct cli *c, int argc, char **argv)
     printf("%s\n", plan.base.snapshot);
     rc = EXIT_OK;
 out:
+    free(tsmap);
     cairn_buf_free(&cmd);
     cairn_repo_free(repo);
     return rc;

@@ -14,6 +14,7 @@
 #include <jansson.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1432,6 +1433,22 @@ int cairn_pg_plan_restore(cairn_store *s, cairn_catalog *cat, const struct cairn
     if (t->snapshot && !why[0])
         snprintf(why, sizeof why, "no PostgreSQL base backup has an id starting with '%s'",
                  t->snapshot);
+    if (!t->snapshot && (t->kind == CAIRN_PG_TARGET_TIME || t->kind == CAIRN_PG_TARGET_LSN) &&
+        (t->kind == CAIRN_PG_TARGET_TIME ? bbs.v[0].stop_ns >= t->time_ns
+                                         : bbs.v[0].stop_lsn > t->lsn)) {
+        /* before the oldest base backup: older ones were forgotten (their WAL
+         * with them) or never made */
+        char ts[64], l2[24];
+        cairn_format_time(bbs.v[0].stop_ns, ts, sizeof ts);
+        cairn_pg_lsn_format(bbs.v[0].stop_lsn, l2, sizeof l2);
+        rc = cairn_error(err, CAIRN_NOTFOUND,
+                         "the target is before the oldest base backup in the repository "
+                         "(%.12s, which ended at %s, LSN %s): there is no base backup to "
+                         "recover from before that point (older ones were forgotten or never "
+                         "made); choose a target after it",
+                         bbs.v[0].snapshot, ts, l2);
+        goto out;
+    }
     rc = cairn_error(err, CAIRN_NOTFOUND, "no base backup fits the target%s%s",
                      why[0] ? ": the newest candidate was refused because " : "", why);
 out:
@@ -1442,6 +1459,208 @@ out:
 }
 
 /* ---- preparing the data directory ---- */
+
+/* Moves every entry of dir `from` into `to` (same file system), then removes
+ * `from`. */
+static int move_children(const char *from, const char *to, cairn_err *err)
+{
+    DIR *d = opendir(from);
+    struct dirent *de;
+    int rc = CAIRN_OK;
+    if (!d)
+        return cairn_error(err, CAIRN_FAILED, "cannot open '%s': %s", from, strerror(errno));
+    while (rc == CAIRN_OK && (de = readdir(d)) != NULL) {
+        char *a, *b;
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+            continue;
+        a = cairn_path_join(from, de->d_name);
+        b = cairn_path_join(to, de->d_name);
+        if (!a || !b)
+            rc = cairn_error(err, CAIRN_FATAL, "out of memory");
+        else if (rename(a, b) != 0)
+            rc = cairn_error(err, CAIRN_FAILED, "cannot move '%s' to '%s': %s", a, b,
+                             strerror(errno));
+        free(a);
+        free(b);
+    }
+    closedir(d);
+    if (rc == CAIRN_OK && rmdir(from) != 0)
+        rc = cairn_error(err, CAIRN_FAILED, "cannot remove '%s': %s", from, strerror(errno));
+    return rc;
+}
+
+static int dir_state(const char *p) /* 0 absent, 1 empty dir, 2 other */
+{
+    DIR *d;
+    struct dirent *de;
+    int st = 1;
+    if (access(p, F_OK) != 0 && errno == ENOENT)
+        return 0;
+    if (!(d = opendir(p)))
+        return 2;
+    while ((de = readdir(d)) != NULL)
+        if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
+            st = 2;
+    closedir(d);
+    return st;
+}
+
+static int mkdir_p(const char *path, cairn_err *err)
+{
+    char tmp[PATH_MAX];
+    size_t i;
+    if (strlen(path) >= sizeof tmp)
+        return cairn_error(err, CAIRN_FAILED, "path too long: '%s'", path);
+    snprintf(tmp, sizeof tmp, "%s", path);
+    for (i = 1; tmp[i]; i++) {
+        if (tmp[i] != '/')
+            continue;
+        tmp[i] = 0;
+        if (mkdir(tmp, 0755) != 0 && errno != EEXIST)
+            return cairn_error(err, CAIRN_FAILED, "cannot create '%s': %s", tmp,
+                               strerror(errno));
+        tmp[i] = '/';
+    }
+    if (mkdir(tmp, 0700) != 0 && errno != EEXIST)
+        return cairn_error(err, CAIRN_FAILED, "cannot create '%s': %s", tmp, strerror(errno));
+    return CAIRN_OK;
+}
+
+/* Restores the snapshot's top-level entry `root` (its contents) into dest,
+ * through dest/.cairn-pg-staging. */
+static int restore_root(cairn_repo *r, const struct cairn_snapshot *snap, const char *root,
+                        const char *dest, const struct cairn_pg_restore_opts *o,
+                        const char *what, cairn_err *err)
+{
+    struct cairn_restore_opts ro;
+    struct cairn_restore_stats st;
+    const char *inc[1] = {root};
+    char *stage = NULL, *sub = NULL;
+    int rc;
+    if ((rc = mkdir_p(dest, err)) != CAIRN_OK)
+        return rc;
+    stage = cairn_path_join(dest, ".cairn-pg-staging");
+    sub = stage ? cairn_path_join(stage, root) : NULL;
+    if (!sub) {
+        rc = cairn_error(err, CAIRN_FATAL, "out of memory");
+        goto out;
+    }
+    memset(&ro, 0, sizeof ro);
+    memset(&st, 0, sizeof st);
+    ro.target = stage;
+    ro.includes = inc;
+    ro.n_includes = 1;
+    ro.warn = o->warn;
+    ro.warn_arg = o->warn_arg;
+    ro.progress = o->progress;
+    ro.progress_arg = o->progress_arg;
+    rc = cairn_restore(r, snap, &ro, &st, err);
+    if (rc == CAIRN_WARN)
+        rc = cairn_error(err, CAIRN_FAILED,
+                         "%llu files of %s could not be restored (named above); the data "
+                         "directory is not usable",
+                         (unsigned long long)st.failed, what);
+    if (rc == CAIRN_OK)
+        rc = move_children(sub, dest, err);
+    if (rc == CAIRN_OK && rmdir(stage) != 0)
+        rc = cairn_error(err, CAIRN_FAILED, "cannot remove '%s': %s", stage, strerror(errno));
+out:
+    free(stage);
+    free(sub);
+    return rc;
+}
+
+struct ts_dest {
+    const char *oid, *location, *root;
+    const char *dest; /* location, or the map's NEW */
+};
+
+/* The tablespaces of the manifest and where they go; checks the map and that
+ * every destination is absent or empty. *out is malloc'd (NULL when none). */
+static int ts_plan(json_t *pg, const struct cairn_pg_restore_opts *o, const char *snapid,
+                   struct ts_dest **out, size_t *n, cairn_err *err)
+{
+    json_t *arr = json_object_get(pg, "tablespaces");
+    size_t i, k, cnt = json_is_array(arr) ? json_array_size(arr) : 0;
+    struct ts_dest *v;
+    *out = NULL;
+    *n = 0;
+    if (!cnt) {
+        if (o->n_tablespace_map)
+            return cairn_error(err, CAIRN_FAILED,
+                               "--tablespace-map: base backup %.12s has no tablespaces", snapid);
+        return CAIRN_OK;
+    }
+    if (!json_is_string(json_object_get(pg, "pgdata_root")))
+        return cairn_error(err, CAIRN_CORRUPT, "snapshot %.12s: tablespaces without pgdata_root",
+                           snapid);
+    if (!(v = calloc(cnt, sizeof *v)))
+        return cairn_error(err, CAIRN_FATAL, "out of memory");
+    for (i = 0; i < cnt; i++) {
+        json_t *e = json_array_get(arr, i);
+        v[i].oid = json_string_value(json_object_get(e, "oid"));
+        v[i].location = json_string_value(json_object_get(e, "location"));
+        v[i].root = json_string_value(json_object_get(e, "root"));
+        if (!v[i].oid || !v[i].location || !v[i].root) {
+            free(v);
+            return cairn_error(err, CAIRN_CORRUPT, "snapshot %.12s: a tablespace entry is invalid",
+                               snapid);
+        }
+        v[i].dest = v[i].location;
+    }
+    for (k = 0; k < o->n_tablespace_map; k++) {
+        const char *m = o->tablespace_map[k], *eq = strchr(m, '=');
+        int hit = 0;
+        if (!eq || eq == m || eq[1] != '/') {
+            free(v);
+            return cairn_error(err, CAIRN_FAILED,
+                               "--tablespace-map takes OLD=NEW with NEW an absolute path, not "
+                               "'%s'",
+                               m);
+        }
+        for (i = 0; i < cnt; i++) {
+            size_t l = (size_t)(eq - m);
+            if ((strlen(v[i].location) == l && strncmp(v[i].location, m, l) == 0) ||
+                (strlen(v[i].oid) == l && strncmp(v[i].oid, m, l) == 0)) {
+                v[i].dest = eq + 1;
+                hit = 1;
+            }
+        }
+        if (!hit) {
+            char have[1024] = "";
+            for (i = 0; i < cnt; i++)
+                snprintf(have + strlen(have), sizeof have - strlen(have), "%s%s (%s)",
+                         i ? ", " : "", v[i].location, v[i].oid);
+            free(v);
+            return cairn_error(err, CAIRN_FAILED,
+                               "--tablespace-map '%s': base backup %.12s has no such tablespace "
+                               "(it has: %s)",
+                               m, snapid, have);
+        }
+    }
+    for (i = 0; i < cnt; i++) {
+        for (k = 0; k < i; k++)
+            if (strcmp(v[k].dest, v[i].dest) == 0) {
+                free(v);
+                return cairn_error(err, CAIRN_FAILED, "tablespaces %s and %s would both go to '%s'",
+                                   v[k].oid, v[i].oid, v[i].dest);
+            }
+        if (dir_state(v[i].dest) == 2) {
+            int rc = cairn_error(err, CAIRN_FAILED,
+                                 "tablespace %s would be restored to '%s', which is not empty%s: "
+                                 "give another place with --tablespace-map %s=NEW",
+                                 v[i].oid, v[i].dest,
+                                 v[i].dest == v[i].location ? " (its original location)" : "",
+                                 v[i].location);
+            free(v);
+            return rc;
+        }
+    }
+    *out = v;
+    *n = cnt;
+    return CAIRN_OK;
+}
+
 
 static int put_owned(const char *path, const void *data, size_t len, int mode, uid_t uid,
                      gid_t gid, cairn_err *err)
@@ -1502,6 +1721,8 @@ int cairn_pg_restore(cairn_repo *r, const struct cairn_pg_plan *plan,
     struct stat sv;
     uid_t uid = geteuid();
     gid_t gid = getegid();
+    struct ts_dest *tsd = NULL;
+    size_t n_tsd = 0;
     int rc;
 
     rc = cairn_repo_snapshot_get(r, plan->base.snapshot, NULL, &snap, err);
@@ -1515,21 +1736,39 @@ int cairn_pg_restore(cairn_repo *r, const struct cairn_pg_plan *plan,
                          plan->base.snapshot);
         goto out;
     }
-    memset(&ro, 0, sizeof ro);
-    memset(&st, 0, sizeof st);
-    ro.target = o->target_dir;
-    ro.warn = o->warn;
-    ro.warn_arg = o->warn_arg;
-    ro.progress = o->progress;
-    ro.progress_arg = o->progress_arg;
-    rc = cairn_restore(r, snap, &ro, &st, err);
-    if (rc == CAIRN_WARN)
-        rc = cairn_error(err, CAIRN_FAILED,
-                         "%llu files of base backup %.12s could not be restored (named above); "
-                         "the data directory is not usable",
-                         (unsigned long long)st.failed, plan->base.snapshot);
-    if (rc != CAIRN_OK)
+    if ((rc = ts_plan(pg, o, plan->base.snapshot, &tsd, &n_tsd, err)) != CAIRN_OK)
         goto out;
+    if (n_tsd) {
+        /* the snapshot holds <pgdata name>/ and one directory per tablespace */
+        char what[128];
+        size_t i;
+        snprintf(what, sizeof what, "base backup %.12s", plan->base.snapshot);
+        rc = restore_root(r, snap, json_string_value(json_object_get(pg, "pgdata_root")),
+                          o->target_dir, o, what, err);
+        for (i = 0; rc == CAIRN_OK && i < n_tsd; i++) {
+            snprintf(what, sizeof what, "tablespace %s of base backup %.12s", tsd[i].oid,
+                     plan->base.snapshot);
+            rc = restore_root(r, snap, tsd[i].root, tsd[i].dest, o, what, err);
+        }
+        if (rc != CAIRN_OK)
+            goto out;
+    } else {
+        memset(&ro, 0, sizeof ro);
+        memset(&st, 0, sizeof st);
+        ro.target = o->target_dir;
+        ro.warn = o->warn;
+        ro.warn_arg = o->warn_arg;
+        ro.progress = o->progress;
+        ro.progress_arg = o->progress_arg;
+        rc = cairn_restore(r, snap, &ro, &st, err);
+        if (rc == CAIRN_WARN)
+            rc = cairn_error(err, CAIRN_FAILED,
+                             "%llu files of base backup %.12s could not be restored (named "
+                             "above); the data directory is not usable",
+                             (unsigned long long)st.failed, plan->base.snapshot);
+        if (rc != CAIRN_OK)
+            goto out;
+    }
 
 #define JOIN(name)                                                                        \
     do {                                                                                  \
@@ -1575,10 +1814,53 @@ int cairn_pg_restore(cairn_repo *r, const struct cairn_pg_plan *plan,
     JOIN("backup_label");
     if ((rc = put_owned(path, label, strlen(label), 0600, uid, gid, err)) != CAIRN_OK)
         goto out;
+    {
+        /* tablespace directories: owned like PGDATA, mode 0700; pg_tblspc/<oid>
+         * links to where they went (PostgreSQL also recreates the links from
+         * tablespace_map at the start of recovery) */
+        size_t i;
+        for (i = 0; i < n_tsd; i++) {
+            char link[64];
+            if (chmod(tsd[i].dest, 0700) != 0 ||
+                (geteuid() == 0 && chown(tsd[i].dest, uid, gid) != 0)) {
+                rc = cairn_error(err, CAIRN_FAILED, "cannot set the mode or owner of '%s': %s",
+                                 tsd[i].dest, strerror(errno));
+                goto out;
+            }
+            snprintf(link, sizeof link, "pg_tblspc/%s", tsd[i].oid);
+            JOIN(link);
+            if ((unlink(path) != 0 && errno != ENOENT) || symlink(tsd[i].dest, path) != 0 ||
+                (geteuid() == 0 && lchown(path, uid, gid) != 0)) {
+                rc = cairn_error(err, CAIRN_FAILED, "cannot link '%s' to '%s': %s", path,
+                                 tsd[i].dest, strerror(errno));
+                goto out;
+            }
+        }
+    }
     if (spcmap && *spcmap) {
+        /* byte for byte, except the lines of remapped tablespaces */
+        const char *p = spcmap;
+        cairn_buf_free(&conf);
+        while (*p) {
+            const char *nl = strchr(p, '\n');
+            size_t l = nl ? (size_t)(nl - p) + 1 : strlen(p), i, ol = strcspn(p, " ");
+            const struct ts_dest *d = NULL;
+            for (i = 0; i < n_tsd; i++)
+                if (strlen(tsd[i].oid) == ol && strncmp(p, tsd[i].oid, ol) == 0 &&
+                    strcmp(tsd[i].dest, tsd[i].location) != 0)
+                    d = &tsd[i];
+            if (d)
+                rc = cairn_buf_appendf(&conf, "%s %s\n", d->oid, d->dest);
+            else
+                rc = cairn_buf_append(&conf, p, l);
+            if (rc != CAIRN_OK)
+                goto oom;
+            p += l;
+        }
         JOIN("tablespace_map");
-        if ((rc = put_owned(path, spcmap, strlen(spcmap), 0600, uid, gid, err)) != CAIRN_OK)
+        if ((rc = put_owned(path, conf.data, conf.len, 0600, uid, gid, err)) != CAIRN_OK)
             goto out;
+        cairn_buf_free(&conf);
     }
     /* postgresql.auto.conf: earlier recovery settings out, ours in */
     JOIN("postgresql.auto.conf");
@@ -1650,9 +1932,168 @@ int cairn_pg_restore(cairn_repo *r, const struct cairn_pg_plan *plan,
 oom:
     rc = cairn_error(err, CAIRN_FATAL, "out of memory");
 out:
+    free(tsd);
     free(path);
     cairn_buf_free(&conf);
     cairn_buf_free(&out);
     cairn_snapshot_free(snap);
+    return rc;
+}
+
+/* ---- WAL retention (the forget hook) ---- */
+
+struct ret_scan {
+    const char *source;
+    const char *kept_id;             /* the source's oldest kept snapshot */
+    int64_t kept_ns;
+    char sysid[CAIRN_WAL_SYSID_MAX]; /* of the source's base backups */
+    struct bbset all;                /* every remaining complete base backup */
+    int conflict;                    /* the source has base backups of two systems */
+};
+
+static int ret_row(void *arg, const struct cairn_snaprow *row)
+{
+    struct ret_scan *rs = arg;
+    struct cairn_pg_basebackup b;
+    cairn_err e;
+    if (strncmp(row->source, "postgres:", 9) != 0 && !strstr(row->manifest, "\"postgres\""))
+        return 0;
+    if (cairn_pg_basebackup_parse(row->manifest, row->id, &b, &e) != CAIRN_OK)
+        return 0;
+    if (strcmp(row->source, rs->source) == 0) {
+        /* forget removes every snapshot of the source older than the oldest
+         * kept one (in a dry run they are still listed) */
+        if (!rs->kept_id || (row->time_ns < rs->kept_ns && strcmp(row->id, rs->kept_id) != 0)) {
+            if (!rs->sysid[0])
+                snprintf(rs->sysid, sizeof rs->sysid, "%s", b.system_id);
+            return 0;
+        }
+        if (!rs->sysid[0])
+            snprintf(rs->sysid, sizeof rs->sysid, "%s", b.system_id);
+        else if (strcmp(rs->sysid, b.system_id) != 0)
+            rs->conflict = 1;
+    }
+    return bbset_add(&rs->all, &b);
+}
+
+static void retf(const struct cairn_pg_retention *pr, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void retf(const struct cairn_pg_retention *pr, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    if (!pr || !pr->report)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    pr->report(pr->report_arg, msg);
+}
+
+int cairn_pg_log_retention(void *arg, cairn_repo *r, const char *source,
+                           const char *oldest_kept_id, int64_t oldest_kept_ns, int dry_run,
+                           cairn_err *err)
+{
+    struct cairn_pg_retention *pr = arg;
+    cairn_store *s = cairn_repo_store(r);
+    cairn_catalog *cat = cairn_repo_catalog(r);
+    struct ret_scan rs;
+    struct walset w = {0};
+    const struct cairn_pg_basebackup *oldest = NULL;
+    uint64_t cut_seg, segsize, n_del = 0, bytes_del = 0, n_kept = 0;
+    char first_kept[CAIRN_WAL_NAME_MAX] = "", l1[24];
+    size_t i;
+    int rc;
+    memset(&rs, 0, sizeof rs);
+    rs.source = source;
+    rs.kept_id = oldest_kept_id;
+    rs.kept_ns = oldest_kept_ns;
+    rc = cairn_catalog_list_snapshots(cat, NULL, ret_row, &rs, err);
+    if (rc > 0 || rc == -1)
+        rc = cairn_error(err, CAIRN_FATAL, "out of memory");
+    if (rc != CAIRN_OK)
+        goto out;
+    if (!rs.sysid[0] && strncmp(source, "postgres:", 9) == 0)
+        snprintf(rs.sysid, sizeof rs.sysid, "%s", source + 9);
+    if (!rs.sysid[0])
+        goto out; /* not a PostgreSQL source */
+    if (rs.conflict) {
+        retf(pr, "source '%s' holds base backups of several PostgreSQL systems: its WAL is "
+                 "kept",
+             source);
+        goto out;
+    }
+    /* The oldest start over every remaining base backup of the system, whatever
+     * its source: nothing any of them needs may go. */
+    for (i = 0; i < rs.all.n; i++) {
+        const struct cairn_pg_basebackup *b = &rs.all.v[i];
+        if (strcmp(b->system_id, rs.sysid) != 0)
+            continue;
+        if (!oldest || b->start_lsn < oldest->start_lsn)
+            oldest = b;
+    }
+    if (!oldest) {
+        retf(pr, "system %s: no base backup is left, so no WAL is deleted (remove wal/%s/ by "
+                 "hand once the cluster is gone)",
+             rs.sysid, rs.sysid);
+        goto out;
+    }
+    segsize = oldest->segment_size;
+    cut_seg = oldest->start_lsn / segsize;
+    for (i = 0; i < rs.all.n; i++) /* same system: same segment size, but be safe */
+        if (strcmp(rs.all.v[i].system_id, rs.sysid) == 0 &&
+            rs.all.v[i].start_lsn / segsize < cut_seg)
+            cut_seg = rs.all.v[i].start_lsn / segsize;
+    cairn_pg_lsn_format(oldest->start_lsn, l1, sizeof l1);
+    /* the archive as the store has it (wal-push records in another catalog) */
+    if ((rc = cairn_pg_wal_sync(s, cat, rs.sysid, NULL, err)) != CAIRN_OK)
+        goto out;
+    if ((rc = walset_load(cat, rs.sysid, &w, err)) != CAIRN_OK)
+        goto out;
+    for (i = 0; i < w.n; i++) {
+        const struct cairn_walrow *row = &w.v[i];
+        struct cairn_pg_walname wn;
+        uint64_t sn;
+        if (cairn_pg_walname_parse(row->segment, &wn) != 0 || wn.kind == CAIRN_PG_HISTORY) {
+            n_kept++; /* history files: tiny, and PostgreSQL probes them by number */
+            continue;
+        }
+        sn = cairn_pg_segno(wn.log, wn.seg, segsize);
+        if (sn >= cut_seg) {
+            n_kept++;
+            if (wn.kind == CAIRN_PG_SEGMENT &&
+                (!first_kept[0] || strcmp(row->segment + 8, first_kept + 8) < 0))
+                snprintf(first_kept, sizeof first_kept, "%s", row->segment);
+            continue;
+        }
+        if (!dry_run) {
+            rc = cairn_store_del(s, row->object_key, err);
+            if (rc == CAIRN_NOTFOUND)
+                rc = CAIRN_OK;
+            if (rc == CAIRN_OK)
+                rc = cairn_catalog_wal_remove(cat, row->system_id, row->timeline, row->segment,
+                                              err);
+            if (rc != CAIRN_OK) {
+                cairn_error_prefix(err, "cannot delete archived WAL %s", row->object_key);
+                goto out;
+            }
+        }
+        n_del++;
+        bytes_del += row->size;
+    }
+    retf(pr,
+         "system %s: %s %" PRIu64 " archived WAL files (%" PRIu64 " bytes raw) before the "
+         "oldest kept base backup %.12s (start %s, timeline %" PRIu32 "); %" PRIu64
+         " kept%s%s",
+         rs.sysid, dry_run ? "would delete" : "deleted", n_del, bytes_del, oldest->snapshot, l1,
+         oldest->timeline, n_kept, first_kept[0] ? ", from " : "", first_kept);
+    if (pr) {
+        pr->deleted += n_del;
+        pr->deleted_bytes += bytes_del;
+        pr->kept += n_kept;
+    }
+out:
+    free(rs.all.v);
+    free(w.v);
     return rc;
 }

@@ -222,19 +222,46 @@ int cairn_pg_plan_restore(cairn_store *s, cairn_catalog *cat, const struct cairn
 struct cairn_pg_restore_opts {
     const char *target_dir;       /* must be absent or empty */
     const char *restore_command;  /* written to postgresql.auto.conf as is */
+    /* Tablespaces: "OLD=NEW" (OLD: the original location or the OID) puts that
+     * tablespace into NEW instead of its original location. */
+    const char *const *tablespace_map;
+    size_t n_tablespace_map;
     cairn_warn_fn warn;           /* per-file restore warnings */
     void *warn_arg;
     cairn_progress_fn progress;
     void *progress_arg;
 };
 
-/* Restores the plan's base backup into target_dir, writes backup_label and
- * tablespace_map byte for byte, recreates pg_wal/ (archive_status), removes
+/* Restores the plan's base backup into target_dir, each tablespace into its
+ * original location or the one o->tablespace_map gives (every destination
+ * must be absent or empty: checked before anything is written; pg_tblspc/
+ * links point there), writes backup_label and tablespace_map byte for byte
+ * (tablespace_map with the remapped lines changed), recreates pg_wal/ (archive_status), removes
  * earlier recovery settings from postgresql.auto.conf and appends
  * restore_command and the recovery target, and creates recovery.signal.
  * The directory ends up mode 0700, owned like its PG_VERSION file. */
 int cairn_pg_restore(cairn_repo *r, const struct cairn_pg_plan *plan,
                      const struct cairn_pg_target *t, const struct cairn_pg_restore_opts *o,
                      cairn_err *err);
+
+/* ---- WAL retention (cairn_log_retention_fn of engine/prune.h) ---- */
+
+struct cairn_pg_retention {
+    cairn_pg_report_fn report; /* one summary line per system (may be NULL) */
+    void *report_arg;
+    uint64_t deleted, deleted_bytes, kept; /* accumulated over calls */
+};
+/* The forget hook for PostgreSQL sources (arg: a struct cairn_pg_retention or
+ * NULL). For a source named "postgres:<system id>" or holding base backups:
+ * after syncing the catalog with wal/<system id>/, deletes every archived
+ * segment, .partial and .backup file whose segment number is below the start
+ * segment of the oldest base backup of that system still in the repository
+ * (under any source), on every timeline, object first, then its catalog row.
+ * .history files are always kept (recovery to a later timeline reads them).
+ * With no base backup of the system left, nothing is deleted. Other sources:
+ * nothing. dry_run: counts and reports only. */
+int cairn_pg_log_retention(void *arg, cairn_repo *r, const char *source,
+                           const char *oldest_kept_id, int64_t oldest_kept_ns, int dry_run,
+                           cairn_err *err);
 
 #endif
