@@ -59,6 +59,10 @@ void cli_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Progress line on stderr (only on a terminal); done = finish with newline. */
 void cli_progress(struct cli *c, const char *line, int done);
 
+/* "12.3 MiB" per second since start, and "  ETA m:ss" when total is known. */
+void cli_rate_eta(double start, uint64_t done, uint64_t total, char *rate, size_t rlen,
+                  char *eta, size_t elen);
+
 /* Prints a JSON value to stdout (and frees it). */
 void cli_print_json(json_t *v);
 

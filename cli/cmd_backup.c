@@ -17,19 +17,13 @@ static void on_progress(void *arg, uint64_t files, uint64_t bytes_read, uint64_t
 {
     struct cli *c = arg;
     static double start;
-    char line[512], r[32], n[32], rate[32], eta[32] = "";
-    double now = cairn_mono(), el;
+    char line[512], r[32], n[32], rate[32], eta[32];
     if (!start)
-        start = now;
-    el = now - start > 0.001 ? now - start : 0.001;
+        start = cairn_mono();
     cairn_format_size(bytes_read, r, sizeof r);
     cairn_format_size(bytes_new, n, sizeof n);
-    cairn_format_size((uint64_t)((double)done / el), rate, sizeof rate);
     /* ETA from the parent snapshot's size, when there is one */
-    if (expected > done && done > 0 && el > 1) {
-        double left = (double)(expected - done) / ((double)done / el);
-        snprintf(eta, sizeof eta, "  ETA %d:%02d", (int)(left / 60), (int)left % 60);
-    }
+    cli_rate_eta(start, done, expected, rate, sizeof rate, eta, sizeof eta);
     snprintf(line, sizeof line, "%llu files, %s read, %s new, %s/s%s  %.50s",
              (unsigned long long)files, r, n, rate, eta, current ? current : "");
     cli_progress(c, line, 0);

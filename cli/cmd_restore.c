@@ -19,18 +19,12 @@ static void on_progress(void *arg, uint64_t files, uint64_t bytes, uint64_t tota
 {
     struct cli *c = arg;
     static double start;
-    char line[256], b[32], t[32], rate[32], eta[32] = "";
-    double now = cairn_mono(), el;
+    char line[256], b[32], t[32], rate[32], eta[32];
     if (!start)
-        start = now;
-    el = now - start > 0.001 ? now - start : 0.001;
+        start = cairn_mono();
     cairn_format_size(bytes, b, sizeof b);
     cairn_format_size(total_bytes, t, sizeof t);
-    cairn_format_size((uint64_t)((double)bytes / el), rate, sizeof rate);
-    if (total_bytes > bytes && bytes > 0 && el > 1) {
-        double left = (double)(total_bytes - bytes) / ((double)bytes / el);
-        snprintf(eta, sizeof eta, "  ETA %d:%02d", (int)(left / 60), (int)left % 60);
-    }
+    cli_rate_eta(start, bytes, total_bytes, rate, sizeof rate, eta, sizeof eta);
     if (total_bytes)
         snprintf(line, sizeof line, "restored %llu/%llu files, %s of %s (%.0f%%), %s/s%s",
                  (unsigned long long)files, (unsigned long long)total_files, b, t,

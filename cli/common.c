@@ -216,3 +216,17 @@ int cli_read_lease(cairn_repo *repo, const char *operation, cairn_lock **out)
     }
     return 0;
 }
+
+void cli_rate_eta(double start, uint64_t done, uint64_t total, char *rate, size_t rlen,
+                  char *eta, size_t elen)
+{
+    double el = cairn_mono() - start;
+    if (el < 0.001)
+        el = 0.001;
+    cairn_format_size((uint64_t)((double)done / el), rate, rlen);
+    eta[0] = 0;
+    if (total > done && done > 0 && el > 1) {
+        double left = (double)(total - done) / ((double)done / el);
+        snprintf(eta, elen, "  ETA %d:%02d", (int)(left / 60), (int)left % 60);
+    }
+}

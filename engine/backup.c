@@ -529,6 +529,21 @@ static void progress(struct ctx *c, const char *current)
     }
 }
 
+/* Copies data into a pooled buffer and queues it (j has id/slot/type set). */
+static int submit(struct ctx *c, struct job *j, const uint8_t *data, size_t len)
+{
+    int rc;
+    j->len = len;
+    j->data = buf_get(&c->pipe, len);
+    if (!j->data)
+        return cairn_error(c->err, CAIRN_FATAL, "out of memory");
+    memcpy(j->data, data, len);
+    rc = pipe_push(&c->pipe, j, c->err);
+    if (rc == CAIRN_OK)
+        rc = pipe_index(&c->pipe, 0, c->err);
+    return rc;
+}
+
 /* Trees: hashed here, queued for storing unless the repository has them. */
 static int save_tree_blob(struct ctx *c, const uint8_t *data, size_t len, cairn_id *id)
 {
@@ -536,18 +551,10 @@ static int save_tree_blob(struct ctx *c, const uint8_t *data, size_t len, cairn_
     int rc = is_known(c->repo, id, data, len, c->err);
     if (rc != 0)
         return rc < 0 ? rc : CAIRN_OK;
+    memset(&j, 0, sizeof j);
     j.id = *id;
-    j.slot = NULL;
     j.type = CAIRN_BLOB_TREE;
-    j.len = len;
-    j.data = buf_get(&c->pipe, len);
-    if (!j.data)
-        return cairn_error(c->err, CAIRN_FATAL, "out of memory");
-    memcpy(j.data, data, len);
-    rc = pipe_push(&c->pipe, &j, c->err);
-    if (rc == CAIRN_OK)
-        rc = pipe_index(&c->pipe, 0, c->err);
-    return rc;
+    return submit(c, &j, data, len);
 }
 
 /* Data chunks: handed to a worker, which writes the id into n->chunks[k]. The
@@ -574,15 +581,7 @@ static int queue_chunk(struct ctx *c, struct cairn_node *n, size_t *cap, const u
     j.slot = &n->chunks[n->n_chunks++];
     memset(j.slot, 0, sizeof *j.slot);
     j.type = CAIRN_BLOB_DATA;
-    j.len = len;
-    j.data = buf_get(&c->pipe, len);
-    if (!j.data)
-        return cairn_error(c->err, CAIRN_FATAL, "out of memory");
-    memcpy(j.data, data, len);
-    rc = pipe_push(&c->pipe, &j, c->err);
-    if (rc == CAIRN_OK)
-        rc = pipe_index(&c->pipe, 0, c->err);
-    return rc;
+    return submit(c, &j, data, len);
 }
 
 /* Emits full chunks from the read buffer; at eof also the remainder. */

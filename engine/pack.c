@@ -76,22 +76,6 @@ static uint32_t get32(const uint8_t *p)
     return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 
-static int write_all(int fd, const void *buf, size_t len)
-{
-    const uint8_t *p = buf;
-    while (len) {
-        ssize_t n = write(fd, p, len);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return -1;
-        }
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
 int cairn_pack_writer_new(const char *tmpdir, cairn_pack_writer **out, cairn_err *err)
 {
     cairn_pack_writer *w = calloc(1, sizeof *w);
@@ -131,7 +115,7 @@ int cairn_pack_writer_add(cairn_pack_writer *w, const cairn_id *id, uint8_t type
         w->entries = p;
         w->cap = ncap;
     }
-    if (write_all(w->fd, stored, stored_len) != 0)
+    if (cairn_write_all(w->fd, stored, stored_len) != 0)
         return cairn_error(err, errno == ENOSPC ? CAIRN_FATAL : CAIRN_FATAL,
                            "cannot write pack file '%s': %s", w->path, strerror(errno));
     e = &w->entries[w->n++];
@@ -192,7 +176,7 @@ int cairn_pack_writer_finish(cairn_pack_writer *w, cairn_id *pack_id, char **pat
     put32(p + 4, 1);
     crypto_generichash(p + 8, 8, t, (size_t)(p + 4 - t), NULL, 0);
     memcpy(p + 16, PACK_MAGIC, 8);
-    if (write_all(w->fd, t, tlen) != 0 || fsync(w->fd) != 0 || close(w->fd) != 0) {
+    if (cairn_write_all(w->fd, t, tlen) != 0 || fsync(w->fd) != 0 || close(w->fd) != 0) {
         int e = errno;
         w->fd = -1;
         free(t);

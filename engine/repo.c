@@ -219,7 +219,7 @@ int cairn_repo_init_with(const char *url, const struct cairn_store_opts *opts, c
     return rc;
 }
 
-static char *default_catalog_path(const char *repo_id)
+char *cairn_default_catalog_path(const char *repo_id)
 {
     const char *env = getenv("CAIRN_CATALOG"), *base = getenv("XDG_CACHE_HOME");
     char buf[PATH_MAX];
@@ -275,7 +275,7 @@ int cairn_repo_open_with(const char *url, const char *catalog_path,
         goto fail;
     }
     r->mac = mac_new(r->cfg.chunk_key);
-    r->cat_path = catalog_path ? strdup(catalog_path) : default_catalog_path(r->cfg.id);
+    r->cat_path = catalog_path ? strdup(catalog_path) : cairn_default_catalog_path(r->cfg.id);
     if (!r->cat_path) {
         rc = cairn_error(err, CAIRN_FATAL, "out of memory");
         goto fail;

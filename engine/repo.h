@@ -46,6 +46,9 @@ int cairn_repo_open(const char *url, const char *catalog_path, cairn_repo **out,
 int cairn_repo_open_with(const char *url, const char *catalog_path,
                          const struct cairn_store_opts *opts, cairn_repo **out, cairn_err *err);
 void cairn_repo_free(cairn_repo *r);
+/* The default catalog path for a repository id (see cairn_repo_open); the
+ * caller frees it. */
+char *cairn_default_catalog_path(const char *repo_id);
 
 cairn_store *cairn_repo_store(cairn_repo *r);
 cairn_catalog *cairn_repo_catalog(cairn_repo *r);

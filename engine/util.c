@@ -403,7 +403,7 @@ int cairn_fsync_dir(const char *dir)
     return rc;
 }
 
-static int write_all(int fd, const void *buf, size_t len)
+int cairn_write_all(int fd, const void *buf, size_t len)
 {
     const uint8_t *p = buf;
     while (len) {
@@ -430,7 +430,7 @@ int cairn_write_file_atomic(const char *path, const void *buf, size_t len, int m
     fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
     if (fd < 0)
         return cairn_error(err, CAIRN_FAILED, "cannot create '%s': %s", tmp, strerror(errno));
-    if (write_all(fd, buf, len) != 0 || fsync(fd) != 0) {
+    if (cairn_write_all(fd, buf, len) != 0 || fsync(fd) != 0) {
         int e = errno;
         close(fd);
         unlink(tmp);

@@ -93,6 +93,8 @@ int cairn_write_file_atomic(const char *path, const void *buf, size_t len, int m
                             cairn_err *err);
 int cairn_mkdir_p(const char *path, int mode, cairn_err *err);
 int cairn_fsync_dir(const char *dir);
+/* write(2) until done (retrying EINTR); 0 or -1 with errno set. */
+int cairn_write_all(int fd, const void *buf, size_t len);
 /* Joins a and b with one '/', into a malloc'd string (caller frees). */
 char *cairn_path_join(const char *a, const char *b);
 

@@ -81,22 +81,6 @@ static void fsync_parent(const char *path)
     }
 }
 
-static int write_fd_all(int fd, const void *buf, size_t len)
-{
-    const char *p = buf;
-    while (len) {
-        ssize_t n = write(fd, p, len);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return -1;
-        }
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
 static int make_tmp(struct fs_ctx *c, char *tmp, size_t n, cairn_err *err)
 {
     uint8_t r[8];
@@ -159,7 +143,7 @@ static int fs_put(void *ctx, const char *key, const void *buf, size_t len, int o
     fd = make_tmp(c, tmp, sizeof tmp, err);
     if (fd < 0)
         return fd;
-    if (write_fd_all(fd, buf, len) != 0 || fsync(fd) != 0) {
+    if (cairn_write_all(fd, buf, len) != 0 || fsync(fd) != 0) {
         int e = errno;
         close(fd);
         unlink(tmp);
