@@ -343,6 +343,10 @@ int cairn_parse_time(const char *s, int64_t *ns)
     tm.tm_min = mi;
     tm.tm_sec = sec;
     t = timegm(&tm);
+    /* nanoseconds since the epoch fit int64 from 1677 to 2262 only */
+    if ((int64_t)t - off > INT64_MAX / 1000000000LL - 1 ||
+        (int64_t)t - off < INT64_MIN / 1000000000LL + 1)
+        return CAIRN_FAILED;
     *ns = ((int64_t)t - off) * 1000000000LL + frac;
     return CAIRN_OK;
 }

@@ -68,4 +68,19 @@ pg_restored_start r1
 pg_wait_ready r1
 [ "$(sum r1)" = "$want" ] || fail "restored: $(sum r1), server: $want"
 pg_stop r1
+# --- the quick answer checks the content: a different file under an archived
+# name is not taken for the archived one (refused, as without --batch)
+sysid=$(json_get "$T/list.json" 'j[0]["system_id"]')
+seg=$(json_get "$T/list.json" '[r["name"] for r in j if len(r["name"]) == 24][-1]')
+mkdir -p "$PG_DIR/fake/pg_wal/archive_status"
+cairn_ok wal-fetch --system-id "$sysid" --prefetch 0 "$seg" "$PG_DIR/fake/pg_wal/$seg" >/dev/null
+chown -R postgres: "$PG_DIR/fake"
+pg_as "$PG_CAIRN" wal-push --batch 2 --pgdata "$PG_DIR/main" "$PG_DIR/fake/pg_wal/$seg" 2>"$T/same.err" ||
+  { cat "$T/same.err" >&2; fail "wal-push --batch of an identical copy failed"; }
+grep -q "was archived by an earlier batch" "$T/same.err" || fail "an identical copy was not answered at once"
+printf 'X' | dd of="$PG_DIR/fake/pg_wal/$seg" bs=1 seek=$((16 * 1024 * 1024 - 1)) conv=notrunc status=none
+rc=0
+pg_as "$PG_CAIRN" wal-push --batch 2 --pgdata "$PG_DIR/main" "$PG_DIR/fake/pg_wal/$seg" 2>"$T/diff.err" || rc=$?
+[ "$rc" = 1 ] && grep -q REFUSING "$T/diff.err" || { cat "$T/diff.err" >&2; fail "a different file under an archived name was not refused (exit $rc)"; }
+
 echo "PASS: pg_walbatch"

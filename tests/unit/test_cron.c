@@ -9,6 +9,7 @@
 #define _GNU_SOURCE
 #include "../../agent/cron.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -336,6 +337,56 @@ static void test_tz_offsets(void)
     free(saved);
 }
 
+/* ---- threads: schedules in several zones computed at once ---- */
+
+struct thread_job {
+    const char *sched;
+    int64_t from, sum;
+    int rc;
+};
+
+static void *thread_run(void *arg)
+{
+    struct thread_job *j = arg;
+    struct cairn_cron c;
+    cairn_err err;
+    int64_t t = j->from, nt;
+    int i;
+    j->sum = 0;
+    j->rc = cairn_cron_parse(j->sched, &c, &err);
+    for (i = 0; i < 2000 && j->rc == CAIRN_OK; i++) {
+        j->rc = cairn_cron_next(&c, t, &nt, &err);
+        j->sum += nt - t;
+        t = nt;
+    }
+    return NULL;
+}
+
+static void test_threads(void)
+{
+    static const char *const scheds[] = {
+        "CRON_TZ=Europe/Berlin 30 * * * *", "CRON_TZ=America/New_York 30 * * * *",
+        "CRON_TZ=Australia/Sydney 30 * * * *", "30 * * * *",
+        "CRON_TZ=Asia/Kolkata 30 * * * *", "CRON_TZ=America/Santiago 30 * * * *",
+    };
+    enum { NJ = sizeof scheds / sizeof scheds[0] };
+    struct thread_job one[NJ], par[NJ];
+    pthread_t th[NJ];
+    int i;
+    for (i = 0; i < NJ; i++) {
+        one[i].sched = par[i].sched = scheds[i];
+        one[i].from = par[i].from = T("2026-01-01T00:00:00Z");
+        thread_run(&one[i]);
+    }
+    for (i = 0; i < NJ; i++)
+        pthread_create(&th[i], NULL, thread_run, &par[i]);
+    for (i = 0; i < NJ; i++)
+        pthread_join(th[i], NULL);
+    for (i = 0; i < NJ; i++)
+        CHECK(par[i].rc == CAIRN_OK && par[i].sum == one[i].sum, "%s: threaded %lld vs %lld",
+              scheds[i], (long long)par[i].sum, (long long)one[i].sum);
+}
+
 /* ---- bad input ---- */
 
 struct bad_row {
@@ -562,6 +613,7 @@ int main(void)
     test_next_table();
     test_brute();
     test_tz_offsets();
+    test_threads();
     test_bad();
     test_parse_details();
     test_never();
