@@ -86,10 +86,10 @@ int cairn_pack_writer_new(const char *tmpdir, cairn_pack_writer **out, cairn_err
     cairn_random(r, sizeof r);
     cairn_hex(r, sizeof r, hex);
     snprintf(path, sizeof path, "%s/pack-%s", tmpdir, hex);
-    w->fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    w->fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (w->fd < 0 && errno == ENOENT) {
         cairn_mkdir_p(tmpdir, 0755, NULL);
-        w->fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+        w->fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     }
     if (w->fd < 0) {
         int e = errno;

@@ -32,6 +32,7 @@ struct fd_slot {
 
 struct fs_ctx {
     char *dir;
+    mode_t dir_mode, file_mode; /* from the repository directory's own mode */
     pthread_mutex_t mu;
     struct fd_slot fds[FD_CACHE];
     uint64_t clock;
@@ -54,7 +55,7 @@ static int full_path(struct fs_ctx *c, const char *key, char *out, size_t n, cai
     return CAIRN_OK;
 }
 
-static int ensure_parent(const char *path, cairn_err *err)
+static int ensure_parent(const char *path, mode_t mode, cairn_err *err)
 {
     char dir[PATH_MAX];
     char *slash;
@@ -66,7 +67,7 @@ static int ensure_parent(const char *path, cairn_err *err)
     *slash = 0;
     if (stat(dir, &st) == 0)
         return CAIRN_OK;
-    return cairn_mkdir_p(dir, 0755, err);
+    return cairn_mkdir_p(dir, (int)mode, err);
 }
 
 static void fsync_parent(const char *path)
@@ -89,12 +90,12 @@ static int make_tmp(struct fs_ctx *c, char *tmp, size_t n, cairn_err *err)
     cairn_random(r, sizeof r);
     cairn_hex(r, sizeof r, hex);
     snprintf(tmp, n, "%s/tmp/obj-%s", c->dir, hex);
-    fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, c->file_mode);
     if (fd < 0 && errno == ENOENT) {
         char d[PATH_MAX];
         snprintf(d, sizeof d, "%s/tmp", c->dir);
-        mkdir(d, 0755);
-        fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+        mkdir(d, c->dir_mode);
+        fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, c->file_mode);
     }
     if (fd < 0)
         return cairn_error(err, errno == EACCES || errno == EROFS ? CAIRN_FATAL : CAIRN_FAILED,
@@ -104,11 +105,12 @@ static int make_tmp(struct fs_ctx *c, char *tmp, size_t n, cairn_err *err)
 }
 
 /* Moves tmp to path: link (no overwrite) or rename (overwrite). */
-static int publish(const char *tmp, const char *path, const char *key, int overwrite,
+static int publish(struct fs_ctx *c, const char *tmp, const char *path, const char *key,
+                   int overwrite,
                    cairn_err *err)
 {
     int rc;
-    if ((rc = ensure_parent(path, err)) != CAIRN_OK) {
+    if ((rc = ensure_parent(path, c->dir_mode, err)) != CAIRN_OK) {
         unlink(tmp);
         return rc;
     }
@@ -152,7 +154,7 @@ static int fs_put(void *ctx, const char *key, const void *buf, size_t len, int o
                            strerror(e));
     }
     close(fd);
-    return publish(tmp, path, key, overwrite, err);
+    return publish(c, tmp, path, key, overwrite, err);
 }
 
 static int fs_put_file(void *ctx, const char *key, const char *src, cairn_err *err)
@@ -165,13 +167,14 @@ static int fs_put_file(void *ctx, const char *key, const char *src, cairn_err *e
     fd = open(src, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return cairn_error(err, CAIRN_FAILED, "cannot open '%s': %s", src, strerror(errno));
-    if (fsync(fd) != 0) {
+    /* the spool file takes the repository's file mode */
+    if (fchmod(fd, c->file_mode) != 0 || fsync(fd) != 0) {
         int e = errno;
         close(fd);
         return cairn_error(err, CAIRN_FATAL, "cannot write '%s': %s", src, strerror(e));
     }
     close(fd);
-    rc = publish(src, path, key, 0, err);
+    rc = publish(c, src, path, key, 0, err);
     if (rc == CAIRN_EXISTS)
         unlink(src);
     return rc;
@@ -479,7 +482,9 @@ int cairn_fs_store_open(const char *dir, int create, cairn_store **out, cairn_er
     cairn_store *s;
     char abs[PATH_MAX];
     if (create) {
-        int rc = cairn_mkdir_p(dir, 0755, err);
+        /* private unless the user makes the directory otherwise: objects then
+         * follow the directory's mode (chmod 0750 to share it with a group) */
+        int rc = cairn_mkdir_p(dir, 0700, err);
         if (rc != CAIRN_OK)
             return rc;
     }
@@ -500,6 +505,8 @@ int cairn_fs_store_open(const char *dir, int create, cairn_store **out, cairn_er
     }
     pthread_mutex_init(&c->mu, NULL);
     c->dir = strdup(abs);
+    c->dir_mode = st.st_mode & 07777;
+    c->file_mode = st.st_mode & 0666;
     s->ops = &fs_ops;
     s->ctx = c;
     s->url = strdup(dir);
