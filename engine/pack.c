@@ -116,8 +116,12 @@ int cairn_pack_writer_add(cairn_pack_writer *w, const cairn_id *id, uint8_t type
         w->cap = ncap;
     }
     if (cairn_write_all(w->fd, stored, stored_len) != 0)
-        return cairn_error(err, errno == ENOSPC ? CAIRN_FATAL : CAIRN_FATAL,
-                           "cannot write pack file '%s': %s", w->path, strerror(errno));
+        return cairn_error(err, CAIRN_FATAL, "cannot write pack file '%s': %s%s", w->path,
+                           strerror(errno),
+                           errno == ENOSPC || errno == EDQUOT
+                               ? " (free space where the repository is, then run the backup "
+                                 "again: what was already stored is reused)"
+                               : "");
     e = &w->entries[w->n++];
     e->id = *id;
     e->type = type;

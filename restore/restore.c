@@ -98,10 +98,21 @@ __attribute__((format(printf, 2, 3))) static void warnf(struct rctx *c, const ch
     free(s);
 }
 
+/* libarchive's message, with the system error when it does not say it (a
+ * full disk shows as "Write failed" alone otherwise). Valid until the next
+ * call on this thread. */
 static const char *aerr(struct archive *a)
 {
+    static __thread char buf[1024];
     const char *s = archive_error_string(a);
-    return s && *s ? s : "unknown libarchive error";
+    int e = archive_errno(a);
+    if (!s || !*s)
+        s = "unknown libarchive error";
+    if (e > 0 && !strstr(s, strerror(e))) {
+        snprintf(buf, sizeof buf, "%s: %s", s, strerror(e));
+        return buf;
+    }
+    return s;
 }
 
 static void progress(struct rctx *c, int force)
