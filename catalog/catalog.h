@@ -243,4 +243,42 @@ int cairn_catalog_prune_mark_indexes(cairn_catalog_prune *pr, uint64_t *n, cairn
 int cairn_catalog_prune_list_indexes(cairn_catalog_prune *pr, cairn_str_cb cb, void *arg,
                                      cairn_err *err);
 
+/* ---- MariaDB/MySQL binlog archive (catalog_binlog.c): the binlogs table ----
+ * One row per binlog file archived under binlog/<server>/<file name>.
+ * server_uuid holds the server's UUID (MySQL, from auto.cnf) or its decimal
+ * server_id (MariaDB). gtids is text: "<Gtid_list at the start>;<ranges>",
+ * each part comma-separated MariaDB GTIDs, ranges "D-S-N..D-S-M" per domain
+ * (either part may be empty). Plain values, fixed-size NUL-terminated strings.
+ * Listing is in (server_uuid, file) order; binlog file names have a
+ * fixed-width number, so that is sequence order per base name. */
+#define CAIRN_BINLOG_SERVER_MAX 64
+#define CAIRN_BINLOG_NAME_MAX 256
+#define CAIRN_BINLOG_GTIDS_MAX 2048
+
+struct cairn_binlogrow {
+    char server_uuid[CAIRN_BINLOG_SERVER_MAX];
+    char file[CAIRN_BINLOG_NAME_MAX];
+    uint64_t start_pos, end_pos;          /* first and past-the-last event byte */
+    int has_times;                        /* first/last_event_ns are set */
+    int64_t first_event_ns, last_event_ns;
+    char gtids[CAIRN_BINLOG_GTIDS_MAX];
+    char object_key[CAIRN_WAL_KEY_MAX + CAIRN_BINLOG_NAME_MAX];
+    uint64_t size;
+    char checksum[CAIRN_WAL_SUM_MAX];     /* "sha256:<hex>" of the raw file */
+};
+typedef int (*cairn_binlogrow_cb)(void *arg, const struct cairn_binlogrow *row);
+
+/* Inserts or replaces the row with the same (server_uuid, file). */
+int cairn_catalog_binlog_put(cairn_catalog *cat, const struct cairn_binlogrow *row,
+                             cairn_err *err);
+/* CAIRN_NOTFOUND if there is no such row. */
+int cairn_catalog_binlog_get(cairn_catalog *cat, const char *server, const char *file,
+                             struct cairn_binlogrow *out, cairn_err *err);
+int cairn_catalog_binlog_remove(cairn_catalog *cat, const char *server, const char *file,
+                                cairn_err *err);
+/* In key order; server NULL = every server. cb returns non-zero to stop (that
+ * value is returned). */
+int cairn_catalog_binlog_list(cairn_catalog *cat, const char *server, cairn_binlogrow_cb cb,
+                              void *arg, cairn_err *err);
+
 #endif

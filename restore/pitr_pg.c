@@ -528,6 +528,43 @@ static void spool_clean(const char *dir, const char *sysid, const char *name)
     closedir(d);
 }
 
+/* The spool's high-water mark: <dir>/<sysid>.served names the segment last
+ * handed to PostgreSQL. Prefetchers skip segments at or before it (recovery
+ * has moved past them), so a prefetcher that started earlier does not bring
+ * back a segment already served. Written before a spool file is consumed. */
+static void served_set(const char *dir, const char *sysid, const char *name)
+{
+    char path[PATH_MAX];
+    struct cairn_pg_walname wn;
+    cairn_err e;
+    if (cairn_pg_walname_parse(name, &wn) != 0 || wn.kind != CAIRN_PG_SEGMENT ||
+        (size_t)snprintf(path, sizeof path, "%s/%s.served", dir, sysid) >= sizeof path)
+        return;
+    (void)write_file_atomic(path, name, strlen(name), 0, &e);
+}
+
+/* Has recovery moved past name (a segment)? */
+static int served_past(const char *dir, const char *sysid, const char *name)
+{
+    char path[PATH_MAX], buf[CAIRN_WAL_NAME_MAX];
+    struct cairn_pg_walname wn, last;
+    ssize_t n;
+    int fd;
+    if (cairn_pg_walname_parse(name, &wn) != 0 || wn.kind != CAIRN_PG_SEGMENT ||
+        (size_t)snprintf(path, sizeof path, "%s/%s.served", dir, sysid) >= sizeof path)
+        return 0;
+    if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+        return 0;
+    n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return 0;
+    buf[n] = 0;
+    if (cairn_pg_walname_parse(buf, &last) != 0 || last.kind != CAIRN_PG_SEGMENT)
+        return 0;
+    return wn.log < last.log || (wn.log == last.log && wn.seg <= last.seg);
+}
+
 /* Serves name from the spool when a prefetcher has it (waiting up to 60 s for
  * one still downloading it). CAIRN_OK when served, CAIRN_NOTFOUND otherwise. */
 static int fetch_spooled(const char *dir, const char *sysid, const char *name,
@@ -550,6 +587,7 @@ static int fetch_spooled(const char *dir, const char *sysid, const char *name,
         cairn_buf_free(&b);
         return CAIRN_NOTFOUND;
     }
+    served_set(dir, sysid, name); /* before the unlink: see served_set */
     unlink(path);
     rc = cairn_pg_wal_write_verified(b.data, b.len, path, dest, err);
     cairn_buf_free(&b);
@@ -584,6 +622,7 @@ int cairn_pg_wal_fetch_spool(cairn_store *s, const char *system_id, const char *
         rc = fetch_spooled(spool_dir, system_id, name, dest, err);
         if (rc != CAIRN_NOTFOUND)
             return rc;
+        served_set(spool_dir, system_id, name);
     }
     return cairn_pg_wal_fetch(s, system_id, name, dest, err);
 }
@@ -609,12 +648,15 @@ static void prefetch_one(struct prefetch *p, const char *name)
         spool_path(p->dir, p->sysid, name, ".part", part, sizeof part) ||
         cairn_pg_walobj_key(p->sysid, name, key, sizeof key) != 0)
         return;
-    if (access(path, F_OK) == 0)
+    /* spooled already, or served already (the mark is written before a spool
+     * file is consumed, so one of the two checks sees it) */
+    if (access(path, F_OK) == 0 || served_past(p->dir, p->sysid, name))
         return;
     fd = open(part, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (fd < 0)
         return;
-    if (flock(fd, LOCK_EX | LOCK_NB) != 0 || access(path, F_OK) == 0) {
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0 || access(path, F_OK) == 0 ||
+        served_past(p->dir, p->sysid, name)) {
         close(fd); /* another prefetcher has it */
         return;
     }

@@ -33,8 +33,10 @@ TEST_PACKAGES=(
   # --- PostgreSQL PITR tests (tests/e2e/pg_*.sh, a real server in a temp dir) ---
   postgresql          # server 15: initdb, postgres, pg_ctl, psql, pg_dump
   postgresql-contrib  # pgbench and the contrib extensions
-  # --- later: database PITR tests (add when they land) ---
-  # mariadb-server mariadb-backup
+  # --- MariaDB binlog tests (tests/e2e/mysql_*.sh, a real 10.11 server in a temp dir) ---
+  mariadb-server      # mariadbd, mariadb-install-db
+  mariadb-backup      # mariabackup, mbstream (base backups)
+  mariadb-client      # mariadb, mariadb-admin, mariadb-binlog
   # --- S3 backend tests (tests/e2e/s3_*.sh, tests/s3/) ---
   nodejs            # runs s3rver, the S3 test server (npm ci in tests/s3), and the
                     # manifest validator (tests/k8s: kubernetes-models, npm ci)

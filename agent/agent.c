@@ -1,0 +1,758 @@
+/* agent/agent.c — the node agent loop (see agent.h and docs/agent.md). */
+#define _GNU_SOURCE
+#include "agent.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../engine/backup.h"
+#include "../engine/policy.h"
+#include "../engine/prune.h"
+#include "annotations.h"
+#include "cron.h"
+#include "kube.h"
+#include "metrics.h"
+#include "volumes.h"
+
+#define NS_PER_S 1000000000LL
+#define ANN_LAST_BACKUP CAIRN_ANN_PREFIX "last-backup"
+#define ANN_LAST_STATUS CAIRN_ANN_PREFIX "last-status"
+#define EVENT_MSG_MAX 1024
+#define STATUS_REASON_MAX 200
+
+/* One PVC mounted by a pod of this node. Fixed-size: the map's memory is
+ * max_pvcs * sizeof(struct pvc_entry), whatever the cluster holds. */
+struct pvc_entry {
+    char ns[64];          /* namespaces are DNS labels (63) */
+    char name[254];       /* PVC names are DNS subdomains (253) */
+    char pod[254];
+    char uid[64];
+    int used;             /* slot in use */
+    int mounted;          /* a live pod of this node mounts it */
+    uint64_t problem_hash;     /* annotation problems last reported (0: none) */
+    uint64_t unsupported_hash; /* "not supported yet" last reported */
+};
+
+struct agent {
+    const struct cairn_agent_config *cfg;
+    cairn_repo *repo;
+    cairn_kube *kube;       /* the scheduler's handle */
+    cairn_kube *watch_kube; /* the watch thread's handle */
+    cairn_metrics *metrics;
+    const volatile sig_atomic_t *stop; /* the caller's */
+    volatile sig_atomic_t quit;        /* the threads': set once *stop is seen */
+    pthread_mutex_t mu;     /* guards e[] */
+    struct pvc_entry *e;
+    size_t max;
+    uint64_t map_full_logged;
+};
+
+/* ---- logging ---- */
+
+static void alog(struct agent *a, enum cairn_log_level lvl, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void alog(struct agent *a, enum cairn_log_level lvl, const char *fmt, ...)
+{
+    char msg[2048];
+    va_list ap;
+    if (!a->cfg->log || lvl > a->cfg->log_level)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    a->cfg->log(a->cfg->log_arg, lvl, msg);
+}
+
+/* ---- configuration ---- */
+
+static int env_copy(const char *var, const char *def, char *out, size_t outlen, cairn_err *err)
+{
+    const char *v = getenv(var);
+    if (!v || !*v)
+        v = def;
+    if (strlen(v) >= outlen)
+        return cairn_error(err, CAIRN_FAILED, "%s is longer than %zu bytes", var, outlen - 1);
+    memcpy(out, v, strlen(v) + 1);
+    return CAIRN_OK;
+}
+
+static int env_seconds(const char *var, int64_t def, int64_t *out, cairn_err *err)
+{
+    const char *v = getenv(var);
+    const char *p;
+    cairn_err e;
+    *out = def;
+    if (!v || !*v)
+        return CAIRN_OK;
+    for (p = v; isdigit((unsigned char)*p); p++)
+        ;
+    if (!*p && p - v <= 9) {
+        *out = strtoll(v, NULL, 10);
+        return CAIRN_OK;
+    }
+    if (cairn_parse_duration(v, out, &e) != CAIRN_OK)
+        return cairn_error(err, CAIRN_FAILED, "%s: %s", var, e.msg);
+    return CAIRN_OK;
+}
+
+static int env_int(const char *var, long def, long lo, long hi, long *out, cairn_err *err)
+{
+    const char *v = getenv(var);
+    char *end;
+    long n;
+    *out = def;
+    if (!v || !*v)
+        return CAIRN_OK;
+    errno = 0;
+    n = strtol(v, &end, 10);
+    if (errno || *end || end == v || n < lo || n > hi)
+        return cairn_error(err, CAIRN_FAILED, "%s '%.32s' is not a number in %ld-%ld", var, v,
+                           lo, hi);
+    *out = n;
+    return CAIRN_OK;
+}
+
+int cairn_agent_config_from_env(struct cairn_agent_config *cfg, cairn_err *err)
+{
+    const char *lvl = getenv("CAIRN_LOG_LEVEL");
+    long n;
+    int rc;
+    cairn_agent_log_fn log = cfg->log;
+    void *log_arg = cfg->log_arg;
+    memset(cfg, 0, sizeof *cfg);
+    cfg->log = log;
+    cfg->log_arg = log_arg;
+    if ((rc = env_copy("NODE_NAME", "", cfg->node, sizeof cfg->node, err)) != CAIRN_OK)
+        return rc;
+    if (!cfg->node[0])
+        return cairn_error(err, CAIRN_FAILED,
+                           "NODE_NAME is not set (the DaemonSet sets it from spec.nodeName)");
+    if ((rc = env_copy("POD_NAMESPACE", "", cfg->pod_namespace, sizeof cfg->pod_namespace,
+                       err)) != CAIRN_OK ||
+        (rc = env_copy("CAIRN_KUBELET_PODS_DIR", CAIRN_KUBELET_PODS_DIR, cfg->pods_dir,
+                       sizeof cfg->pods_dir, err)) != CAIRN_OK ||
+        (rc = env_copy("CAIRN_METRICS_ADDR", "0.0.0.0", cfg->metrics_addr,
+                       sizeof cfg->metrics_addr, err)) != CAIRN_OK ||
+        (rc = env_copy("CAIRN_DEFAULT_RETENTION", "", cfg->default_retention,
+                       sizeof cfg->default_retention, err)) != CAIRN_OK)
+        return rc;
+    if ((rc = env_int("CAIRN_METRICS_PORT", 9464, 0, 65535, &n, err)) != CAIRN_OK)
+        return rc;
+    cfg->metrics_port = (int)n;
+    if ((rc = env_int("CAIRN_AGENT_MAX_PVCS", CAIRN_AGENT_MAX_PVCS, 1, 1000000, &n, err)) !=
+        CAIRN_OK)
+        return rc;
+    cfg->max_pvcs = (size_t)n;
+    if ((rc = env_int("CAIRN_AGENT_WORKERS", 2, 1, 64, &n, err)) != CAIRN_OK)
+        return rc;
+    cfg->workers = (int)n;
+    if ((rc = env_seconds("CAIRN_AGENT_TICK", 30, &cfg->tick_s, err)) != CAIRN_OK ||
+        (rc = env_seconds("CAIRN_JITTER_MAX", 300, &cfg->jitter_max_s, err)) != CAIRN_OK ||
+        (rc = env_seconds("CAIRN_PRUNE_INTERVAL", 86400, &cfg->prune_interval_s, err)) !=
+            CAIRN_OK)
+        return rc;
+    if (cfg->tick_s < 1)
+        return cairn_error(err, CAIRN_FAILED, "CAIRN_AGENT_TICK must be at least 1 second");
+    if (cfg->default_retention[0]) {
+        struct cairn_policy p;
+        cairn_err e;
+        memset(&p, 0, sizeof p);
+        rc = cairn_policy_parse(cfg->default_retention, &p, &e);
+        cairn_policy_clear(&p);
+        if (rc != CAIRN_OK)
+            return cairn_error(err, CAIRN_FAILED, "CAIRN_DEFAULT_RETENTION: %s", e.msg);
+    }
+    cfg->log_level = CAIRN_LOG_INFO;
+    if (lvl && *lvl) {
+        if (strcmp(lvl, "error") == 0)
+            cfg->log_level = CAIRN_LOG_ERROR;
+        else if (strcmp(lvl, "warn") == 0 || strcmp(lvl, "warning") == 0)
+            cfg->log_level = CAIRN_LOG_WARN;
+        else if (strcmp(lvl, "info") == 0)
+            cfg->log_level = CAIRN_LOG_INFO;
+        else if (strcmp(lvl, "debug") == 0)
+            cfg->log_level = CAIRN_LOG_DEBUG;
+        else
+            return cairn_error(err, CAIRN_FAILED,
+                               "CAIRN_LOG_LEVEL '%.32s' is not error, warn, info or debug", lvl);
+    }
+    return CAIRN_OK;
+}
+
+/* ---- the PVC map (watch thread writes, scheduler reads) ---- */
+
+static int fits(const char *s, size_t n) { return s && *s && strlen(s) < n; }
+
+/* mu held */
+static struct pvc_entry *map_find(struct agent *a, const char *ns, const char *name)
+{
+    size_t i;
+    for (i = 0; i < a->max; i++)
+        if (a->e[i].used && strcmp(a->e[i].ns, ns) == 0 && strcmp(a->e[i].name, name) == 0)
+            return &a->e[i];
+    return NULL;
+}
+
+/* mu held: a free slot, else the slot of a PVC no longer mounted. */
+static struct pvc_entry *map_slot(struct agent *a)
+{
+    size_t i;
+    for (i = 0; i < a->max; i++)
+        if (!a->e[i].used)
+            return &a->e[i];
+    for (i = 0; i < a->max; i++)
+        if (!a->e[i].mounted)
+            return &a->e[i];
+    return NULL;
+}
+
+static int on_relist(void *arg)
+{
+    struct agent *a = arg;
+    size_t i;
+    pthread_mutex_lock(&a->mu);
+    for (i = 0; i < a->max; i++)
+        a->e[i].mounted = 0;
+    pthread_mutex_unlock(&a->mu);
+    alog(a, CAIRN_LOG_DEBUG, "listing the pods of node '%s' again", a->cfg->node);
+    return 0;
+}
+
+static int pod_terminal(const json_t *pod)
+{
+    const char *phase = json_string_value(json_object_get(json_object_get(pod, "status"),
+                                                          "phase"));
+    return phase && (strcmp(phase, "Succeeded") == 0 || strcmp(phase, "Failed") == 0);
+}
+
+static int on_pod(void *arg, enum cairn_kube_event ev, json_t *pod)
+{
+    struct agent *a = arg;
+    struct cairn_pod_pvcs pp;
+    cairn_err err;
+    size_t i;
+    memset(&pp, 0, sizeof pp);
+    if (cairn_pod_pvcs_get(pod, &pp, &err) != CAIRN_OK) {
+        alog(a, CAIRN_LOG_DEBUG, "pod skipped: %s", err.msg);
+        cairn_pod_pvcs_free(&pp);
+        return 0;
+    }
+    pthread_mutex_lock(&a->mu);
+    for (i = 0; i < a->max; i++) /* what this pod mounted before */
+        if (a->e[i].used && a->e[i].mounted && strcmp(a->e[i].uid, pp.uid) == 0)
+            a->e[i].mounted = 0;
+    if (ev != CAIRN_KUBE_DELETED && !pod_terminal(pod)) {
+        for (i = 0; i < pp.n; i++) {
+            struct pvc_entry *e;
+            if (!fits(pp.ns, sizeof e->ns) || !fits(pp.v[i].claim, sizeof e->name) ||
+                !fits(pp.pod, sizeof e->pod) || !fits(pp.uid, sizeof e->uid))
+                continue;
+            if (!(e = map_find(a, pp.ns, pp.v[i].claim))) {
+                if (!(e = map_slot(a))) {
+                    if (a->map_full_logged++ % 1000 == 0)
+                        alog(a, CAIRN_LOG_WARN,
+                             "more than %zu PVCs mounted on node '%s': PVC '%s/%s' is not "
+                             "protected (raise CAIRN_AGENT_MAX_PVCS)",
+                             a->max, a->cfg->node, pp.ns, pp.v[i].claim);
+                    continue;
+                }
+                memset(e, 0, sizeof *e);
+                e->used = 1;
+                snprintf(e->ns, sizeof e->ns, "%s", pp.ns);
+                snprintf(e->name, sizeof e->name, "%s", pp.v[i].claim);
+            }
+            if (!e->mounted) {
+                snprintf(e->pod, sizeof e->pod, "%s", pp.pod);
+                snprintf(e->uid, sizeof e->uid, "%s", pp.uid);
+                e->mounted = 1;
+            }
+        }
+    }
+    pthread_mutex_unlock(&a->mu);
+    alog(a, CAIRN_LOG_DEBUG, "pod %s/%s %s (%zu PVCs)", pp.ns, pp.pod,
+         cairn_kube_event_name(ev), pp.n);
+    cairn_pod_pvcs_free(&pp);
+    return 0;
+}
+
+static int on_synced(void *arg, const char *rv)
+{
+    struct agent *a = arg;
+    cairn_metrics_set_ready(a->metrics, 1);
+    alog(a, CAIRN_LOG_DEBUG, "pod list of node '%s' complete (resourceVersion %s)",
+         a->cfg->node, rv ? rv : "");
+    return 0;
+}
+
+static int on_error(void *arg, const cairn_err *err, unsigned delay_ms)
+{
+    struct agent *a = arg;
+    alog(a, CAIRN_LOG_WARN, "watching pods: %s (retrying in %.1f s)", err->msg,
+         delay_ms / 1000.0);
+    return 0;
+}
+
+static void *watch_main(void *arg)
+{
+    struct agent *a = arg;
+    struct cairn_kube_pod_handler h = {on_relist, on_pod, on_synced, on_error};
+    cairn_err err;
+    int rc;
+    cairn_err_clear(&err);
+    rc = cairn_kube_pods_run(a->watch_kube, a->cfg->node, &h, a, &err);
+    if (rc != CAIRN_OK)
+        alog(a, CAIRN_LOG_ERROR, "the pod watch stopped: %s", err.msg);
+    return NULL;
+}
+
+static void *metrics_main(void *arg)
+{
+    struct agent *a = ((void **)arg)[0];
+    int fd = *(int *)((void **)arg)[1];
+    cairn_metrics_serve(a->metrics, fd, &a->quit);
+    return NULL;
+}
+
+/* ---- one PVC ---- */
+
+static uint64_t fnv(uint64_t h, const char *s)
+{
+    if (!h)
+        h = 1469598103934665603ULL;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+    return h;
+}
+
+static const char *ann_get(const json_t *pvc, const char *key)
+{
+    return json_string_value(
+        json_object_get(json_object_get(json_object_get(pvc, "metadata"), "annotations"), key));
+}
+
+static void event(struct agent *a, const struct pvc_entry *e, const char *uid, const char *type,
+                  const char *reason, const char *msg)
+{
+    cairn_err err;
+    if (cairn_kube_post_pvc_event(a->kube, e->ns, e->name, uid, type, reason, msg, &err) !=
+        CAIRN_OK)
+        alog(a, CAIRN_LOG_WARN, "pvc %s/%s: cannot post the %s event: %s", e->ns, e->name,
+             reason, err.msg);
+}
+
+static void rfc3339(int64_t ns, char out[32])
+{
+    time_t t = (time_t)(ns / NS_PER_S);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+/* Reports annotation problems once per distinct set. Returns the new hash. */
+static uint64_t report_problems(struct agent *a, const struct pvc_entry *e, const char *uid,
+                                const struct cairn_pvc_policy *p, uint64_t old)
+{
+    char msg[EVENT_MSG_MAX];
+    size_t i, len = 0;
+    uint64_t h = 0;
+    int errors = 0;
+    msg[0] = 0;
+    for (i = 0; i < p->n_problems; i++) {
+        const struct cairn_ann_problem *pr = &p->problems[i];
+        if (pr->severity == CAIRN_ANN_NOTE)
+            continue;
+        errors += pr->severity == CAIRN_ANN_ERROR;
+        h = fnv(h, pr->msg);
+        if (len < sizeof msg - 1) {
+            int n = snprintf(msg + len, sizeof msg - len, "%s%s", len ? "; " : "", pr->msg);
+            len = n < 0 ? len : len + (size_t)n;
+            if (len >= sizeof msg)
+                len = sizeof msg - 1;
+        }
+    }
+    if (p->n_dropped)
+        h = fnv(h, "+");
+    if (h && h != old) {
+        alog(a, errors ? CAIRN_LOG_WARN : CAIRN_LOG_INFO, "pvc %s/%s: %s", e->ns, e->name, msg);
+        event(a, e, uid, "Warning", "InvalidAnnotation", msg);
+    }
+    return h;
+}
+
+struct job {
+    struct agent *a;
+    const struct pvc_entry *e;
+};
+
+static void backup_warn(void *arg, const char *msg)
+{
+    struct job *j = arg;
+    alog(j->a, CAIRN_LOG_WARN, "pvc %s/%s: %s", j->e->ns, j->e->name, msg);
+}
+
+static void apply_retention(struct agent *a, const struct pvc_entry *e,
+                            const struct cairn_pvc_policy *p, const char *source)
+{
+    struct cairn_policy def;
+    const struct cairn_policy *pol = NULL;
+    struct cairn_forget_opts fo;
+    struct cairn_forget_result fr;
+    cairn_err err;
+    memset(&def, 0, sizeof def);
+    if (cairn_pvc_policy_can_prune(p)) {
+        pol = &p->retention;
+    } else if (!(p->present & CAIRN_ANN_RETENTION) && a->cfg->default_retention[0] &&
+               cairn_policy_parse(a->cfg->default_retention, &def, &err) == CAIRN_OK &&
+               !cairn_policy_is_empty(&def)) {
+        pol = &def;
+    }
+    if (pol) {
+        memset(&fo, 0, sizeof fo);
+        memset(&fr, 0, sizeof fr);
+        fo.policy = pol;
+        fo.source = source;
+        if (cairn_forget(a->repo, &fo, &fr, &err) != CAIRN_OK)
+            alog(a, CAIRN_LOG_WARN, "pvc %s/%s: retention: %s", e->ns, e->name, err.msg);
+        else if (fr.removed)
+            alog(a, CAIRN_LOG_INFO, "pvc %s/%s: retention removed %llu snapshots, kept %llu",
+                 e->ns, e->name, (unsigned long long)fr.removed, (unsigned long long)fr.kept);
+    }
+    cairn_policy_clear(&def);
+}
+
+/* Runs one backup of e from host_path; writes the result back. */
+static void run_backup(struct agent *a, const struct pvc_entry *e, const char *pvc_uid,
+                       const char *pv, const char *host_path, const struct cairn_pvc_policy *p,
+                       int64_t start_ns, const char *setup_error)
+{
+    char source[400], when[32], status[CAIRN_HEX_LEN + STATUS_REASON_MAX + 64];
+    char msg[EVENT_MSG_MAX], size[32], newsize[32];
+    struct cairn_backup_opts bo;
+    struct cairn_backup_result res;
+    struct cairn_kube_kv kv[2];
+    struct job j = {a, e};
+    const char *paths[1];
+    json_t *extra = NULL;
+    cairn_err err;
+    int rc, ok;
+
+    snprintf(source, sizeof source, "k8s:%s/%s", e->ns, e->name);
+    memset(&res, 0, sizeof res);
+    cairn_err_clear(&err);
+    cairn_metrics_job_start(a->metrics);
+    if (setup_error) {
+        rc = cairn_error(&err, CAIRN_FAILED, "%s", setup_error);
+    } else {
+        extra = json_pack("{s:{s:s,s:s,s:s,s:s,s:s}}", "kubernetes", "namespace", e->ns, "pvc",
+                          e->name, "pv", pv, "pod", e->pod, "node", a->cfg->node);
+        memset(&bo, 0, sizeof bo);
+        paths[0] = host_path;
+        bo.paths = paths;
+        bo.n_paths = 1;
+        bo.source = source;
+        bo.excludes = (const char *const *)p->exclude;
+        bo.n_excludes = p->n_exclude;
+        bo.workers = a->cfg->workers;
+        bo.consistency = "none";
+        bo.extra = extra;
+        bo.warn = backup_warn;
+        bo.warn_arg = &j;
+        alog(a, CAIRN_LOG_INFO, "pvc %s/%s: backing up '%s'", e->ns, e->name, host_path);
+        rc = extra ? cairn_backup_run(a->repo, &bo, &res, &err)
+                   : cairn_error(&err, CAIRN_FATAL, "out of memory");
+        json_decref(extra);
+    }
+    ok = rc == CAIRN_OK;
+    cairn_metrics_job_end(a->metrics, e->ns, e->name, ok, res.duration, res.bytes_read,
+                          res.bytes_new, res.bytes_stored, (double)cairn_now_ns() / 1e9);
+    if (ok) {
+        cairn_format_size(res.total_size, size, sizeof size);
+        cairn_format_size(res.bytes_new, newsize, sizeof newsize);
+        if (res.partial)
+            snprintf(status, sizeof status, "ok %s (partial: %llu files unreadable)", res.id,
+                     (unsigned long long)res.errors);
+        else
+            snprintf(status, sizeof status, "ok %s", res.id);
+        snprintf(msg, sizeof msg,
+                 "snapshot %.12s of %s: %llu files, %s (%s new) in %.1f s%s", res.id, source,
+                 (unsigned long long)res.files, size, newsize, res.duration,
+                 res.partial ? " (partial: some files unreadable, see the agent's log)" : "");
+        alog(a, CAIRN_LOG_INFO, "pvc %s/%s: %s", e->ns, e->name, msg);
+    } else {
+        snprintf(status, sizeof status, "failed: %.*s", STATUS_REASON_MAX, err.msg);
+        snprintf(msg, sizeof msg, "backup of %.330s failed: %.600s", source, err.msg);
+        alog(a, CAIRN_LOG_ERROR, "pvc %s/%s: %s", e->ns, e->name, msg);
+    }
+    if (ok) /* before the result is published: "ok" means retention ran too */
+        apply_retention(a, e, p, source);
+    rfc3339(start_ns, when);
+    kv[0].key = ANN_LAST_BACKUP;
+    kv[0].value = when;
+    kv[1].key = ANN_LAST_STATUS;
+    kv[1].value = status;
+    if (cairn_kube_patch_pvc_annotations(a->kube, e->ns, e->name, kv, 2, NULL, &err) !=
+        CAIRN_OK)
+        alog(a, CAIRN_LOG_WARN, "pvc %s/%s: cannot record the result in its annotations: %s",
+             e->ns, e->name, err.msg);
+    event(a, e, pvc_uid, ok ? "Normal" : "Warning", ok ? "BackupSucceeded" : "BackupFailed",
+          msg);
+}
+
+/* Collects the PVC's cairn.io/ annotations (borrowed from pvc). */
+static struct cairn_annotation *annotations(const json_t *pvc, size_t *n)
+{
+    json_t *ann = json_object_get(json_object_get(pvc, "metadata"), "annotations");
+    struct cairn_annotation *v;
+    const char *key;
+    json_t *val;
+    *n = 0;
+    if (!json_is_object(ann) || !json_object_size(ann))
+        return NULL;
+    if (!(v = calloc(json_object_size(ann), sizeof *v)))
+        return NULL;
+    json_object_foreach(ann, key, val)
+    {
+        if (strncmp(key, CAIRN_ANN_PREFIX, strlen(CAIRN_ANN_PREFIX)) != 0 ||
+            !json_is_string(val))
+            continue;
+        v[*n].key = key;
+        v[*n].value = json_string_value(val);
+        (*n)++;
+    }
+    return v;
+}
+
+static void process(struct agent *a, struct pvc_entry *e)
+{
+    json_t *pvc = NULL, *pv = NULL;
+    struct cairn_annotation *ann = NULL;
+    struct cairn_pvc_policy p;
+    size_t n_ann = 0;
+    const char *uid, *pvname, *last;
+    char *host_path = NULL;
+    char setup[CAIRN_ERRMSG_MAX + 64];
+    int64_t now_ns = cairn_now_ns(), last_ns = 0, now_s = now_ns / NS_PER_S, due_at = 0;
+    int due = 0, rc;
+    cairn_err err;
+
+    memset(&p, 0, sizeof p);
+    setup[0] = 0;
+    rc = cairn_kube_get_pvc(a->kube, e->ns, e->name, &pvc, &err);
+    if (rc == CAIRN_NOTFOUND) {
+        alog(a, CAIRN_LOG_DEBUG, "pvc %s/%s: not found", e->ns, e->name);
+        return;
+    }
+    if (rc != CAIRN_OK) {
+        alog(a, CAIRN_LOG_WARN, "pvc %s/%s: %s", e->ns, e->name, err.msg);
+        return;
+    }
+    uid = json_string_value(json_object_get(json_object_get(pvc, "metadata"), "uid"));
+    ann = annotations(pvc, &n_ann);
+    rc = cairn_pvc_policy_parse(ann, n_ann, &p, &err);
+    if (rc == CAIRN_FATAL) {
+        alog(a, CAIRN_LOG_ERROR, "pvc %s/%s: %s", e->ns, e->name, err.msg);
+        goto out;
+    }
+    e->problem_hash = report_problems(a, e, uid, &p, e->problem_hash);
+    if (!(p.present & (CAIRN_ANN_SCHEDULE | CAIRN_ANN_REQUESTED_AT)) ||
+        !cairn_pvc_policy_can_backup(&p))
+        goto out;
+
+    if ((last = ann_get(pvc, ANN_LAST_BACKUP)) && cairn_parse_time(last, &last_ns) != 0)
+        last_ns = 0;
+    if ((p.valid & CAIRN_ANN_REQUESTED_AT) && p.requested_at_ns > last_ns)
+        due = 1;
+    if (!due && (p.valid & CAIRN_ANN_SCHEDULE) && (p.present & CAIRN_ANN_SCHEDULE)) {
+        char key[400];
+        snprintf(key, sizeof key, "%s/%s", e->ns, e->name);
+        rc = cairn_cron_due(&p.schedule, last_ns / NS_PER_S,
+                            now_s - cairn_jitter(key, a->cfg->jitter_max_s), &due_at, &err);
+        if (rc < 0)
+            alog(a, CAIRN_LOG_WARN, "pvc %s/%s: schedule: %s", e->ns, e->name, err.msg);
+        due = rc == 1;
+    }
+    if (!due)
+        goto out;
+
+    if (p.quiesce != CAIRN_QUIESCE_NONE || p.snapshot != CAIRN_SNAPSHOT_FILE) {
+        char msg[256];
+        uint64_t h;
+        snprintf(msg, sizeof msg,
+                 "cairn.io/quiesce '%s' with cairn.io/snapshot '%s' is not supported yet by "
+                 "this agent (supported: quiesce none, snapshot file): no backup taken",
+                 cairn_quiesce_name(p.quiesce), cairn_snapshot_kind_name(p.snapshot));
+        h = fnv(0, msg);
+        if (h != e->unsupported_hash) {
+            alog(a, CAIRN_LOG_WARN, "pvc %s/%s: %s", e->ns, e->name, msg);
+            event(a, e, uid, "Warning", "NotSupported", msg);
+            e->unsupported_hash = h;
+        }
+        goto out;
+    }
+    e->unsupported_hash = 0;
+
+    pvname = json_string_value(json_object_get(json_object_get(pvc, "spec"), "volumeName"));
+    if (!pvname || !*pvname) {
+        alog(a, CAIRN_LOG_DEBUG, "pvc %s/%s: not bound yet", e->ns, e->name);
+        goto out;
+    }
+    if ((rc = cairn_kube_get_pv(a->kube, pvname, &pv, &err)) != CAIRN_OK) {
+        snprintf(setup, sizeof setup, "cannot read PV '%s': %s", pvname, err.msg);
+    } else if ((rc = cairn_pvc_host_path(a->cfg->pods_dir, e->uid, pv, &host_path, &err)) !=
+               CAIRN_OK) {
+        snprintf(setup, sizeof setup, "%s", err.msg);
+    } else {
+        struct stat st;
+        if (stat(host_path, &st) != 0 || !S_ISDIR(st.st_mode))
+            snprintf(setup, sizeof setup,
+                     "the volume is not at '%s' (is the agent's hostPath %s mounted?)",
+                     host_path, a->cfg->pods_dir);
+    }
+    run_backup(a, e, uid, pvname, host_path ? host_path : "", &p, now_ns,
+               setup[0] ? setup : NULL);
+out:
+    free(host_path);
+    json_decref(pv);
+    free(ann);
+    cairn_pvc_policy_clear(&p);
+    json_decref(pvc);
+}
+
+static void tick(struct agent *a)
+{
+    size_t i;
+    for (i = 0; i < a->max && !*a->stop; i++) {
+        struct pvc_entry copy;
+        pthread_mutex_lock(&a->mu);
+        copy = a->e[i];
+        pthread_mutex_unlock(&a->mu);
+        if (!copy.used || !copy.mounted)
+            continue;
+        process(a, &copy);
+        /* keep what was reported, if the slot still holds this PVC */
+        pthread_mutex_lock(&a->mu);
+        if (a->e[i].used && strcmp(a->e[i].ns, copy.ns) == 0 &&
+            strcmp(a->e[i].name, copy.name) == 0) {
+            a->e[i].problem_hash = copy.problem_hash;
+            a->e[i].unsupported_hash = copy.unsupported_hash;
+        }
+        pthread_mutex_unlock(&a->mu);
+    }
+}
+
+static void prune_report(void *arg, const char *line)
+{
+    alog(arg, CAIRN_LOG_DEBUG, "prune: %s", line);
+}
+
+static void maybe_prune(struct agent *a, int64_t *last_ns)
+{
+    struct cairn_prune_opts po;
+    struct cairn_prune_result pr;
+    cairn_err err;
+    int64_t now = cairn_now_ns();
+    if (a->cfg->prune_interval_s <= 0 || now - *last_ns < a->cfg->prune_interval_s * NS_PER_S)
+        return;
+    *last_ns = now;
+    cairn_prune_opts_init(&po);
+    po.report = prune_report;
+    po.report_arg = a;
+    memset(&pr, 0, sizeof pr);
+    if (cairn_prune(a->repo, &po, &pr, &err) != CAIRN_OK)
+        alog(a, CAIRN_LOG_WARN, "prune: %s (next try in %lld s)", err.msg,
+             (long long)a->cfg->prune_interval_s);
+    else
+        alog(a, CAIRN_LOG_INFO, "prune: %llu packs deleted, %llu repacked, %llu bytes freed",
+             (unsigned long long)pr.deleted_packs, (unsigned long long)pr.repacked_packs,
+             (unsigned long long)pr.freed_bytes);
+}
+
+int cairn_agent_run(cairn_repo *repo, const struct cairn_agent_config *cfg,
+                    const volatile sig_atomic_t *stop, cairn_err *err)
+{
+    struct agent a;
+    pthread_t watch_t, metrics_t;
+    int rc, fd = -1, port = 0, watch_started = 0, metrics_started = 0;
+    void *margs[2];
+    int64_t last_prune;
+
+    memset(&a, 0, sizeof a);
+    a.cfg = cfg;
+    a.repo = repo;
+    a.stop = stop;
+    a.max = cfg->max_pvcs ? cfg->max_pvcs : CAIRN_AGENT_MAX_PVCS;
+    pthread_mutex_init(&a.mu, NULL);
+    if (!(a.e = calloc(a.max, sizeof *a.e))) {
+        rc = cairn_error(err, CAIRN_FATAL, "out of memory");
+        goto out;
+    }
+    if ((rc = cairn_metrics_new(a.max, &a.metrics, err)) != CAIRN_OK)
+        goto out;
+    if ((rc = cairn_kube_open_env(&a.kube, err)) != CAIRN_OK ||
+        (rc = cairn_kube_open_env(&a.watch_kube, err)) != CAIRN_OK)
+        goto out;
+    cairn_kube_set_stop_flag(a.watch_kube, &a.quit);
+    if ((rc = cairn_metrics_listen(cfg->metrics_addr, cfg->metrics_port, &fd, &port, err)) !=
+        CAIRN_OK)
+        goto out;
+    alog(&a, CAIRN_LOG_INFO,
+         "agent on node '%s': API server %s (%s), volumes under '%s', /metrics on %s:%d, "
+         "tick %lld s",
+         cfg->node, cairn_kube_server(a.kube), cairn_kube_token_source(a.kube), cfg->pods_dir,
+         cfg->metrics_addr, port, (long long)cfg->tick_s);
+    cairn_metrics_set_live(a.metrics, 1);
+    margs[0] = &a;
+    margs[1] = &fd;
+    if (pthread_create(&metrics_t, NULL, metrics_main, margs) != 0) {
+        rc = cairn_error(err, CAIRN_FATAL, "cannot start the metrics thread");
+        goto out;
+    }
+    metrics_started = 1;
+    if (pthread_create(&watch_t, NULL, watch_main, &a) != 0) {
+        rc = cairn_error(err, CAIRN_FATAL, "cannot start the watch thread");
+        goto out;
+    }
+    watch_started = 1;
+
+    last_prune = cairn_now_ns();
+    while (!*stop) {
+        int64_t until;
+        tick(&a);
+        if (*stop)
+            break;
+        maybe_prune(&a, &last_prune);
+        until = cairn_now_ns() + cfg->tick_s * NS_PER_S;
+        while (!*stop && cairn_now_ns() < until) {
+            struct timespec ts = {0, 100 * 1000 * 1000};
+            nanosleep(&ts, NULL);
+        }
+    }
+    alog(&a, CAIRN_LOG_INFO, "stopping");
+    rc = CAIRN_OK;
+out:
+    if (a.metrics)
+        cairn_metrics_set_live(a.metrics, 0);
+    a.quit = 1;
+    if (watch_started || metrics_started) {
+        if (watch_started)
+            pthread_join(watch_t, NULL);
+        if (metrics_started)
+            pthread_join(metrics_t, NULL);
+    }
+    if (fd >= 0)
+        close(fd);
+    cairn_kube_free(a.watch_kube);
+    cairn_kube_free(a.kube);
+    cairn_metrics_free(a.metrics);
+    free(a.e);
+    pthread_mutex_destroy(&a.mu);
+    return rc;
+}

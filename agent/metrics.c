@@ -1,0 +1,387 @@
+/* agent/metrics.c — Prometheus metrics and the /metrics, /healthz, /readyz
+ * server (see metrics.h). */
+#define _GNU_SOURCE
+#include "metrics.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+struct series {
+    char *ns, *pvc;
+    double duration, last_success;
+    uint64_t read, new_, stored;
+    uint64_t failures, successes;
+    int has_job;
+};
+
+struct cairn_metrics {
+    pthread_mutex_t mu;
+    struct series *s;
+    size_t n, max;
+    uint64_t dropped;
+    int64_t in_flight;
+    int live, ready;
+};
+
+int cairn_metrics_new(size_t max_series, cairn_metrics **out, cairn_err *err)
+{
+    cairn_metrics *m = calloc(1, sizeof *m);
+    *out = NULL;
+    if (!m || !(m->s = calloc(max_series ? max_series : 1, sizeof *m->s))) {
+        free(m);
+        return cairn_error(err, CAIRN_FATAL, "out of memory");
+    }
+    m->max = max_series;
+    pthread_mutex_init(&m->mu, NULL);
+    *out = m;
+    return CAIRN_OK;
+}
+
+void cairn_metrics_free(cairn_metrics *m)
+{
+    size_t i;
+    if (!m)
+        return;
+    for (i = 0; i < m->n; i++) {
+        free(m->s[i].ns);
+        free(m->s[i].pvc);
+    }
+    free(m->s);
+    pthread_mutex_destroy(&m->mu);
+    free(m);
+}
+
+void cairn_metrics_job_start(cairn_metrics *m)
+{
+    pthread_mutex_lock(&m->mu);
+    m->in_flight++;
+    pthread_mutex_unlock(&m->mu);
+}
+
+/* mu held */
+static struct series *series_get(cairn_metrics *m, const char *ns, const char *pvc)
+{
+    size_t i;
+    for (i = 0; i < m->n; i++)
+        if (strcmp(m->s[i].ns, ns) == 0 && strcmp(m->s[i].pvc, pvc) == 0)
+            return &m->s[i];
+    if (m->n >= m->max)
+        return NULL;
+    m->s[m->n].ns = strdup(ns);
+    m->s[m->n].pvc = strdup(pvc);
+    if (!m->s[m->n].ns || !m->s[m->n].pvc) {
+        free(m->s[m->n].ns);
+        free(m->s[m->n].pvc);
+        m->s[m->n].ns = m->s[m->n].pvc = NULL;
+        return NULL;
+    }
+    return &m->s[m->n++];
+}
+
+void cairn_metrics_job_end(cairn_metrics *m, const char *ns, const char *pvc, int ok,
+                           double duration_s, uint64_t bytes_read, uint64_t bytes_new,
+                           uint64_t bytes_stored, double end_s)
+{
+    struct series *s;
+    pthread_mutex_lock(&m->mu);
+    if (m->in_flight > 0)
+        m->in_flight--;
+    if (!(s = series_get(m, ns, pvc))) {
+        m->dropped++;
+    } else if (ok) {
+        s->has_job = 1;
+        s->duration = duration_s;
+        s->read = bytes_read;
+        s->new_ = bytes_new;
+        s->stored = bytes_stored;
+        s->last_success = end_s;
+        s->successes++;
+    } else {
+        s->failures++;
+    }
+    pthread_mutex_unlock(&m->mu);
+}
+
+void cairn_metrics_set_live(cairn_metrics *m, int live)
+{
+    pthread_mutex_lock(&m->mu);
+    m->live = live;
+    pthread_mutex_unlock(&m->mu);
+}
+
+void cairn_metrics_set_ready(cairn_metrics *m, int ready)
+{
+    pthread_mutex_lock(&m->mu);
+    m->ready = ready;
+    pthread_mutex_unlock(&m->mu);
+}
+
+static void flags(cairn_metrics *m, int *live, int *ready)
+{
+    pthread_mutex_lock(&m->mu);
+    *live = m->live;
+    *ready = m->ready;
+    pthread_mutex_unlock(&m->mu);
+}
+
+/* A label value: backslash, double quote and newline escaped. */
+static int label(cairn_buf *b, const char *v)
+{
+    int rc = CAIRN_OK;
+    for (; *v && rc == CAIRN_OK; v++) {
+        if (*v == '\\' || *v == '"')
+            rc = cairn_buf_appendf(b, "\\%c", *v);
+        else if (*v == '\n')
+            rc = cairn_buf_append(b, "\\n", 2);
+        else
+            rc = cairn_buf_putc(b, *v);
+    }
+    return rc;
+}
+
+static int labels(cairn_buf *b, const struct series *s, const char *kind)
+{
+    int rc = cairn_buf_append(b, "{namespace=\"", 12);
+    if (rc == CAIRN_OK)
+        rc = label(b, s->ns);
+    if (rc == CAIRN_OK)
+        rc = cairn_buf_append(b, "\",pvc=\"", 7);
+    if (rc == CAIRN_OK)
+        rc = label(b, s->pvc);
+    if (rc == CAIRN_OK && kind)
+        rc = cairn_buf_appendf(b, "\",kind=\"%s", kind);
+    if (rc == CAIRN_OK)
+        rc = cairn_buf_append(b, "\"} ", 3);
+    return rc;
+}
+
+enum field { F_DURATION, F_READ, F_NEW, F_STORED, F_SUCCESS, F_FAILURES, F_SUCCESSES };
+
+static int family(cairn_metrics *m, cairn_buf *b, const char *name, const char *type,
+                  const char *help, enum field f)
+{
+    size_t i;
+    int rc = help ? cairn_buf_appendf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type)
+                  : CAIRN_OK; /* NULL: the header was written already */
+    for (i = 0; i < m->n && rc == CAIRN_OK; i++) {
+        const struct series *s = &m->s[i];
+        const char *kind = NULL;
+        double v = 0;
+        if (!s->has_job && (f == F_DURATION || f == F_READ || f == F_NEW || f == F_STORED ||
+                            f == F_SUCCESS))
+            continue;
+        switch (f) {
+        case F_DURATION: v = s->duration; break;
+        case F_READ: v = (double)s->read; kind = "read"; break;
+        case F_NEW: v = (double)s->new_; kind = "new"; break;
+        case F_STORED: v = (double)s->stored; kind = "stored"; break;
+        case F_SUCCESS: v = s->last_success; break;
+        case F_FAILURES: v = (double)s->failures; break;
+        case F_SUCCESSES: v = (double)s->successes; break;
+        }
+        if ((rc = cairn_buf_append(b, name, strlen(name))) == CAIRN_OK &&
+            (rc = labels(b, s, kind)) == CAIRN_OK)
+            rc = cairn_buf_appendf(b, "%.17g\n", v);
+    }
+    return rc;
+}
+
+int cairn_metrics_render(cairn_metrics *m, cairn_buf *b, cairn_err *err)
+{
+    int rc;
+    pthread_mutex_lock(&m->mu);
+    rc = family(m, b, "cairn_backup_duration_seconds", "gauge",
+                "Duration of the last successful backup of the PVC.", F_DURATION);
+    if (rc == CAIRN_OK)
+        rc = cairn_buf_appendf(b, "# HELP cairn_backup_bytes Bytes of the last successful "
+                               "backup: read from the volume, new to the repository, stored "
+                               "after compression.\n# TYPE cairn_backup_bytes gauge\n");
+    if (rc == CAIRN_OK)
+        rc = family(m, b, "cairn_backup_bytes", NULL, NULL, F_READ);
+    if (rc == CAIRN_OK)
+        rc = family(m, b, "cairn_backup_bytes", NULL, NULL, F_NEW);
+    if (rc == CAIRN_OK)
+        rc = family(m, b, "cairn_backup_bytes", NULL, NULL, F_STORED);
+    if (rc == CAIRN_OK)
+        rc = family(m, b, "cairn_last_success_timestamp_seconds", "gauge",
+                    "Time of the last successful backup of the PVC (Unix seconds).", F_SUCCESS);
+    if (rc == CAIRN_OK)
+        rc = family(m, b, "cairn_backup_failures_total", "counter",
+                    "Failed backups of the PVC since the agent started.", F_FAILURES);
+    if (rc == CAIRN_OK)
+        rc = family(m, b, "cairn_backups_total", "counter",
+                    "Successful backups of the PVC since the agent started.", F_SUCCESSES);
+    if (rc == CAIRN_OK)
+        rc = cairn_buf_appendf(b,
+                               "# HELP cairn_jobs_in_flight Backup jobs running now.\n"
+                               "# TYPE cairn_jobs_in_flight gauge\ncairn_jobs_in_flight %lld\n"
+                               "# HELP cairn_agent_ready 1 after the first complete pod list.\n"
+                               "# TYPE cairn_agent_ready gauge\ncairn_agent_ready %d\n"
+                               "# HELP cairn_metrics_dropped_series PVC results not exported "
+                               "(more PVCs than the series limit).\n"
+                               "# TYPE cairn_metrics_dropped_series counter\n"
+                               "cairn_metrics_dropped_series %llu\n",
+                               (long long)m->in_flight, m->ready,
+                               (unsigned long long)m->dropped);
+    pthread_mutex_unlock(&m->mu);
+    if (rc != CAIRN_OK)
+        return cairn_error(err, rc, "metrics exposition is too large or out of memory");
+    return CAIRN_OK;
+}
+
+/* ---- the HTTP server ---- */
+
+int cairn_metrics_listen(const char *addr, int port, int *fd_out, int *bound_port,
+                         cairn_err *err)
+{
+    struct sockaddr_storage ss;
+    socklen_t len;
+    int fd, one = 1, family_ = AF_INET;
+    memset(&ss, 0, sizeof ss);
+    *fd_out = -1;
+    if (port < 0 || port > 65535)
+        return cairn_error(err, CAIRN_FAILED, "metrics port %d is out of range 0-65535", port);
+    if (inet_pton(AF_INET, addr, &((struct sockaddr_in *)&ss)->sin_addr) == 1) {
+        struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+        a->sin_family = AF_INET;
+        a->sin_port = htons((uint16_t)port);
+        len = sizeof *a;
+    } else if (inet_pton(AF_INET6, addr, &((struct sockaddr_in6 *)&ss)->sin6_addr) == 1) {
+        struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+        a->sin6_family = AF_INET6;
+        a->sin6_port = htons((uint16_t)port);
+        len = sizeof *a;
+        family_ = AF_INET6;
+    } else {
+        return cairn_error(err, CAIRN_FAILED,
+                           "metrics address '%.64s' is not a numeric IPv4 or IPv6 address", addr);
+    }
+    if ((fd = socket(family_, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
+        return cairn_error(err, CAIRN_FAILED, "cannot create the metrics socket: %s",
+                           strerror(errno));
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (bind(fd, (struct sockaddr *)&ss, len) != 0 || listen(fd, 16) != 0) {
+        int e = errno;
+        close(fd);
+        return cairn_error(err, CAIRN_FAILED, "cannot listen on %s:%d for /metrics: %s", addr,
+                           port, strerror(e));
+    }
+    if (bound_port) {
+        len = sizeof ss;
+        if (getsockname(fd, (struct sockaddr *)&ss, &len) == 0)
+            *bound_port = ntohs(family_ == AF_INET ? ((struct sockaddr_in *)&ss)->sin_port
+                                                   : ((struct sockaddr_in6 *)&ss)->sin6_port);
+    }
+    *fd_out = fd;
+    return CAIRN_OK;
+}
+
+static void respond(int fd, int code, const char *reason, const char *ctype, const char *body,
+                    size_t len)
+{
+    char head[256];
+    int n = snprintf(head, sizeof head,
+                     "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+                     "Connection: close\r\n\r\n",
+                     code, reason, ctype, len);
+    if (cairn_write_all(fd, head, (size_t)n) == 0 && body && len)
+        (void)cairn_write_all(fd, body, len);
+}
+
+static void text(int fd, int code, const char *reason, const char *body)
+{
+    respond(fd, code, reason, "text/plain; charset=utf-8", body, strlen(body));
+}
+
+static void handle(cairn_metrics *m, int fd)
+{
+    char req[CAIRN_METRICS_MAX_REQUEST + 1], *sp, *path, *q;
+    size_t n = 0;
+    int live, ready;
+    struct timeval tv = {2, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    for (;;) {
+        ssize_t r;
+        if (n == CAIRN_METRICS_MAX_REQUEST) {
+            text(fd, 431, "Request Header Fields Too Large", "request too large\n");
+            return;
+        }
+        r = recv(fd, req + n, CAIRN_METRICS_MAX_REQUEST - n, 0);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return; /* timeout or closed before a whole request: nothing to answer */
+        n += (size_t)r;
+        req[n] = 0;
+        if (strstr(req, "\r\n\r\n") || strstr(req, "\n\n"))
+            break;
+    }
+    if (!(sp = strchr(req, ' '))) {
+        text(fd, 400, "Bad Request", "bad request\n");
+        return;
+    }
+    *sp = 0;
+    path = sp + 1;
+    if (!(sp = strchr(path, ' '))) {
+        text(fd, 400, "Bad Request", "bad request\n");
+        return;
+    }
+    *sp = 0;
+    if ((q = strchr(path, '?')))
+        *q = 0;
+    if (strcmp(req, "GET") != 0 && strcmp(req, "HEAD") != 0) {
+        text(fd, 405, "Method Not Allowed", "only GET\n");
+        return;
+    }
+    flags(m, &live, &ready);
+    if (strcmp(path, "/healthz") == 0) {
+        if (live)
+            text(fd, 200, "OK", "ok\n");
+        else
+            text(fd, 503, "Service Unavailable", "the agent loop is not running\n");
+    } else if (strcmp(path, "/readyz") == 0) {
+        if (ready)
+            text(fd, 200, "OK", "ok\n");
+        else
+            text(fd, 503, "Service Unavailable", "no complete pod list yet\n");
+    } else if (strcmp(path, "/metrics") == 0) {
+        cairn_buf b;
+        cairn_err err;
+        cairn_buf_init(&b, CAIRN_METRICS_MAX_RESPONSE);
+        if (cairn_metrics_render(m, &b, &err) == CAIRN_OK)
+            respond(fd, 200, "OK", "text/plain; version=0.0.4; charset=utf-8",
+                    strcmp(req, "HEAD") == 0 ? NULL : (const char *)b.data, b.len);
+        else
+            text(fd, 500, "Internal Server Error", "cannot render metrics\n");
+        cairn_buf_free(&b);
+    } else {
+        text(fd, 404, "Not Found", "not found (try /metrics, /healthz, /readyz)\n");
+    }
+}
+
+int cairn_metrics_serve(cairn_metrics *m, int fd, const volatile sig_atomic_t *stop)
+{
+    while (!stop || !*stop) {
+        struct pollfd p = {fd, POLLIN, 0};
+        int c, r = poll(&p, 1, 200);
+        if (r <= 0)
+            continue;
+        c = accept4(fd, NULL, NULL, SOCK_CLOEXEC);
+        if (c < 0)
+            continue;
+        handle(m, c);
+        shutdown(c, SHUT_WR);
+        close(c);
+    }
+    return CAIRN_OK;
+}

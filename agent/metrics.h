@@ -1,0 +1,63 @@
+/* agent/metrics.h — the agent's Prometheus metrics and its tiny HTTP server
+ * for GET /metrics (text format 0.0.4), /healthz and /readyz.
+ *
+ * Series (docs/agent.md):
+ *   cairn_backup_duration_seconds{namespace,pvc}        gauge, the last job
+ *   cairn_backup_bytes{namespace,pvc,kind="read|new|stored"}  gauge, the last job
+ *   cairn_last_success_timestamp_seconds{namespace,pvc} gauge
+ *   cairn_backup_failures_total{namespace,pvc}          counter
+ *   cairn_backups_total{namespace,pvc}                  counter (successes)
+ *   cairn_jobs_in_flight                                gauge
+ *   cairn_agent_ready                                   gauge (0/1)
+ * Per-PVC series are kept for at most max_series PVCs (the first ones seen);
+ * beyond that a PVC is counted in cairn_metrics_dropped_series and not
+ * exported, so memory is bounded by configuration.
+ *
+ * The server is single-threaded: one connection at a time, a request of at
+ * most CAIRN_METRICS_MAX_REQUEST bytes read within a short timeout, one
+ * response, then the connection is closed.
+ *
+ * Ownership: cairn_metrics_new() returns a handle freed by
+ * cairn_metrics_free() (NULL is fine). Threading: every function may be
+ * called from any thread (one mutex inside); cairn_metrics_serve() runs in
+ * the thread that calls it until *stop becomes nonzero. Nothing here prints
+ * or exits. */
+#ifndef CAIRN_AGENT_METRICS_H
+#define CAIRN_AGENT_METRICS_H
+
+#include <signal.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../engine/util.h"
+
+#define CAIRN_METRICS_MAX_REQUEST 4096
+#define CAIRN_METRICS_MAX_RESPONSE (4u << 20)
+
+typedef struct cairn_metrics cairn_metrics;
+
+int cairn_metrics_new(size_t max_series, cairn_metrics **out, cairn_err *err);
+void cairn_metrics_free(cairn_metrics *m);
+
+/* A job on namespace/pvc started (in-flight + 1) or ended (in-flight - 1;
+ * ok: success at end_s epoch seconds, with its duration and bytes). */
+void cairn_metrics_job_start(cairn_metrics *m);
+void cairn_metrics_job_end(cairn_metrics *m, const char *ns, const char *pvc, int ok,
+                           double duration_s, uint64_t bytes_read, uint64_t bytes_new,
+                           uint64_t bytes_stored, double end_s);
+/* /healthz answers 200 while live is set, /readyz while ready is set. */
+void cairn_metrics_set_live(cairn_metrics *m, int live);
+void cairn_metrics_set_ready(cairn_metrics *m, int ready);
+
+/* The exposition text into out (appended). */
+int cairn_metrics_render(cairn_metrics *m, cairn_buf *out, cairn_err *err);
+
+/* Binds a listening TCP socket to addr ("0.0.0.0", "127.0.0.1", "::") and
+ * port (0: any; the bound port goes to *bound_port if not NULL). */
+int cairn_metrics_listen(const char *addr, int port, int *fd_out, int *bound_port,
+                         cairn_err *err);
+/* Serves fd until *stop is nonzero (checked at least every 200 ms); closes
+ * nothing (the caller closes fd). Errors on one connection are ignored. */
+int cairn_metrics_serve(cairn_metrics *m, int fd, const volatile sig_atomic_t *stop);
+
+#endif

@@ -1,0 +1,489 @@
+#!/usr/bin/env python3
+"""tests/k8s/fake_apiserver.py -- a fake Kubernetes API server for Cairn's tests.
+
+Python 3 standard library only. It follows the shapes of the API reference for
+the calls the agent makes, nothing more:
+
+  GET   /api/v1/pods?fieldSelector=spec.nodeName=N&limit=L&continue=C
+        PodList with metadata.resourceVersion (and .continue while more pages
+        remain); a continue token older than a forced 410 gets HTTP 410.
+  GET   /api/v1/pods?watch=1&resourceVersion=R&fieldSelector=...&timeoutSeconds=T
+        chunked newline-delimited watch events (ADDED/MODIFIED/DELETED/
+        BOOKMARK with allowWatchBookmarks, ERROR with a Status); a
+        resourceVersion older than the compaction point gets an ERROR event
+        with code 410 ("too old resource version"), as a real server does.
+  GET   /api/v1/persistentvolumeclaims[?watch=1...]   list and watch, as for pods
+        (field selectors metadata.name and metadata.namespace)
+  GET   /api/v1/namespaces/NS/persistentvolumeclaims/NAME
+  PATCH /api/v1/namespaces/NS/persistentvolumeclaims/NAME
+        only application/merge-patch+json (else 415); RFC 7386 applied.
+  GET   /api/v1/persistentvolumes/NAME
+  POST  /api/v1/namespaces/NS/events     (201; involvedObject.namespace must be NS)
+
+Every /api request needs "Authorization: Bearer <--token>", else 401 with a
+Status body. Failures are injected through the control API.
+
+Control API (no authentication; the tests' side door), JSON bodies:
+  POST /_control/pod        {pod}               add a pod (an ADDED event)
+  POST /_control/event      {"type", "object"}  apply an event to the store
+  POST /_control/bookmark                       a BOOKMARK to open watches
+  POST /_control/gone                           compact: open watches get an
+                                                ERROR 410, older resourceVersions
+                                                and continue tokens are gone
+  POST /_control/fail       {"method","path","status","count"[,"watch"]}
+                            the next count requests whose path starts with
+                            path fail (only watches / only others with
+                            "watch": true / false); 403 gets an RBAC message
+  POST /_control/pvc        {pvc}    add or replace a PVC (ADDED/MODIFIED event)
+  POST /_control/pv         {pv}
+  GET  /_control/pvc/NS/NAME         the stored PVC (patches applied)
+  GET  /_control/log                 every /api request: method, path,
+                                     query, content_type, auth (ok/bad/none),
+                                     body (JSON when it parses)
+  POST /_control/reset-log
+
+Usage: fake_apiserver.py --token T [--port 0] [--port-file F]
+                         [--tls-cert PEM --tls-key PEM]
+The bound port is written to --port-file (atomically) once listening.
+"""
+
+import argparse
+import base64
+import copy
+import http.server
+import json
+import os
+import socketserver
+import ssl
+import sys
+import threading
+import time
+import urllib.parse
+import uuid
+
+LOCK = threading.Condition()
+STATE = {
+    "rv": 100,
+    "pods": {},        # "ns/name" -> pod
+    "history": [],     # (rv, type, pod)
+    "compacted": 0,    # resourceVersions older than this are gone
+    "gone_epoch": 0,   # bumped by /_control/gone: open watches end with 410
+    "pvcs": {},        # "ns/name" -> pvc
+    "pvs": {},         # name -> pv
+    "events": [],
+    "fail": [],        # {"method", "path", "status", "count"}
+    "log": [],
+    "token": "",
+}
+
+
+def status_obj(code, reason, message):
+    return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": message, "reason": reason, "code": code}
+
+
+def next_rv():
+    STATE["rv"] += 1
+    return STATE["rv"]
+
+
+def merge_patch(target, patch):
+    """RFC 7386."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    if not isinstance(target, dict):
+        target = {}
+    out = dict(target)
+    for k, v in patch.items():
+        if v is None:
+            out.pop(k, None)
+        else:
+            out[k] = merge_patch(out.get(k), v)
+    return out
+
+
+def store(resource):
+    return STATE["pods"] if resource == "pods" else STATE["pvcs"]
+
+
+def record_event(resource, etype, obj):
+    """Store and history (pods, persistentvolumeclaims); LOCK held."""
+    md = obj.setdefault("metadata", {})
+    md.setdefault("namespace", "default")
+    key = md["namespace"] + "/" + md["name"]
+    old = store(resource).get(key)
+    md.setdefault("uid", old["metadata"]["uid"] if old else str(uuid.uuid4()))
+    rv = next_rv()
+    md["resourceVersion"] = str(rv)
+    if etype == "DELETED":
+        store(resource).pop(key, None)
+    else:
+        store(resource)[key] = obj
+    STATE["history"].append((rv, etype, copy.deepcopy(obj), resource))
+    LOCK.notify_all()
+
+
+def record_pod_event(etype, pod):
+    record_event("pods", etype, pod)
+
+
+def node_of(pod):
+    return (pod.get("spec") or {}).get("nodeName", "")
+
+
+def parse_selector(sel, resource="pods"):
+    """Field selectors: metadata.name, metadata.namespace; spec.nodeName for pods."""
+    want = {}
+    if not sel:
+        return want
+    for part in sel.split(","):
+        if "=" not in part:
+            raise ValueError(part)
+        k, v = part.split("=", 1)
+        k = k.rstrip("=")
+        if k not in ("metadata.name", "metadata.namespace") and \
+                not (k == "spec.nodeName" and resource == "pods"):
+            raise ValueError(part)
+        want[k] = v
+    return want
+
+
+def matches(pod, want):
+    if "spec.nodeName" in want and node_of(pod) != want["spec.nodeName"]:
+        return False
+    if "metadata.namespace" in want and pod["metadata"].get("namespace") != want["metadata.namespace"]:
+        return False
+    if "metadata.name" in want and pod["metadata"].get("name") != want["metadata.name"]:
+        return False
+    return True
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "fake-apiserver/1"
+
+    def log_message(self, fmt, *args):  # quiet
+        pass
+
+    # ---- helpers ----
+    def body(self):
+        n = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(n) if n else b""
+
+    def send_json(self, code, obj):
+        data = json.dumps(obj).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def status(self, code, reason, message):
+        self.send_json(code, status_obj(code, reason, message))
+
+    def chunk(self, data):
+        self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+        self.wfile.flush()
+
+    # ---- dispatch ----
+    def do_GET(self):
+        self.route("GET")
+
+    def do_POST(self):
+        self.route("POST")
+
+    def do_PATCH(self):
+        self.route("PATCH")
+
+    def do_PUT(self):
+        self.route("PUT")
+
+    def do_DELETE(self):
+        self.route("DELETE")
+
+    def route(self, method):
+        url = urllib.parse.urlsplit(self.path)
+        q = dict(urllib.parse.parse_qsl(url.query, keep_blank_values=True))
+        raw = self.body()
+        if url.path.startswith("/_control/"):
+            return self.control(method, url.path[len("/_control/"):], raw)
+        auth = self.headers.get("Authorization", "")
+        auth_state = "none"
+        if auth:
+            auth_state = "ok" if auth == "Bearer " + STATE["token"] else "bad"
+        try:
+            parsed = json.loads(raw) if raw else None
+        except ValueError:
+            parsed = raw.decode("utf-8", "replace")
+        with LOCK:
+            STATE["log"].append({"method": method, "path": url.path, "query": q,
+                                 "content_type": self.headers.get("Content-Type", ""),
+                                 "auth": auth_state, "body": parsed})
+        if auth_state != "ok":
+            return self.status(401, "Unauthorized", "Unauthorized")
+        with LOCK:
+            for f in STATE["fail"]:
+                if f["count"] > 0 and url.path.startswith(f["path"]) and \
+                        f.get("method", method) == method and \
+                        f.get("watch") in (None, q.get("watch") in ("1", "true")):
+                    f["count"] -= 1
+                    code = f["status"]
+                    break
+            else:
+                code = 0
+        if code == 403:
+            verb = "watch" if q.get("watch") else {"GET": "list" if url.path == "/api/v1/pods" else "get",
+                                                   "PATCH": "patch", "POST": "create"}.get(method, method.lower())
+            res = url.path.split("/")[-1] if url.path == "/api/v1/pods" else url.path.split("/")[-2]
+            return self.status(403, "Forbidden",
+                               '%s is forbidden: User "system:serviceaccount:cairn-system:cairn-agent" '
+                               'cannot %s resource "%s" in API group "" at the cluster scope'
+                               % (res, verb, res))
+        if code:
+            return self.status(code, "InternalError" if code >= 500 else "BadRequest",
+                               "injected failure %d" % code)
+        parts = url.path.strip("/").split("/")
+        if url.path in ("/api/v1/pods", "/api/v1/persistentvolumeclaims") and method == "GET":
+            resource = parts[2]
+            if q.get("watch") in ("1", "true"):
+                return self.watch_pods(q, resource)
+            return self.list_pods(q, resource)
+        if len(parts) == 6 and parts[:3] == ["api", "v1", "namespaces"] and \
+                parts[4] == "persistentvolumeclaims":
+            return self.pvc(method, parts[3], parts[5], raw)
+        if len(parts) == 4 and parts[:3] == ["api", "v1", "persistentvolumes"] and method == "GET":
+            with LOCK:
+                pv = STATE["pvs"].get(parts[3])
+            if pv is None:
+                return self.status(404, "NotFound", 'persistentvolumes "%s" not found' % parts[3])
+            return self.send_json(200, pv)
+        if len(parts) == 5 and parts[:3] == ["api", "v1", "namespaces"] and parts[4] == "events" \
+                and method == "POST":
+            return self.post_event(parts[3], raw)
+        return self.status(404, "NotFound", "the server could not find the requested resource")
+
+    # ---- pods ----
+    def list_pods(self, q, resource="pods"):
+        try:
+            want = parse_selector(q.get("fieldSelector", ""), resource)
+        except ValueError as e:
+            return self.status(400, "BadRequest", 'field label not supported: "%s"' % e)
+        limit = int(q.get("limit") or 0)
+        cont = q.get("continue", "")
+        with LOCK:
+            if cont:
+                try:
+                    tok = json.loads(base64.urlsafe_b64decode(cont.encode()))
+                    snap_rv, start, items = tok["rv"], tok["start"], None
+                except (ValueError, KeyError):
+                    return self.status(400, "BadRequest", "invalid continue token")
+                if snap_rv < STATE["compacted"]:
+                    return self.status(410, "Expired",
+                                       "The provided continue parameter is too old to display a "
+                                       "consistent list result. You can start a new list without "
+                                       "the continue parameter.")
+                items = STATE.setdefault("snapshots", {}).get(cont)
+                if items is None:
+                    return self.status(410, "Expired", "continue token no longer valid")
+            else:
+                snap_rv, start = STATE["rv"], 0
+                items = sorted((copy.deepcopy(p) for p in store(resource).values() if matches(p, want)),
+                               key=lambda p: (p["metadata"]["namespace"], p["metadata"]["name"]))
+            end = len(items) if not limit else min(len(items), start + limit)
+            md = {"resourceVersion": str(snap_rv)}
+            if end < len(items):
+                tok = base64.urlsafe_b64encode(json.dumps({"rv": snap_rv, "start": end}).encode()).decode()
+                STATE.setdefault("snapshots", {})[tok] = items
+                md["continue"] = tok
+                md["remainingItemCount"] = len(items) - end
+        self.send_json(200, {"kind": "PodList" if resource == "pods" else "PersistentVolumeClaimList",
+                             "apiVersion": "v1", "metadata": md,
+                             "items": items[start:end]})
+
+    def watch_pods(self, q, resource="pods"):
+        try:
+            want = parse_selector(q.get("fieldSelector", ""), resource)
+        except ValueError as e:
+            return self.status(400, "BadRequest", 'field label not supported: "%s"' % e)
+        try:
+            since = int(q.get("resourceVersion") or 0)
+        except ValueError:
+            return self.status(400, "BadRequest", "invalid resourceVersion")
+        timeout = float(q.get("timeoutSeconds") or 60)
+        bookmarks = q.get("allowWatchBookmarks") == "true"
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        deadline = time.monotonic() + timeout
+        with LOCK:
+            epoch = STATE["gone_epoch"]
+        sent_bookmarks = 0
+        try:
+            while True:
+                out = []
+                gone = False
+                with LOCK:
+                    if since and since < STATE["compacted"] or STATE["gone_epoch"] != epoch:
+                        gone = True
+                    else:
+                        for rv, etype, pod, res in STATE["history"]:
+                            if rv > since and res == resource and matches(pod, want):
+                                out.append({"type": etype, "object": pod})
+                            if rv > since:
+                                since = rv
+                        if bookmarks and STATE.get("bookmarks", 0) > sent_bookmarks:
+                            sent_bookmarks = STATE["bookmarks"]
+                            out.append({"type": "BOOKMARK", "object": {
+                                "kind": "Pod" if resource == "pods" else "PersistentVolumeClaim",
+                                "apiVersion": "v1",
+                                "metadata": {"resourceVersion": str(STATE["rv"])}}})
+                    if not out and not gone:
+                        left = deadline - time.monotonic()
+                        if left <= 0:
+                            break
+                        LOCK.wait(min(left, 0.5))
+                        continue
+                for ev in out:
+                    self.chunk(json.dumps(ev).encode() + b"\n")
+                if gone:
+                    self.chunk(json.dumps({"type": "ERROR", "object": status_obj(
+                        410, "Expired", "too old resource version: %d (%d)"
+                        % (since, STATE["compacted"] + 1))}).encode() + b"\n")
+                    break
+            self.wfile.write(b"0\r\n\r\n")
+            self.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        self.close_connection = True
+
+    # ---- PVCs, events ----
+    def pvc(self, method, ns, name, raw):
+        key = ns + "/" + name
+        with LOCK:
+            cur = STATE["pvcs"].get(key)
+            if cur is None:
+                return self.status(404, "NotFound", 'persistentvolumeclaims "%s" not found' % name)
+            if method == "GET":
+                return self.send_json(200, cur)
+            if method != "PATCH":
+                return self.status(405, "MethodNotAllowed", "method not allowed")
+            ctype = self.headers.get("Content-Type", "")
+            if ctype != "application/merge-patch+json":
+                return self.status(415, "UnsupportedMediaType",
+                                   "the body of the request was in an unknown format - accepted "
+                                   "media types include: application/json-patch+json, "
+                                   "application/merge-patch+json, application/apply-patch+yaml")
+            try:
+                patch = json.loads(raw)
+            except ValueError:
+                return self.status(400, "BadRequest", "invalid JSON")
+            new = merge_patch(cur, patch)
+            record_event("persistentvolumeclaims", "MODIFIED", new)
+        self.send_json(200, new)
+
+    def post_event(self, ns, raw):
+        try:
+            ev = json.loads(raw)
+        except ValueError:
+            return self.status(400, "BadRequest", "invalid JSON")
+        inv = ev.get("involvedObject") or {}
+        if inv.get("namespace") != ns or (ev.get("metadata") or {}).get("namespace", ns) != ns:
+            return self.status(422, "Invalid", "involvedObject.namespace: does not match event.namespace")
+        md = ev.setdefault("metadata", {})
+        if not md.get("name"):
+            if not md.get("generateName"):
+                return self.status(422, "Invalid", "metadata.name: Required value")
+            md["name"] = md["generateName"] + uuid.uuid4().hex[:5]
+        with LOCK:
+            md["resourceVersion"] = str(next_rv())
+            STATE["events"].append(ev)
+        self.send_json(201, ev)
+
+    # ---- control ----
+    def control(self, method, what, raw):
+        try:
+            arg = json.loads(raw) if raw else {}
+        except ValueError:
+            return self.send_json(400, {"error": "bad json"})
+        with LOCK:
+            if method == "GET" and what == "log":
+                data = copy.deepcopy(STATE["log"])
+            elif method == "GET" and what == "events":
+                data = copy.deepcopy(STATE["events"])
+            elif method == "GET" and what.startswith("pvc/"):
+                data = STATE["pvcs"].get(what[4:])
+                if data is None:
+                    return self.send_json(404, {"error": "no such pvc"})
+            elif method == "POST" and what == "reset-log":
+                STATE["log"] = []
+                data = {}
+            elif method == "POST" and what == "pod":
+                record_pod_event("ADDED", arg)
+                data = {"resourceVersion": STATE["rv"]}
+            elif method == "POST" and what == "event":
+                record_pod_event(arg["type"], arg["object"])
+                data = {"resourceVersion": STATE["rv"]}
+            elif method == "POST" and what == "bookmark":
+                STATE["bookmarks"] = STATE.get("bookmarks", 0) + 1
+                LOCK.notify_all()
+                data = {}
+            elif method == "POST" and what == "gone":
+                STATE["compacted"] = STATE["rv"]
+                STATE["gone_epoch"] += 1
+                STATE["history"] = []
+                STATE["snapshots"] = {}
+                LOCK.notify_all()
+                data = {"compacted": STATE["compacted"]}
+            elif method == "POST" and what == "fail":
+                STATE["fail"].append({"method": arg.get("method", "GET"), "path": arg["path"],
+                                      "status": int(arg["status"]), "count": int(arg.get("count", 1)),
+                                      "watch": arg.get("watch")})
+                data = {}
+            elif method == "POST" and what == "pvc":
+                md = arg.setdefault("metadata", {})
+                exists = (md.get("namespace", "default") + "/" + md["name"]) in STATE["pvcs"]
+                record_event("persistentvolumeclaims", "MODIFIED" if exists else "ADDED", arg)
+                data = {}
+            elif method == "POST" and what == "pv":
+                arg.setdefault("metadata", {})["resourceVersion"] = str(next_rv())
+                STATE["pvs"][arg["metadata"]["name"]] = arg
+                data = {}
+            else:
+                return self.send_json(404, {"error": "unknown control " + what})
+        self.send_json(200, data)
+
+
+class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--port-file")
+    ap.add_argument("--token", required=True)
+    ap.add_argument("--tls-cert")
+    ap.add_argument("--tls-key")
+    a = ap.parse_args()
+    STATE["token"] = a.token
+    srv = Server(("127.0.0.1", a.port), Handler)
+    if a.tls_cert:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(a.tls_cert, a.tls_key)
+        srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+    if a.port_file:
+        tmp = a.port_file + ".tmp"
+        with open(tmp, "w") as f:
+            f.write("%d\n" % srv.server_address[1])
+        os.rename(tmp, a.port_file)
+    try:
+        srv.serve_forever(poll_interval=0.2)
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
