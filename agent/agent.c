@@ -28,15 +28,20 @@
 #define EVENT_MSG_MAX 1024
 #define STATUS_REASON_MAX 200
 
-/* One PVC mounted by a pod of this node. Fixed-size: the map's memory is
+/* One PVC mounted by pods of this node. Fixed-size: the map's memory is
  * max_pvcs * sizeof(struct pvc_entry), whatever the cluster holds. */
+#define PVC_MOUNTERS 4 /* pods remembered per PVC (ReadWriteMany: more are not needed) */
+struct mounter {
+    char pod[254];
+    char uid[64];
+};
+
 struct pvc_entry {
     char ns[64];          /* namespaces are DNS labels (63) */
     char name[254];       /* PVC names are DNS subdomains (253) */
-    char pod[254];
-    char uid[64];
+    struct mounter m[PVC_MOUNTERS]; /* m[0] is the pod the backup reads through */
     int used;             /* slot in use */
-    int mounted;          /* a live pod of this node mounts it */
+    int mounted;          /* number of live pods of this node in m[] */
     uint64_t problem_hash;     /* annotation problems last reported (0: none) */
     uint64_t unsupported_hash; /* "not supported yet" last reported */
 };
@@ -246,14 +251,21 @@ static int on_pod(void *arg, enum cairn_kube_event ev, json_t *pod)
         return 0;
     }
     pthread_mutex_lock(&a->mu);
-    for (i = 0; i < a->max; i++) /* what this pod mounted before */
-        if (a->e[i].used && a->e[i].mounted && strcmp(a->e[i].uid, pp.uid) == 0)
-            a->e[i].mounted = 0;
+    for (i = 0; i < a->max; i++) { /* forget what this pod mounted before */
+        struct pvc_entry *e = &a->e[i];
+        int j, k = 0;
+        if (!e->used)
+            continue;
+        for (j = 0; j < e->mounted; j++)
+            if (strcmp(e->m[j].uid, pp.uid) != 0)
+                e->m[k++] = e->m[j];
+        e->mounted = k;
+    }
     if (ev != CAIRN_KUBE_DELETED && !pod_terminal(pod)) {
         for (i = 0; i < pp.n; i++) {
             struct pvc_entry *e;
             if (!fits(pp.ns, sizeof e->ns) || !fits(pp.v[i].claim, sizeof e->name) ||
-                !fits(pp.pod, sizeof e->pod) || !fits(pp.uid, sizeof e->uid))
+                !fits(pp.pod, sizeof e->m[0].pod) || !fits(pp.uid, sizeof e->m[0].uid))
                 continue;
             if (!(e = map_find(a, pp.ns, pp.v[i].claim))) {
                 if (!(e = map_slot(a))) {
@@ -269,10 +281,15 @@ static int on_pod(void *arg, enum cairn_kube_event ev, json_t *pod)
                 snprintf(e->ns, sizeof e->ns, "%s", pp.ns);
                 snprintf(e->name, sizeof e->name, "%s", pp.v[i].claim);
             }
-            if (!e->mounted) {
-                snprintf(e->pod, sizeof e->pod, "%s", pp.pod);
-                snprintf(e->uid, sizeof e->uid, "%s", pp.uid);
-                e->mounted = 1;
+            if (e->mounted < PVC_MOUNTERS) { /* a pod mounting one claim twice: once */
+                int j, seen = 0;
+                for (j = 0; j < e->mounted; j++)
+                    seen |= strcmp(e->m[j].uid, pp.uid) == 0;
+                if (!seen) {
+                    snprintf(e->m[e->mounted].pod, sizeof e->m[0].pod, "%s", pp.pod);
+                    snprintf(e->m[e->mounted].uid, sizeof e->m[0].uid, "%s", pp.uid);
+                    e->mounted++;
+                }
             }
         }
     }
@@ -452,7 +469,7 @@ static void run_backup(struct agent *a, const struct pvc_entry *e, const char *p
         rc = cairn_error(&err, CAIRN_FAILED, "%s", setup_error);
     } else {
         extra = json_pack("{s:{s:s,s:s,s:s,s:s,s:s}}", "kubernetes", "namespace", e->ns, "pvc",
-                          e->name, "pv", pv, "pod", e->pod, "node", a->cfg->node);
+                          e->name, "pv", pv, "pod", e->m[0].pod, "node", a->cfg->node);
         memset(&bo, 0, sizeof bo);
         paths[0] = host_path;
         bo.paths = paths;
@@ -606,7 +623,7 @@ static void process(struct agent *a, struct pvc_entry *e)
     }
     if ((rc = cairn_kube_get_pv(a->kube, pvname, &pv, &err)) != CAIRN_OK) {
         snprintf(setup, sizeof setup, "cannot read PV '%s': %s", pvname, err.msg);
-    } else if ((rc = cairn_pvc_host_path(a->cfg->pods_dir, e->uid, pv, &host_path, &err)) !=
+    } else if ((rc = cairn_pvc_host_path(a->cfg->pods_dir, e->m[0].uid, pv, &host_path, &err)) !=
                CAIRN_OK) {
         snprintf(setup, sizeof setup, "%s", err.msg);
     } else {

@@ -129,8 +129,8 @@ enum cairn_kube_event {
 const char *cairn_kube_event_name(enum cairn_kube_event e);
 
 /* One page-by-page list of the node's pods (fieldSelector=spec.nodeName=
- * node, limit=page, continue=...). cb is called for each pod (borrowed);
- * a nonzero return stops and is returned. The list's resourceVersion goes to
+ * node, limit=page, continue=...). cb is called for each pod (borrowed).
+ * The list's resourceVersion goes to
  * rv (CAIRN_KUBE_RV_MAX bytes). A 410 for an expired continue token is
  * CAIRN_RETRY. Callbacks here and below return 0 to go on, or a POSITIVE
  * value to stop: that value is then returned as is (cairn_rc codes are all
@@ -145,17 +145,20 @@ int cairn_kube_list_pods(cairn_kube *k, const char *node, cairn_kube_pod_cb cb, 
  * rv is updated after each event. Returns CAIRN_OK when the server ended the
  * stream (timeout: watch again from rv), CAIRN_NOTFOUND when the
  * resourceVersion is gone (an ERROR event with code 410, or HTTP 410: list
- * again), other codes as cairn_kube_request, or cb's nonzero return. */
+ * again), other codes as cairn_kube_request, or cb's positive return. */
 int cairn_kube_watch_pods(cairn_kube *k, const char *node, char rv[CAIRN_KUBE_RV_MAX],
                           cairn_kube_pod_cb cb, void *arg, cairn_err *err);
 
 /* The informer loop: list, then watch from the list's resourceVersion, again
- * and again, until a callback returns nonzero (returned) or the stop flag is
- * set (CAIRN_OK). On 410 it lists again: on_relist is called first (the
- * caller forgets what it knew: every current pod is then ADDED again) and
- * on_synced after each complete list. On errors it waits (backoff above) and
- * calls on_error with the error and the delay before retrying; a nonzero
- * return from on_error stops the loop. Any callback may be NULL. */
+ * and again, until a callback returns nonzero (returned as is: on_pod must
+ * return a positive value to stop) or the stop flag is set (CAIRN_OK). On
+ * 410 it lists again at once: on_relist is called first (the caller forgets
+ * what it knew: every current pod is then ADDED again) and on_synced after
+ * each complete list. On other errors it calls on_error with the error and
+ * the delay (backoff above), waits, and lists again (events may have been
+ * missed); a nonzero return from on_error stops the loop. Any callback may
+ * be NULL. Callbacks run on the loop's thread and must not use k (open a
+ * second handle to patch or post from them). */
 struct cairn_kube_pod_handler {
     int (*on_relist)(void *arg);
     int (*on_pod)(void *arg, enum cairn_kube_event ev, json_t *pod);

@@ -51,6 +51,15 @@ ctl POST pv "$(pv pv-data)" >/dev/null
 ctl POST pv "$(pv pv-bad)" >/dev/null
 ctl POST pvc '{"apiVersion":"v1","kind":"PersistentVolumeClaim","metadata":{"name":"data","namespace":"app","uid":"pvc-uid-data","annotations":{"cairn.io/schedule":"* * * * *","cairn.io/retention":"last=2","cairn.io/exclude":"*.tmp","unrelated.example.com/x":"y"}},"spec":{"volumeName":"pv-data","accessModes":["ReadWriteOnce"]},"status":{"phase":"Bound"}}' >/dev/null
 ctl POST pvc '{"apiVersion":"v1","kind":"PersistentVolumeClaim","metadata":{"name":"bad","namespace":"app","uid":"pvc-uid-bad","annotations":{"cairn.io/schedule":"61 * * * *"}},"spec":{"volumeName":"pv-bad"},"status":{"phase":"Bound"}}' >/dev/null
+# app/frozen asks for what this agent cannot do yet; app/gone's volume is not
+# where the kubelet would have mounted it (a failed backup).
+UID_B=22222222-2222-3333-4444-555555555555
+mkdir -p "$PODS/$UID_B/volumes/kubernetes.io~csi/pv-frozen/mount"
+ctl POST pv "$(pv pv-frozen)" >/dev/null
+ctl POST pv "$(pv pv-gone)" >/dev/null
+ctl POST pvc '{"apiVersion":"v1","kind":"PersistentVolumeClaim","metadata":{"name":"frozen","namespace":"app","uid":"pvc-uid-frozen","annotations":{"cairn.io/schedule":"* * * * *","cairn.io/quiesce":"fsfreeze","cairn.io/snapshot":"csi"}},"spec":{"volumeName":"pv-frozen"}}' >/dev/null
+ctl POST pvc '{"apiVersion":"v1","kind":"PersistentVolumeClaim","metadata":{"name":"gone","namespace":"app","uid":"pvc-uid-gone","annotations":{"cairn.io/schedule":"@daily"}},"spec":{"volumeName":"pv-gone"}}' >/dev/null
+ctl POST pod '{"apiVersion":"v1","kind":"Pod","metadata":{"name":"db-0","namespace":"app","uid":"'$UID_B'"},"spec":{"nodeName":"node-a","volumes":[{"name":"f","persistentVolumeClaim":{"claimName":"frozen"}},{"name":"g","persistentVolumeClaim":{"claimName":"gone"}}]},"status":{"phase":"Running"}}' >/dev/null
 ctl POST pod '{"apiVersion":"v1","kind":"Pod","metadata":{"name":"web-0","namespace":"app","uid":"'$UID_A'"},"spec":{"nodeName":"node-a","volumes":[{"name":"data","persistentVolumeClaim":{"claimName":"data"}},{"name":"bad","persistentVolumeClaim":{"claimName":"bad"}},{"name":"tmp","emptyDir":{}}]},"status":{"phase":"Running"}}' >/dev/null
 ctl POST pod '{"apiVersion":"v1","kind":"Pod","metadata":{"name":"other","namespace":"app","uid":"99999999-2222-3333-4444-555555555555"},"spec":{"nodeName":"node-b","volumes":[{"name":"d","persistentVolumeClaim":{"claimName":"elsewhere"}}]},"status":{"phase":"Running"}}' >/dev/null
 
@@ -118,8 +127,13 @@ patches = [r for r in log if r["method"] == "PATCH"]
 if not patches:
     die("no PATCH")
 for p in patches:
-    if p["path"] != "/api/v1/namespaces/app/persistentvolumeclaims/data":
+    if p["path"] not in ("/api/v1/namespaces/app/persistentvolumeclaims/data",
+                         "/api/v1/namespaces/app/persistentvolumeclaims/gone"):
         die("PATCH of something else: %s" % p["path"])
+patches = [p for p in patches if p["path"].endswith("/data")]
+if not patches:
+    die("no PATCH of app/data")
+for p in patches:
     if p["content_type"] != "application/merge-patch+json":
         die("PATCH content type %r" % p["content_type"])
     body = p["body"]
@@ -187,6 +201,26 @@ if any(r["method"] == "PATCH" and r["path"].endswith("/bad") for r in log):
 if len([r for r in log if r["method"] == "GET" and r["path"].endswith("/persistentvolumeclaims/bad")]) < 2:
     die("app/bad was not looked at on every tick")
 EOF
+python3 - "$T/events.json" "$T/log.json" <<'EOF' || fail "app/frozen and app/gone were not handled as expected"
+import json, sys
+events = json.load(open(sys.argv[1]))
+log = json.load(open(sys.argv[2]))
+def die(msg):
+    print("FAIL: " + msg, file=sys.stderr)
+    sys.exit(1)
+fr = [e for e in events if e["involvedObject"].get("name") == "frozen"]
+if len(fr) != 1 or fr[0]["type"] != "Warning" or fr[0]["reason"] != "NotSupported" or \
+        "fsfreeze" not in fr[0]["message"]:
+    die("events on app/frozen: %r" % fr)
+if any(r["method"] == "PATCH" and r["path"].endswith("/frozen") for r in log):
+    die("app/frozen was patched although no backup ran")
+go = [e for e in events if e["involvedObject"].get("name") == "gone"]
+if len(go) != 1 or go[0]["type"] != "Warning" or go[0]["reason"] != "BackupFailed":
+    die("events on app/gone (one BackupFailed, not one per tick): %r" % go)
+pa = [r for r in log if r["method"] == "PATCH" and r["path"].endswith("/gone")]
+if len(pa) != 1 or not pa[0]["body"]["metadata"]["annotations"]["cairn.io/last-status"].startswith("failed: "):
+    die("patches of app/gone: %r" % pa)
+EOF
 grep -q "cairn.io/schedule" "$T/agent.err" || fail "no log line names the bad annotation"
 [ "$(grep -c "pvc app/bad: .*cairn.io/schedule" "$T/agent.err")" -eq 1 ] ||
   fail "the bad annotation was logged more than once"
@@ -202,7 +236,7 @@ diff -r --no-dereference "$VOL" "$T/restored" || fail "the restored PVC differs 
 printf 'skip me\n' >"$VOL/cache.tmp"
 
 # The manifest records where the snapshot came from.
-python3 - "$CAIRN_REPO/snapshots/$SNAP" <<'EOF' 2>/dev/null || note "manifest not readable as plain JSON here; kubernetes block checked through snapshots --json"
+python3 - "$CAIRN_REPO/snapshots/$SNAP" <<'EOF' || fail "the manifest lacks the kubernetes block"
 import json, sys
 m = json.load(open(sys.argv[1]))
 k = m["kubernetes"]
@@ -222,6 +256,8 @@ for m in 'cairn_backup_duration_seconds{namespace="app",pvc="data"}' \
   'cairn_jobs_in_flight ' '# TYPE cairn_backup_failures_total counter'; do
   grep -qF "$m" "$T/metrics" || { cat "$T/metrics" >&2; fail "metrics lack '$m'"; }
 done
+grep -qF 'cairn_backup_failures_total{namespace="app",pvc="gone"} 1' "$T/metrics" ||
+  { cat "$T/metrics" >&2; fail "the failed backup of app/gone is not counted"; }
 grep -q 'pvc="bad"' "$T/metrics" && fail "app/bad has backup series although it never ran"
 
 # ---- retention: with "* * * * *" a backup per minute; ask for more now ----

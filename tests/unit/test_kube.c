@@ -608,6 +608,26 @@ static void test_auth_errors(void)
 
 /* ---- PVCs, PVs, events ---- */
 
+/* The Event as sent, against the Kubernetes OpenAPI schema (unknown fields
+ * too) with tests/k8s/validate.js (kubernetes-models), when node and the
+ * npm modules are installed (tests/e2e/k8s_manifests.sh installs them). */
+static void validate_event(json_t *ev)
+{
+    char dir[1100], path[400], cmd[2000];
+    const char *slash = strrchr(script, '/');
+    snprintf(dir, sizeof dir, "%.*s", (int)(slash - script), script);
+    snprintf(cmd, sizeof cmd, "%s/node_modules/kubernetes-models", dir);
+    if (system("command -v node >/dev/null 2>&1") != 0 || access(cmd, R_OK) != 0) {
+        fprintf(stderr, "note: node or tests/k8s/node_modules missing: Event schema check "
+                        "skipped\n");
+        return;
+    }
+    snprintf(path, sizeof path, "%s/event.yaml", tmpdir); /* JSON is YAML */
+    CHECK(json_dump_file(ev, path, JSON_COMPACT) == 0, "write %s", path);
+    snprintf(cmd, sizeof cmd, "node '%s/validate.js' '%s' >&2", dir, path);
+    CHECK(system(cmd) == 0, "the Event the client sent fails the Kubernetes schema");
+}
+
 static void test_pvc(cairn_kube *k)
 {
     json_t *pvc = NULL, *log, *last = NULL, *e, *want, *stored;
@@ -694,6 +714,7 @@ static void test_pvc(cairn_kube *k)
                      "node-a") == 0, "source.host");
         CHECK(json_string_value(json_object_get(e, "firstTimestamp")) != NULL, "timestamp");
     }
+    validate_event(json_object_get(last, "body"));
     i = 0;
     json_array_foreach(log, i, e)
         CHECK(strcmp(json_string_value(json_object_get(e, "auth")), "ok") == 0, "auth");
