@@ -777,6 +777,10 @@ write_doc() {
     kernel=$(uname -r)
     fs=$(df -T "$WORK" | awk 'NR == 2 { print $2 }')
     mkdir -p "$(dirname "$DOC")"
+    local kept_sections=""
+    if [ -f "$DOC" ]; then
+        kept_sections=$(sed -n '/^<!-- [a-z_]*:begin/,/^<!-- [a-z_]*:end/p' "$DOC")
+    fi
     {
         echo "# Benchmarks"
         echo
@@ -870,7 +874,13 @@ write_doc() {
             echo "s3rver on loopback has no network latency or bandwidth limit and shares the CPU with"
             echo "the client, so this measures the client's overhead for S3, not a real S3 service."
         fi
-    } >"$DOC"
+        # sections other scripts own (bench/pg_bench.sh) are kept as they are
+        if [ -n "$kept_sections" ]; then
+            echo
+            printf '%s\n' "$kept_sections"
+        fi
+    } >"$DOC.new"
+    mv "$DOC.new" "$DOC"
     say "wrote $DOC"
 }
 

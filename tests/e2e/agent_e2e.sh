@@ -61,6 +61,11 @@ ctl POST pvc '{"apiVersion":"v1","kind":"PersistentVolumeClaim","metadata":{"nam
 ctl POST pvc '{"apiVersion":"v1","kind":"PersistentVolumeClaim","metadata":{"name":"gone","namespace":"app","uid":"pvc-uid-gone","annotations":{"cairn.io/schedule":"@daily"}},"spec":{"volumeName":"pv-gone"}}' >/dev/null
 ctl POST pod '{"apiVersion":"v1","kind":"Pod","metadata":{"name":"db-0","namespace":"app","uid":"'$UID_B'"},"spec":{"nodeName":"node-a","volumes":[{"name":"f","persistentVolumeClaim":{"claimName":"frozen"}},{"name":"g","persistentVolumeClaim":{"claimName":"gone"}}]},"status":{"phase":"Running"}}' >/dev/null
 ctl POST pod '{"apiVersion":"v1","kind":"Pod","metadata":{"name":"web-0","namespace":"app","uid":"'$UID_A'"},"spec":{"nodeName":"node-a","volumes":[{"name":"data","persistentVolumeClaim":{"claimName":"data"}},{"name":"bad","persistentVolumeClaim":{"claimName":"bad"}},{"name":"tmp","emptyDir":{}}]},"status":{"phase":"Running"}}' >/dev/null
+# A second pod mounts app/data too (ReadWriteMany); the backup reads through
+# web-0 until web-0 goes away.
+UID_C=33333333-2222-3333-4444-555555555555
+WEB1='{"apiVersion":"v1","kind":"Pod","metadata":{"name":"web-1","namespace":"app","uid":"'$UID_C'"},"spec":{"nodeName":"node-a","volumes":[{"name":"data","persistentVolumeClaim":{"claimName":"data"}}]},"status":{"phase":"Running"}}'
+ctl POST pod "$WEB1" >/dev/null
 ctl POST pod '{"apiVersion":"v1","kind":"Pod","metadata":{"name":"other","namespace":"app","uid":"99999999-2222-3333-4444-555555555555"},"spec":{"nodeName":"node-b","volumes":[{"name":"d","persistentVolumeClaim":{"claimName":"elsewhere"}}]},"status":{"phase":"Running"}}' >/dev/null
 
 cat >"$T/kubeconfig.json" <<EOF
@@ -261,13 +266,22 @@ grep -qF 'cairn_backup_failures_total{namespace="app",pvc="gone"} 1' "$T/metrics
 grep -q 'pvc="bad"' "$T/metrics" && fail "app/bad has backup series although it never ran"
 
 # ---- retention: with "* * * * *" a backup per minute; ask for more now ----
-for i in 1 2; do
-  before=$(json_get "$T/pvc.json" 'j["metadata"]["annotations"]["cairn.io/last-status"]')
+request_backup() {
+  local now
   sleep 1.1 # last-backup has second resolution
   now=$(date -u +%Y-%m-%dT%H:%M:%S.%NZ)
-  curl -fsS -X POST -H 'Content-Type: application/json' \
-    --data-binary "{\"metadata\":{\"name\":\"data\",\"namespace\":\"app\",\"uid\":\"pvc-uid-data\",\"annotations\":$(json_get "$T/pvc.json" 'j["metadata"]["annotations"]' | python3 -c 'import json,sys; a=json.load(sys.stdin); a["cairn.io/backup-requested-at"]="'"$now"'"; print(json.dumps(a))')},\"spec\":{\"volumeName\":\"pv-data\"}}" \
-    "$API/_control/pvc" >/dev/null
+  ctl GET pvc/app/data >"$T/pvc.json"
+  python3 - "$T/pvc.json" "$now" >"$T/pvc-new.json" <<'EOF'
+import json, sys
+p = json.load(open(sys.argv[1]))
+p["metadata"]["annotations"]["cairn.io/backup-requested-at"] = sys.argv[2]
+print(json.dumps(p))
+EOF
+  ctl POST pvc "$(cat "$T/pvc-new.json")" >/dev/null
+}
+for i in 1 2; do
+  before=$(json_get "$T/pvc.json" 'j["metadata"]["annotations"]["cairn.io/last-status"]')
+  request_backup
   printf 'change %s\n' "$i" >>"$VOL/hello.txt"
   changed() {
     ctl GET pvc/app/data >"$T/pvc.json" 2>/dev/null &&
@@ -279,6 +293,30 @@ done
 cairn_ok snapshots --json >"$T/snaps.json"
 n=$(json_get "$T/snaps.json" 'len([s for s in j if s["source"] == "k8s:app/data"])')
 [ "$n" -eq 2 ] || fail "retention last=2 should leave 2 snapshots of k8s:app/data, found $n"
+
+# ---- web-0 is deleted: app/data is still mounted by web-1 ----
+mkdir -p "$PODS/$UID_C/volumes/kubernetes.io~csi/pv-data"
+cp -a "$VOL" "$PODS/$UID_C/volumes/kubernetes.io~csi/pv-data/mount"
+printf 'through web-1\n' >"$PODS/$UID_C/volumes/kubernetes.io~csi/pv-data/mount/web1.txt"
+ctl POST event '{"type":"DELETED","object":{"apiVersion":"v1","kind":"Pod","metadata":{"name":"web-0","namespace":"app","uid":"'$UID_A'"},"spec":{"nodeName":"node-a"}}}' >/dev/null
+before=$(json_get "$T/pvc.json" 'j["metadata"]["annotations"]["cairn.io/last-status"]')
+request_backup
+changed() {
+  ctl GET pvc/app/data >"$T/pvc.json" 2>/dev/null &&
+    s=$(json_get "$T/pvc.json" 'j["metadata"]["annotations"].get("cairn.io/last-status","")') &&
+    [ "$s" != "$before" ]
+}
+wait_for 30 "a backup through web-1" changed
+s=$(json_get "$T/pvc.json" 'j["metadata"]["annotations"]["cairn.io/last-status"]')
+[ "${s#ok }" != "$s" ] || fail "backup through web-1: $s"
+SNAP=${s#ok }
+python3 - "$CAIRN_REPO/snapshots/$SNAP" <<'EOF' || fail "the snapshot after web-0 went is not from web-1"
+import json, sys
+k = json.load(open(sys.argv[1]))["kubernetes"]
+assert k["pod"] == "web-1", k
+EOF
+cairn_ok ls "$SNAP" >"$T/ls"
+grep -q 'web1.txt' "$T/ls" || fail "the snapshot was not read through web-1's mount"
 
 # ---- SIGTERM ----
 kill -TERM "$AGENT_PID"
