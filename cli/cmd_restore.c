@@ -37,7 +37,7 @@ static void on_progress(void *arg, uint64_t files, uint64_t bytes, uint64_t tota
 
 int cmd_restore(struct cli *c, int argc, char **argv)
 {
-    const char *target = NULL, **includes = NULL;
+    const char *target = NULL, **includes = NULL, *workers = NULL;
     size_t ninc = 0;
     int overwrite = 0, numeric = 0, verify = 0, rc;
     struct opt opts[] = {
@@ -46,6 +46,7 @@ int cmd_restore(struct cli *c, int argc, char **argv)
         {"overwrite", 0, 0, NULL, NULL, NULL, &overwrite},
         {"numeric-owner", 0, 0, NULL, NULL, NULL, &numeric},
         {"verify", 0, 0, NULL, NULL, NULL, &verify},
+        {"workers", 1, 0, &workers, NULL, NULL, NULL},
         {NULL, 0, 0, NULL, NULL, NULL, NULL},
     };
     cairn_repo *repo = NULL;
@@ -81,6 +82,14 @@ int cmd_restore(struct cli *c, int argc, char **argv)
     /* remote stores: one reader per connection, each request costs a round trip */
     if (strncmp(c->repo, "s3://", 5) == 0)
         ro.workers = c->store.connections ? c->store.connections : 8;
+    if (workers) {
+        ro.workers = atoi(workers);
+        if (ro.workers < 1 || ro.workers > 64) {
+            cli_error("--workers takes 1..64, not '%s'", workers);
+            rc = EXIT_USAGE;
+            goto out;
+        }
+    }
     ro.warn = on_warn;
     ro.warn_arg = c;
     if (c->progress && !c->quiet) {
