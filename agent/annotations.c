@@ -49,7 +49,7 @@ const char *cairn_snapshot_kind_name(enum cairn_snapshot_kind k)
 static const char *shown(const char *v, char *out, size_t outlen)
 {
     size_t o = 0, i;
-    for (i = 0; v[i] && i < 64; i++) {
+    for (i = 0; i < 64 && v[i]; i++) {
         unsigned char ch = (unsigned char)v[i];
         if (o + 8 >= outlen)
             break;

@@ -116,9 +116,8 @@ int cmd_restore(struct cli *c, int argc, char **argv)
     if (!c->quiet) {
         char b[32];
         cairn_format_size(st.bytes, b, sizeof b);
-        fprintf(stderr, "restored snapshot %.12s into '%s': %llu files, %llu dirs, %s%s\n",
-                snap->id, target, (unsigned long long)st.files, (unsigned long long)st.dirs, b,
-                st.failed ? "" : "");
+        fprintf(stderr, "restored snapshot %.12s into '%s': %llu files, %llu dirs, %s\n",
+                snap->id, target, (unsigned long long)st.files, (unsigned long long)st.dirs, b);
     }
     if (rc == CAIRN_WARN) {
         cli_error("%llu entries could not be restored (named above); the rest were restored",

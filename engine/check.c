@@ -378,11 +378,10 @@ static int check_tree(struct check *c, const cairn_id *tree, const char *path)
     size_t i, k;
     int memo = idmap_get(&c->trees, tree), state = TREE_CLEAN;
     char packhex[CAIRN_HEX_LEN + 1], thex[CAIRN_HEX_LEN + 1];
-    const char *why;
     if (memo >= 0)
         return memo;
     c->res->trees++;
-    if ((why = blob_problem(c, tree, packhex)) != NULL) {
+    if (blob_problem(c, tree, packhex) != NULL) {
         idmap_set(&c->trees, tree, TREE_BAD);
         return TREE_BAD;
     }

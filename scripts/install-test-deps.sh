@@ -28,6 +28,7 @@ TEST_PACKAGES=(
   procps            # ps, free: inspecting processes and memory
   python3           # JSON checks in the tests
   valgrind          # memcheck of the round trip (tests/e2e/valgrind_roundtrip.sh)
+  cppcheck          # static analysis gate in scripts/test.sh
   clang             # libFuzzer targets (scripts/fuzz.sh)
   libclang-rt-14-dev # libFuzzer and sanitizer runtimes for clang
   # --- PostgreSQL PITR tests (tests/e2e/pg_*.sh, a real server in a temp dir) ---

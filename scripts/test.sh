@@ -29,6 +29,18 @@ if ! ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
   status=1
 fi
 
+echo "=== static analysis (cppcheck: warnings and portability)"
+if command -v cppcheck >/dev/null 2>&1; then
+  if ! cppcheck --quiet --error-exitcode=1 --enable=warning,portability --inline-suppr \
+       --std=c11 --suppress=missingIncludeSystem engine catalog uploaders restore agent cli; then
+    echo "*** cppcheck found problems" >&2
+    status=1
+  fi
+else
+  echo "*** cppcheck is not installed (scripts/install-test-deps.sh)" >&2
+  status=1
+fi
+
 echo "=== fuzz targets, ${FUZZ_SECONDS:-10} s each (scripts/fuzz.sh)"
 if ! bash scripts/fuzz.sh "${FUZZ_SECONDS:-10}"; then
   echo "*** a fuzz target failed" >&2
