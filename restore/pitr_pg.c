@@ -1683,9 +1683,11 @@ static int ts_plan(json_t *pg, const struct cairn_pg_restore_opts *o, const char
     for (i = 0; i < cnt; i++) {
         for (k = 0; k < i; k++)
             if (strcmp(v[k].dest, v[i].dest) == 0) {
+                int rc = cairn_error(err, CAIRN_FAILED,
+                                     "tablespaces %s and %s would both go to '%s'", v[k].oid,
+                                     v[i].oid, v[i].dest);
                 free(v);
-                return cairn_error(err, CAIRN_FAILED, "tablespaces %s and %s would both go to '%s'",
-                                   v[k].oid, v[i].oid, v[i].dest);
+                return rc;
             }
         if (dir_state(v[i].dest) == 2) {
             int rc = cairn_error(err, CAIRN_FAILED,
