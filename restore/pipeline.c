@@ -779,8 +779,10 @@ static void *worker_main(void *arg)
                 s->state = SLOT_DONE;
                 if (seq == p->head)
                     pthread_cond_signal(&p->c_cons);
-                if (b.cap < p->reserve)
-                    pthread_cond_signal(&p->c_work); /* room for another load */
+                /* room for another load: wake an idle reader only when there is
+                 * more than the one job this reader takes next itself */
+                if (b.cap < p->reserve && p->tail - p->fetch > 1)
+                    pthread_cond_signal(&p->c_work);
                 continue;
             }
         }
