@@ -26,6 +26,7 @@
 #include <stdint.h>
 
 #include "../catalog/catalog.h"
+#include "../engine/prune.h"
 #include "../uploaders/store.h"
 #include "pg.h"
 
@@ -206,5 +207,56 @@ int cairn_my_binlog_verify(cairn_catalog *cat, const char *server, cairn_my_repo
 int cairn_my_binlog_read_all(cairn_store *s, cairn_catalog *cat, const char *server,
                              cairn_my_report_fn report, void *arg, uint64_t *checked,
                              uint64_t *damaged, cairn_err *err);
+
+/* ---- retention (see docs/mysql.md, "Retention") ----
+ * A snapshot whose manifest has a "mysql" object with binlog coordinates,
+ *   "mysql": {"server": "<the binlog/<server>/ part>", "binlog_file": "<name>",
+ *             "binlog_pos": N}
+ * (server may also be a JSON integer, the server_id), is a MariaDB/MySQL base
+ * backup: restoring it and replaying needs binlog_file and every later file
+ * of that server. */
+
+/* Reads the coordinates of a manifest: 0 when it has them, -1 otherwise
+ * (no "mysql" object, or server/binlog_file missing or unusable). pos may be
+ * NULL; it gets 0 when binlog_pos is absent. */
+int cairn_my_snapshot_coords(const char *manifest_json, char *server, size_t nserver,
+                             char *file, size_t nfile, uint64_t *pos);
+
+struct cairn_my_forget_stats {
+    uint64_t deleted, deleted_bytes, kept;   /* deleted: would be, with dry_run */
+    char newest[CAIRN_BINLOG_NAME_MAX];      /* the newest archived file of that base name */
+};
+/* binlog-forget: after syncing the catalog with the store, deletes (object
+ * first, then its catalog row) every archived binlog of server whose base
+ * name is before's and whose file number is strictly below before's.
+ * before need not be archived itself, but the newest archived file of that
+ * base name is never deleted: a before past it is refused (CAIRN_EXISTS,
+ * nothing deleted). CAIRN_NOTFOUND: no file of that base name is archived
+ * for server. report (may be NULL) gets one line per file deleted (or that
+ * would be, with dry_run). */
+int cairn_my_binlog_forget(cairn_store *s, cairn_catalog *cat, const char *server,
+                           const char *before, int dry_run, cairn_my_report_fn report,
+                           void *arg, struct cairn_my_forget_stats *st, cairn_err *err);
+
+/* The forget hook for binlogs (cairn_log_retention_fn of engine/prune.h; arg:
+ * a struct cairn_my_retention or NULL). next, when set, is called first with
+ * next_arg (so cairn forget can chain the PostgreSQL hook); its error is
+ * returned and the binlogs are then left alone. For a source named
+ * "mysql:<server>" or holding snapshots with coordinates: per server of those
+ * snapshots, the oldest coordinates over every snapshot still kept in the
+ * repository (any source) are found, and archived binlogs of that server and
+ * base name with a lower file number are deleted (object, then row). When no
+ * kept snapshot has coordinates for a server, nothing of it is deleted and a
+ * line says so. Other sources: nothing. dry_run: counts and reports only. */
+struct cairn_my_retention {
+    cairn_my_report_fn report; /* one line per server (may be NULL) */
+    void *report_arg;
+    cairn_log_retention_fn next;
+    void *next_arg;
+    uint64_t deleted, deleted_bytes, kept; /* accumulated over calls */
+};
+int cairn_my_log_retention(void *arg, cairn_repo *r, const char *source,
+                           const char *oldest_kept_id, int64_t oldest_kept_ns, int dry_run,
+                           cairn_err *err);
 
 #endif

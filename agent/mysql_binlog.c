@@ -1233,3 +1233,324 @@ int cairn_my_binlog_read_all(cairn_store *s, cairn_catalog *cat, const char *ser
     strset_free(&keys);
     return rc;
 }
+
+/* ---- retention ---- */
+
+int cairn_my_snapshot_coords(const char *manifest_json, char *server, size_t nserver,
+                             char *file, size_t nfile, uint64_t *pos)
+{
+    json_t *o, *my, *sv, *fv, *pv;
+    char base[CAIRN_BINLOG_NAME_MAX], key[CAIRN_WAL_KEY_MAX + CAIRN_BINLOG_NAME_MAX];
+    uint64_t seq;
+    int rc = -1;
+    if (pos)
+        *pos = 0;
+    if (!manifest_json || !strstr(manifest_json, "\"mysql\""))
+        return -1;
+    if (!(o = json_loads(manifest_json, 0, NULL)))
+        return -1;
+    my = json_object_get(o, "mysql");
+    sv = json_object_get(my, "server");
+    fv = json_object_get(my, "binlog_file");
+    pv = json_object_get(my, "binlog_pos");
+    if (!json_is_object(my) || !json_is_string(fv))
+        goto out;
+    if (json_is_string(sv))
+        snprintf(server, nserver, "%s", json_string_value(sv));
+    else if (json_is_integer(sv) && json_integer_value(sv) >= 0)
+        snprintf(server, nserver, "%" PRId64, (int64_t)json_integer_value(sv));
+    else
+        goto out;
+    if (strlen(json_string_value(fv)) >= nfile)
+        goto out;
+    snprintf(file, nfile, "%s", json_string_value(fv));
+    if (cairn_my_binlog_name_parse(file, base, sizeof base, &seq, NULL) != 0 ||
+        cairn_my_binobj_key(server, file, key, sizeof key) != 0)
+        goto out;
+    if (pos && json_is_integer(pv) && json_integer_value(pv) > 0)
+        *pos = (uint64_t)json_integer_value(pv);
+    rc = 0;
+out:
+    json_decref(o);
+    return rc;
+}
+
+/* The archived files of one server. */
+struct rfile {
+    char file[CAIRN_BINLOG_NAME_MAX];
+    char key[CAIRN_WAL_KEY_MAX + CAIRN_BINLOG_NAME_MAX];
+    char base[CAIRN_BINLOG_NAME_MAX];
+    uint64_t seq, size;
+    int parsed;
+};
+struct rset {
+    struct rfile *v;
+    size_t n, cap;
+};
+
+static int rset_add(void *arg, const struct cairn_binlogrow *r)
+{
+    struct rset *s = arg;
+    struct rfile *f;
+    if (s->n == s->cap) {
+        size_t nc = s->cap ? s->cap * 2 : 64;
+        struct rfile *nv = realloc(s->v, nc * sizeof *nv);
+        if (!nv)
+            return -1;
+        s->v = nv;
+        s->cap = nc;
+    }
+    f = &s->v[s->n++];
+    memset(f, 0, sizeof *f);
+    snprintf(f->file, sizeof f->file, "%s", r->file);
+    snprintf(f->key, sizeof f->key, "%s", r->object_key);
+    f->size = r->size;
+    f->parsed = cairn_my_binlog_name_parse(r->file, f->base, sizeof f->base, &f->seq, NULL) == 0;
+    return 0;
+}
+
+static int rset_load(cairn_catalog *cat, const char *server, struct rset *s, cairn_err *err)
+{
+    int rc = cairn_catalog_binlog_list(cat, server, rset_add, s, err);
+    if (rc > 0 || rc == -1)
+        rc = cairn_error(err, CAIRN_FATAL, "out of memory");
+    return rc;
+}
+
+/* Deletes one archived file: object first, then its catalog row. */
+static int del_one(cairn_store *s, cairn_catalog *cat, const char *server,
+                   const struct rfile *f, cairn_err *err)
+{
+    int rc = cairn_store_del(s, f->key, err);
+    if (rc == CAIRN_NOTFOUND)
+        rc = CAIRN_OK;
+    if (rc == CAIRN_OK)
+        rc = cairn_catalog_binlog_remove(cat, server, f->file, err);
+    if (rc != CAIRN_OK)
+        cairn_error_prefix(err, "cannot delete archived binlog %s", f->key);
+    return rc;
+}
+
+int cairn_my_binlog_forget(cairn_store *s, cairn_catalog *cat, const char *server,
+                           const char *before, int dry_run, cairn_my_report_fn report,
+                           void *arg, struct cairn_my_forget_stats *st, cairn_err *err)
+{
+    struct cairn_my_forget_stats dummy;
+    struct rset rs = {0};
+    char base[CAIRN_BINLOG_NAME_MAX];
+    const struct rfile *newest = NULL;
+    uint64_t seq;
+    size_t i;
+    int rc;
+    if (!st)
+        st = &dummy;
+    memset(st, 0, sizeof *st);
+    if (!server || !*server)
+        return cairn_error(err, CAIRN_FATAL, "binlog-forget needs the server");
+    if (!before || cairn_my_binlog_name_parse(before, base, sizeof base, &seq, NULL) != 0)
+        return cairn_error(err, CAIRN_FATAL,
+                           "'%s' is not a binlog file name (<base>.<number>)",
+                           before ? before : "");
+    if ((rc = cairn_my_binlog_sync(s, cat, NULL, err)) != CAIRN_OK)
+        return rc;
+    if ((rc = rset_load(cat, server, &rs, err)) != CAIRN_OK)
+        goto out;
+    for (i = 0; i < rs.n; i++)
+        if (rs.v[i].parsed && strcmp(rs.v[i].base, base) == 0 &&
+            (!newest || rs.v[i].seq > newest->seq))
+            newest = &rs.v[i];
+    if (!newest) {
+        rc = cairn_error(err, CAIRN_NOTFOUND, "no binlog file %s.* is archived for server %s",
+                         base, server);
+        goto out;
+    }
+    snprintf(st->newest, sizeof st->newest, "%s", newest->file);
+    if (seq > newest->seq) {
+        rc = cairn_error(err, CAIRN_EXISTS,
+                         "refusing: %s is past %s, the newest archived file of server %s, "
+                         "which is never deleted (give --before %s at most)",
+                         before, newest->file, server, newest->file);
+        goto out;
+    }
+    for (i = 0; i < rs.n; i++) {
+        const struct rfile *f = &rs.v[i];
+        if (!f->parsed || strcmp(f->base, base) != 0 || f->seq >= seq) {
+            st->kept++;
+            continue;
+        }
+        if (!dry_run && (rc = del_one(s, cat, server, f, err)) != CAIRN_OK)
+            goto out;
+        say(report, arg, "%s %s", dry_run ? "would delete" : "deleted", f->key);
+        st->deleted++;
+        st->deleted_bytes += f->size;
+    }
+out:
+    free(rs.v);
+    return rc;
+}
+
+/* Coordinates of the snapshots still kept, and the servers of the source. */
+struct coord {
+    char server[CAIRN_BINLOG_SERVER_MAX];
+    char base[CAIRN_BINLOG_NAME_MAX];
+    char file[CAIRN_BINLOG_NAME_MAX];
+    uint64_t seq;
+    char snap[CAIRN_HEX_LEN + 1];
+};
+struct myret_scan {
+    const char *source, *kept_id;
+    int64_t kept_ns;
+    struct coord *kept; /* every remaining snapshot with coordinates */
+    size_t n_kept, cap_kept;
+    char (*servers)[CAIRN_BINLOG_SERVER_MAX]; /* of the source */
+    size_t n_srv, cap_srv;
+};
+
+static int add_server(struct myret_scan *rs, const char *server)
+{
+    size_t i;
+    for (i = 0; i < rs->n_srv; i++)
+        if (strcmp(rs->servers[i], server) == 0)
+            return 0;
+    if (rs->n_srv == rs->cap_srv) {
+        size_t nc = rs->cap_srv ? rs->cap_srv * 2 : 8;
+        void *nv = realloc(rs->servers, nc * sizeof *rs->servers);
+        if (!nv)
+            return -1;
+        rs->servers = nv;
+        rs->cap_srv = nc;
+    }
+    snprintf(rs->servers[rs->n_srv++], CAIRN_BINLOG_SERVER_MAX, "%s", server);
+    return 0;
+}
+
+static int myret_row(void *arg, const struct cairn_snaprow *row)
+{
+    struct myret_scan *rs = arg;
+    struct coord c;
+    memset(&c, 0, sizeof c);
+    if (cairn_my_snapshot_coords(row->manifest, c.server, sizeof c.server, c.file,
+                                 sizeof c.file, NULL) != 0 ||
+        cairn_my_binlog_name_parse(c.file, c.base, sizeof c.base, &c.seq, NULL) != 0)
+        return 0;
+    snprintf(c.snap, sizeof c.snap, "%s", row->id);
+    if (row->source && strcmp(row->source, rs->source) == 0) {
+        if (add_server(rs, c.server) != 0)
+            return -1;
+        /* forget removed every snapshot of the source older than the oldest
+         * kept one (in a dry run they are still listed) */
+        if (!rs->kept_id || (row->time_ns < rs->kept_ns && strcmp(row->id, rs->kept_id) != 0))
+            return 0;
+    }
+    if (rs->n_kept == rs->cap_kept) {
+        size_t nc = rs->cap_kept ? rs->cap_kept * 2 : 16;
+        struct coord *nv = realloc(rs->kept, nc * sizeof *nv);
+        if (!nv)
+            return -1;
+        rs->kept = nv;
+        rs->cap_kept = nc;
+    }
+    rs->kept[rs->n_kept++] = c;
+    return 0;
+}
+
+/* Retention of one server: the cut per base name is the lowest file number of
+ * the kept coordinates; base names no kept snapshot names are left alone. */
+static int myret_server(struct cairn_my_retention *mr, cairn_store *s, cairn_catalog *cat,
+                        const struct myret_scan *rs, const char *server, int dry_run,
+                        cairn_err *err)
+{
+    struct rset files = {0};
+    const struct coord *oldest = NULL;
+    uint64_t n_del = 0, bytes_del = 0, n_kept = 0;
+    char first_kept[CAIRN_BINLOG_NAME_MAX] = "";
+    uint64_t first_seq = 0;
+    size_t i, j;
+    int rc;
+    for (i = 0; i < rs->n_kept; i++)
+        if (strcmp(rs->kept[i].server, server) == 0 &&
+            (!oldest || rs->kept[i].seq < oldest->seq))
+            oldest = &rs->kept[i];
+    if (!oldest) {
+        say(mr ? mr->report : NULL, mr ? mr->report_arg : NULL,
+            "binlog server %s: no kept snapshot has binlog coordinates, so no binlog is "
+            "deleted (use 'cairn binlog-forget --server %s --before FILE')",
+            server, server);
+        return CAIRN_OK;
+    }
+    if ((rc = rset_load(cat, server, &files, err)) != CAIRN_OK)
+        goto out;
+    for (i = 0; i < files.n; i++) {
+        const struct rfile *f = &files.v[i];
+        int found = 0;
+        uint64_t cut = 0;
+        for (j = 0; f->parsed && j < rs->n_kept; j++)
+            if (strcmp(rs->kept[j].server, server) == 0 &&
+                strcmp(rs->kept[j].base, f->base) == 0 && (!found || rs->kept[j].seq < cut)) {
+                cut = rs->kept[j].seq;
+                found = 1;
+            }
+        if (!found || f->seq >= cut) {
+            n_kept++;
+            if (found && (!first_kept[0] || f->seq < first_seq)) {
+                snprintf(first_kept, sizeof first_kept, "%s", f->file);
+                first_seq = f->seq;
+            }
+            continue;
+        }
+        if (!dry_run && (rc = del_one(s, cat, server, f, err)) != CAIRN_OK)
+            goto out;
+        n_del++;
+        bytes_del += f->size;
+    }
+    say(mr ? mr->report : NULL, mr ? mr->report_arg : NULL,
+        "binlog server %s: %s %" PRIu64 " archived binlog files (%" PRIu64 " bytes raw) "
+        "before the oldest kept base backup %.12s (%s); %" PRIu64 " kept%s%s",
+        server, dry_run ? "would delete" : "deleted", n_del, bytes_del, oldest->snap,
+        oldest->file, n_kept, first_kept[0] ? ", from " : "", first_kept);
+    if (mr) {
+        mr->deleted += n_del;
+        mr->deleted_bytes += bytes_del;
+        mr->kept += n_kept;
+    }
+out:
+    free(files.v);
+    return rc;
+}
+
+int cairn_my_log_retention(void *arg, cairn_repo *r, const char *source,
+                           const char *oldest_kept_id, int64_t oldest_kept_ns, int dry_run,
+                           cairn_err *err)
+{
+    struct cairn_my_retention *mr = arg;
+    cairn_store *s = cairn_repo_store(r);
+    cairn_catalog *cat = cairn_repo_catalog(r);
+    struct myret_scan rs;
+    size_t i;
+    int rc;
+    if (mr && mr->next &&
+        (rc = mr->next(mr->next_arg, r, source, oldest_kept_id, oldest_kept_ns, dry_run,
+                       err)) != CAIRN_OK)
+        return rc;
+    memset(&rs, 0, sizeof rs);
+    rs.source = source;
+    rs.kept_id = oldest_kept_id;
+    rs.kept_ns = oldest_kept_ns;
+    rc = cairn_catalog_list_snapshots(cat, NULL, myret_row, &rs, err);
+    if (rc > 0 || rc == -1)
+        rc = cairn_error(err, CAIRN_FATAL, "out of memory");
+    if (rc == CAIRN_OK && strncmp(source, "mysql:", 6) == 0 && source[6] &&
+        add_server(&rs, source + 6) != 0)
+        rc = cairn_error(err, CAIRN_FATAL, "out of memory");
+    if (rc != CAIRN_OK || rs.n_srv == 0)
+        goto out; /* not a MariaDB/MySQL source */
+    /* the archive as the store has it (binlog-push records in another catalog) */
+    if ((rc = cairn_my_binlog_sync(s, cat, NULL, err)) != CAIRN_OK)
+        goto out;
+    for (i = 0; i < rs.n_srv && rc == CAIRN_OK; i++)
+        rc = myret_server(mr, s, cat, &rs, rs.servers[i], dry_run, err);
+out:
+    free(rs.kept);
+    free(rs.servers);
+    return rc;
+}

@@ -88,9 +88,11 @@ int cmd_backup_pg(struct cli *c, int argc, char **argv);
 int cmd_pg_backups(struct cli *c, int argc, char **argv);
 int cmd_restore_pg(struct cli *c, int argc, char **argv);
 int cmd_agent(struct cli *c, int argc, char **argv);
+int cmd_trigger(struct cli *c, int argc, char **argv);
 int cmd_binlog_push(struct cli *c, int argc, char **argv);
 int cmd_binlog_fetch(struct cli *c, int argc, char **argv);
 int cmd_binlog_verify(struct cli *c, int argc, char **argv);
+int cmd_binlog_forget(struct cli *c, int argc, char **argv);
 int cmd_binlog_list(struct cli *c, int argc, char **argv);
 
 #endif

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "../engine/lock.h"
+#include "../agent/mysql.h"
 #include "../engine/prune.h"
 #include "../restore/pitr_pg.h"
 #include "cli.h"
@@ -250,6 +251,7 @@ int cmd_forget(struct cli *c, int argc, char **argv)
     struct forget_ctx fc;
     struct cairn_prune_opts po;
     struct cairn_pg_retention pgret;
+    struct cairn_my_retention myret;
     cairn_repo *repo = NULL;
     cairn_err err;
     size_t i;
@@ -326,13 +328,18 @@ int cmd_forget(struct cli *c, int argc, char **argv)
     fo.dry_run = dry_run;
     fo.report = forget_report;
     fo.report_arg = &fc;
-    /* Log retention (cairn_log_retention_fn in engine/prune.h): PostgreSQL WAL.
-     * The MariaDB layer registers its hook here when it lands. */
+    /* Log retention (cairn_log_retention_fn in engine/prune.h): PostgreSQL WAL,
+     * then MariaDB/MySQL binlogs (the binlog hook calls the WAL hook first). */
     memset(&pgret, 0, sizeof pgret);
     pgret.report = prune_line;
     pgret.report_arg = c;
-    fo.log_retention = cairn_pg_log_retention;
-    fo.log_retention_arg = &pgret;
+    memset(&myret, 0, sizeof myret);
+    myret.report = prune_line;
+    myret.report_arg = c;
+    myret.next = cairn_pg_log_retention;
+    myret.next_arg = &pgret;
+    fo.log_retention = cairn_my_log_retention;
+    fo.log_retention_arg = &myret;
     if (!c->json && !c->nargs) {
         char p[512];
         printf("applying policy: %s (calendar rules in UTC)\n",

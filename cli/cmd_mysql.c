@@ -392,3 +392,46 @@ int cmd_binlog_list(struct cli *c, int argc, char **argv)
         cli_print_json(l.arr);
     return EXIT_OK;
 }
+
+static void forget_report(void *arg, const char *msg)
+{
+    (void)arg;
+    printf("%s\n", msg);
+}
+
+int cmd_binlog_forget(struct cli *c, int argc, char **argv)
+{
+    const char *server = NULL, *before = NULL;
+    int dry_run = 0;
+    struct opt opts[] = {{"server", 1, 0, &server, NULL, NULL, NULL},
+                         {"before", 1, 0, &before, NULL, NULL, NULL},
+                         {"dry-run", 0, 0, NULL, NULL, NULL, &dry_run},
+                         {NULL, 0, 0, NULL, NULL, NULL, NULL}};
+    cairn_pg_archive *a = NULL;
+    struct cairn_my_forget_stats st;
+    cairn_err err;
+    int rc = cli_parse(c, argc, argv, opts,
+                       "cairn binlog-forget --server ID --before FILE [--dry-run]");
+    if (rc)
+        return rc;
+    if (!server || !before || c->nargs) {
+        cli_error("usage: cairn binlog-forget --server ID --before FILE [--dry-run]");
+        return EXIT_USAGE;
+    }
+    if ((rc = open_synced(c, &a)) != 0)
+        return rc;
+    memset(&st, 0, sizeof st);
+    cairn_err_clear(&err);
+    rc = cairn_my_binlog_forget(cairn_pg_archive_store(a), cairn_pg_archive_catalog(a), server,
+                                before, dry_run, forget_report, NULL, &st, &err);
+    cairn_pg_archive_free(a);
+    if (rc != CAIRN_OK) {
+        cli_error("%s", err.msg);
+        return EXIT_ERR;
+    }
+    if (!c->quiet)
+        fprintf(stderr, "%s %llu binlog file(s) of server %s before '%s'; %llu kept (newest '%s')\n",
+                dry_run ? "would delete" : "deleted", (unsigned long long)st.deleted, server,
+                before, (unsigned long long)st.kept, st.newest);
+    return EXIT_OK;
+}

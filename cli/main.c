@@ -39,9 +39,11 @@ static const struct command commands[] = {
     {"pg-backups", cmd_pg_backups, "list PostgreSQL base backups with their WAL range"},
     {"restore-pg", cmd_restore_pg, "restore PostgreSQL to a point in time"},
     {"agent", cmd_agent, "run the Kubernetes node agent (docs/agent.md)"},
+    {"trigger", cmd_trigger, "request a backup now of matching PVCs (--wait for results)"},
     {"binlog-push", cmd_binlog_push, "ship the closed binlog files of a MariaDB/MySQL data directory"},
     {"binlog-fetch", cmd_binlog_fetch, "fetch an archived binlog file, verified"},
     {"binlog-verify", cmd_binlog_verify, "report gaps in the binlog archive"},
+    {"binlog-forget", cmd_binlog_forget, "delete archived binlogs before a file (--server ID --before FILE)"},
     {"binlog-list", cmd_binlog_list, "list archived binlog files"},
 };
 
