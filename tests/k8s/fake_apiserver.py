@@ -14,6 +14,8 @@ the calls the agent makes, nothing more:
         with code 410 ("too old resource version"), as a real server does.
   GET   /api/v1/persistentvolumeclaims[?watch=1...]   list and watch, as for pods
         (field selectors metadata.name and metadata.namespace)
+  GET   /api/v1/namespaces/NS/persistentvolumeclaims   list (no watch) of one namespace
+        labelSelector (equality-based: k=v, k==v, k!=v, k, !k) on PVC lists
   GET   /api/v1/namespaces/NS/persistentvolumeclaims/NAME
   PATCH /api/v1/namespaces/NS/persistentvolumeclaims/NAME
         only application/merge-patch+json (else 415); RFC 7386 applied.
@@ -158,6 +160,38 @@ def matches(pod, want):
     return True
 
 
+def parse_label_selector(sel):
+    """Equality-based label selectors: k=v, k==v, k!=v, k, !k (comma = and)."""
+    reqs = []
+    for part in (sel.split(",") if sel else []):
+        part = part.strip()
+        if "!=" in part:
+            k, v = part.split("!=", 1)
+            op = "!="
+        elif "=" in part:
+            k, v = part.split("=", 1)
+            v = v[1:] if v.startswith("=") else v
+            op = "="
+        elif part.startswith("!"):
+            k, v, op = part[1:], "", "!"
+        else:
+            k, v, op = part, "", "exists"
+        k, v = k.strip(), v.strip()
+        if not k:
+            raise ValueError(part)
+        reqs.append((k, op, v))
+    return reqs
+
+
+def labels_match(obj, reqs):
+    labels = obj.get("metadata", {}).get("labels") or {}
+    for k, op, v in reqs:
+        if (op == "=" and labels.get(k) != v) or (op == "!=" and labels.get(k) == v) or \
+                (op == "!" and k in labels) or (op == "exists" and k not in labels):
+            return False
+    return True
+
+
 class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "fake-apiserver/1"
@@ -248,6 +282,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
             if q.get("watch") in ("1", "true"):
                 return self.watch_pods(q, resource)
             return self.list_pods(q, resource)
+        if len(parts) == 5 and parts[:3] == ["api", "v1", "namespaces"] and \
+                parts[4] == "persistentvolumeclaims" and method == "GET" and \
+                q.get("watch") not in ("1", "true"):
+            return self.list_pods(q, "persistentvolumeclaims", parts[3])
         if len(parts) == 6 and parts[:3] == ["api", "v1", "namespaces"] and \
                 parts[4] == "persistentvolumeclaims":
             return self.pvc(method, parts[3], parts[5], raw)
@@ -263,11 +301,17 @@ class Handler(http.server.BaseHTTPRequestHandler):
         return self.status(404, "NotFound", "the server could not find the requested resource")
 
     # ---- pods ----
-    def list_pods(self, q, resource="pods"):
+    def list_pods(self, q, resource="pods", namespace=None):
         try:
             want = parse_selector(q.get("fieldSelector", ""), resource)
         except ValueError as e:
             return self.status(400, "BadRequest", 'field label not supported: "%s"' % e)
+        try:
+            labels = parse_label_selector(q.get("labelSelector", ""))
+        except ValueError as e:
+            return self.status(400, "BadRequest", 'unable to parse requirement: "%s"' % e)
+        if namespace is not None:
+            want["metadata.namespace"] = namespace
         limit = int(q.get("limit") or 0)
         cont = q.get("continue", "")
         with LOCK:
@@ -287,7 +331,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
                     return self.status(410, "Expired", "continue token no longer valid")
             else:
                 snap_rv, start = STATE["rv"], 0
-                items = sorted((copy.deepcopy(p) for p in store(resource).values() if matches(p, want)),
+                items = sorted((copy.deepcopy(p) for p in store(resource).values()
+                                if matches(p, want) and labels_match(p, labels)),
                                key=lambda p: (p["metadata"]["namespace"], p["metadata"]["name"]))
             end = len(items) if not limit else min(len(items), start + limit)
             md = {"resourceVersion": str(snap_rv)}
