@@ -10,7 +10,6 @@
 #include <jansson.h>
 #include <limits.h>
 #include <pthread.h>
-#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -252,25 +251,6 @@ struct cairn_pg_archive {
     char repo_id[CAIRN_HEX_LEN + 1];
 };
 
-static char *default_catalog(const char *repo_id)
-{
-    const char *env = getenv("CAIRN_CATALOG"), *base = getenv("XDG_CACHE_HOME");
-    char buf[PATH_MAX];
-    if (env && *env)
-        return strdup(env);
-    if (base && *base) {
-        snprintf(buf, sizeof buf, "%s/cairn/%s/catalog.db", base, repo_id);
-    } else {
-        const char *home = getenv("HOME");
-        if (!home || !*home) {
-            struct passwd *pw = getpwuid(getuid());
-            home = pw ? pw->pw_dir : "/tmp";
-        }
-        snprintf(buf, sizeof buf, "%s/.cache/cairn/%s/catalog.db", home, repo_id);
-    }
-    return strdup(buf);
-}
-
 int cairn_pg_archive_open(const char *url, const struct cairn_store_opts *so,
                           const char *catalog_path, int with_catalog, cairn_pg_archive **out,
                           cairn_err *err)
@@ -313,7 +293,7 @@ int cairn_pg_archive_open(const char *url, const struct cairn_store_opts *so,
     memcpy(a->repo_id, id, CAIRN_HEX_LEN + 1);
     if (with_catalog) {
         char *rid = NULL;
-        path = catalog_path ? strdup(catalog_path) : default_catalog(a->repo_id);
+        path = catalog_path ? strdup(catalog_path) : cairn_default_catalog_path(a->repo_id);
         if (!path) {
             rc = cairn_error(err, CAIRN_FATAL, "out of memory");
             goto fail;
