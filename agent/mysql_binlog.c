@@ -19,6 +19,8 @@
 
 #include <zstd.h>
 
+#include "../engine/logobj.h"
+
 /* ---- reading binlog events ----
  * Binlog format v4 (MySQL >= 5.0, every MariaDB): the magic \xfe 'b' 'i' 'n',
  * then events, each with a 19-byte little-endian header
@@ -431,22 +433,14 @@ static int64_t jint(json_t *o, const char *k, int *ok)
 int cairn_my_binobj_head(const uint8_t *obj, size_t len, struct cairn_my_binmeta *m,
                          size_t *payload_off, cairn_err *err)
 {
-    size_t ml = strlen(CAIRN_MY_BINOBJ_MAGIC), scan;
-    const uint8_t *nl;
+    size_t off;
     json_t *o;
-    json_error_t je;
     char hex[80];
     int ok = 1;
     memset(m, 0, sizeof *m);
-    if (len < ml || memcmp(obj, CAIRN_MY_BINOBJ_MAGIC, ml) != 0)
-        return cairn_error(err, CAIRN_CORRUPT, "not an archived binlog object (bad magic)");
-    scan = len - ml < CAIRN_MY_BINOBJ_HEAD_MAX ? len - ml : CAIRN_MY_BINOBJ_HEAD_MAX;
-    nl = memchr(obj + ml, '\n', scan);
-    if (!nl)
-        return cairn_error(err, CAIRN_CORRUPT, "archived binlog object: metadata line is missing");
-    o = json_loadb((const char *)obj + ml, (size_t)(nl - obj) - ml, 0, &je);
-    if (!o)
-        return cairn_error(err, CAIRN_CORRUPT, "archived binlog object: metadata: %s", je.text);
+    int hrc = cairn_logobj_head(obj, len, CAIRN_MY_BINOBJ_MAGIC, CAIRN_MY_BINOBJ_HEAD_MAX, "binlog", &o, &off, err);
+    if (hrc != CAIRN_OK)
+        return hrc;
     if (jint(o, "version", &ok) != 1 || jstr(o, "name", m->name, sizeof m->name) ||
         jstr(o, "server", m->server, sizeof m->server) ||
         jstr(o, "sha256", hex, sizeof hex) || strlen(hex) != 64 ||
@@ -467,44 +461,18 @@ int cairn_my_binobj_head(const uint8_t *obj, size_t len, struct cairn_my_binmeta
     if (!ok || m->size > CAIRN_MY_MAX_FILE || m->end_pos > m->size)
         return cairn_error(err, CAIRN_CORRUPT, "archived binlog object: metadata is invalid");
     if (payload_off)
-        *payload_off = (size_t)(nl - obj) + 1;
+        *payload_off = off;
     return CAIRN_OK;
 }
 
 int cairn_my_binobj_decode(const uint8_t *obj, size_t len, const char *key,
                            struct cairn_my_binmeta *m, cairn_buf *raw, cairn_err *err)
 {
-    size_t off, n;
-    uint8_t sum[32];
-    unsigned long long fsz;
+    size_t off;
     int rc = cairn_my_binobj_head(obj, len, m, &off, err);
     if (rc != CAIRN_OK)
         return cairn_error_prefix(err, "object '%s' is damaged", key);
-    fsz = ZSTD_getFrameContentSize(obj + off, len - off);
-    if (fsz == ZSTD_CONTENTSIZE_ERROR || fsz == ZSTD_CONTENTSIZE_UNKNOWN || fsz != m->size)
-        return cairn_error(err, CAIRN_CORRUPT,
-                           "object '%s' is damaged: its compressed frame does not hold %llu "
-                           "bytes",
-                           key, (unsigned long long)m->size);
-    cairn_buf_reset(raw);
-    if (cairn_buf_reserve(raw, m->size + 1) != CAIRN_OK)
-        return cairn_error(err, CAIRN_FATAL, "out of memory");
-    n = ZSTD_decompress(raw->data, m->size, obj + off, len - off);
-    if (ZSTD_isError(n) || n != m->size) {
-        cairn_buf_reset(raw);
-        return cairn_error(err, CAIRN_CORRUPT, "object '%s' is damaged: %s", key,
-                           ZSTD_isError(n) ? ZSTD_getErrorName(n) : "wrong size");
-    }
-    raw->len = n;
-    cairn_pg_sha256(raw->data, raw->len, sum);
-    if (memcmp(sum, m->sha256, 32) != 0) {
-        cairn_buf_reset(raw);
-        return cairn_error(err, CAIRN_CORRUPT,
-                           "object '%s' is damaged: SHA-256 of the content does not match its "
-                           "metadata",
-                           key);
-    }
-    return CAIRN_OK;
+    return cairn_logobj_payload(obj, len, off, m->size, m->sha256, key, raw, err);
 }
 
 void cairn_my_binrow_from_meta(const struct cairn_my_binmeta *m, const char *key,

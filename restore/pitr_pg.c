@@ -26,6 +26,8 @@
 #include <openssl/evp.h>
 #include <zstd.h>
 
+#include "../engine/logobj.h"
+
 /* ---- names and LSNs ---- */
 
 static int hexn(const char *s, size_t n, uint32_t *out)
@@ -316,23 +318,15 @@ static int jstr(json_t *o, const char *k, char *out, size_t n)
 int cairn_pg_walobj_head(const uint8_t *obj, size_t len, struct cairn_pg_walmeta *m,
                          size_t *payload_off, cairn_err *err)
 {
-    size_t ml = strlen(CAIRN_PG_WALOBJ_MAGIC), scan;
-    const uint8_t *nl;
+    size_t off;
     json_t *o;
-    json_error_t je;
     char hex[80], lsn[32];
     struct cairn_pg_walname wn;
     int ok = 1;
     memset(m, 0, sizeof *m);
-    if (len < ml || memcmp(obj, CAIRN_PG_WALOBJ_MAGIC, ml) != 0)
-        return cairn_error(err, CAIRN_CORRUPT, "not an archived WAL object (bad magic)");
-    scan = len - ml < CAIRN_PG_WALOBJ_HEAD_MAX ? len - ml : CAIRN_PG_WALOBJ_HEAD_MAX;
-    nl = memchr(obj + ml, '\n', scan);
-    if (!nl)
-        return cairn_error(err, CAIRN_CORRUPT, "archived WAL object: metadata line is missing");
-    o = json_loadb((const char *)obj + ml, (size_t)(nl - obj) - ml, 0, &je);
-    if (!o)
-        return cairn_error(err, CAIRN_CORRUPT, "archived WAL object: metadata: %s", je.text);
+    int hrc = cairn_logobj_head(obj, len, CAIRN_PG_WALOBJ_MAGIC, CAIRN_PG_WALOBJ_HEAD_MAX, "WAL", &o, &off, err);
+    if (hrc != CAIRN_OK)
+        return hrc;
     if (jstr(o, "name", m->name, sizeof m->name) || jstr(o, "system_id", m->system_id,
                                                          sizeof m->system_id) ||
         jstr(o, "sha256", hex, sizeof hex) || strlen(hex) != 64 ||
@@ -356,44 +350,18 @@ int cairn_pg_walobj_head(const uint8_t *obj, size_t len, struct cairn_pg_walmeta
     if (!ok || m->timeline != wn.tli || m->size > CAIRN_PG_MAX_FILE)
         return cairn_error(err, CAIRN_CORRUPT, "archived WAL object: metadata is invalid");
     if (payload_off)
-        *payload_off = (size_t)(nl - obj) + 1;
+        *payload_off = off;
     return CAIRN_OK;
 }
 
 int cairn_pg_walobj_decode(const uint8_t *obj, size_t len, const char *key,
                            struct cairn_pg_walmeta *m, cairn_buf *raw, cairn_err *err)
 {
-    size_t off, n;
-    uint8_t sum[32];
-    unsigned long long fsz;
+    size_t off;
     int rc = cairn_pg_walobj_head(obj, len, m, &off, err);
     if (rc != CAIRN_OK)
         return cairn_error_prefix(err, "object '%s'", key);
-    fsz = ZSTD_getFrameContentSize(obj + off, len - off);
-    if (fsz == ZSTD_CONTENTSIZE_ERROR || fsz == ZSTD_CONTENTSIZE_UNKNOWN || fsz != m->size)
-        return cairn_error(err, CAIRN_CORRUPT,
-                           "object '%s' is damaged: its compressed frame does not hold %llu "
-                           "bytes",
-                           key, (unsigned long long)m->size);
-    cairn_buf_reset(raw);
-    if (cairn_buf_reserve(raw, m->size + 1) != CAIRN_OK)
-        return cairn_error(err, CAIRN_FATAL, "out of memory");
-    n = ZSTD_decompress(raw->data, m->size, obj + off, len - off);
-    if (ZSTD_isError(n) || n != m->size) {
-        cairn_buf_reset(raw);
-        return cairn_error(err, CAIRN_CORRUPT, "object '%s' is damaged: %s", key,
-                           ZSTD_isError(n) ? ZSTD_getErrorName(n) : "wrong size");
-    }
-    raw->len = n;
-    cairn_pg_sha256(raw->data, raw->len, sum);
-    if (memcmp(sum, m->sha256, 32) != 0) {
-        cairn_buf_reset(raw);
-        return cairn_error(err, CAIRN_CORRUPT,
-                           "object '%s' is damaged: SHA-256 of the content does not match its "
-                           "metadata",
-                           key);
-    }
-    return CAIRN_OK;
+    return cairn_logobj_payload(obj, len, off, m->size, m->sha256, key, raw, err);
 }
 
 void cairn_pg_walrow_from_meta(const struct cairn_pg_walmeta *m, const char *key,
