@@ -1333,3 +1333,42 @@ fail:
 
 sqlite3 *cairn_catalog_db_(cairn_catalog *cat) { return cat->db; }
 const char *cairn_catalog_path_(const cairn_catalog *cat) { return cat->path; }
+
+/* ---- helpers for the catalog's other files (catalog_int.h) ---- */
+
+int cairn_catalog_sqlerr_(cairn_catalog *cat, cairn_err *err, int src, const char *what,
+                          const char *name)
+{
+    sqlite3 *db = cat->db;
+    const char *msg =
+        db && sqlite3_extended_errcode(db) == src ? sqlite3_errmsg(db) : sqlite3_errstr(src);
+    int code = (src & 0xff) == SQLITE_BUSY || (src & 0xff) == SQLITE_LOCKED ? CAIRN_RETRY
+               : (src & 0xff) == SQLITE_CORRUPT || (src & 0xff) == SQLITE_NOTADB
+                   ? CAIRN_CORRUPT
+                   : CAIRN_FAILED;
+    return cairn_error(err, code, "catalog '%s': %s '%s': %s", cat->path, what,
+                       name ? name : "", msg);
+}
+
+sqlite3_stmt *cairn_catalog_prepare_(cairn_catalog *cat, const char *sql, const char *table,
+                                     cairn_err *err)
+{
+    sqlite3_stmt *s = NULL;
+    int rc = sqlite3_prepare_v2(cat->db, sql, -1, &s, NULL);
+    if (rc != SQLITE_OK) {
+        cairn_catalog_sqlerr_(cat, err, rc, "cannot prepare a statement for", table);
+        sqlite3_finalize(s);
+        return NULL;
+    }
+    return s;
+}
+
+int cairn_catalog_col_text_(sqlite3_stmt *s, int i, char *out, size_t n)
+{
+    const unsigned char *t = sqlite3_column_text(s, i);
+    size_t len = t ? strlen((const char *)t) : 0;
+    if (len >= n)
+        return -1;
+    memcpy(out, t ? (const char *)t : "", len + 1);
+    return 0;
+}

@@ -8,40 +8,9 @@
 
 #include "catalog_int.h"
 
-static int bl_sqlerr(cairn_catalog *cat, cairn_err *err, int src, const char *what,
-                     const char *name)
-{
-    sqlite3 *db = cairn_catalog_db_(cat);
-    const char *msg =
-        db && sqlite3_extended_errcode(db) == src ? sqlite3_errmsg(db) : sqlite3_errstr(src);
-    int code = (src & 0xff) == SQLITE_BUSY || (src & 0xff) == SQLITE_LOCKED ? CAIRN_RETRY
-               : (src & 0xff) == SQLITE_CORRUPT || (src & 0xff) == SQLITE_NOTADB
-                   ? CAIRN_CORRUPT
-                   : CAIRN_FAILED;
-    return cairn_error(err, code, "catalog '%s': %s '%s': %s", cairn_catalog_path_(cat), what,
-                       name ? name : "", msg);
-}
-
 static sqlite3_stmt *bl_prepare(cairn_catalog *cat, const char *sql, cairn_err *err)
 {
-    sqlite3_stmt *s = NULL;
-    int rc = sqlite3_prepare_v2(cairn_catalog_db_(cat), sql, -1, &s, NULL);
-    if (rc != SQLITE_OK) {
-        bl_sqlerr(cat, err, rc, "cannot prepare a statement for", "binlogs");
-        sqlite3_finalize(s);
-        return NULL;
-    }
-    return s;
-}
-
-static int bl_col(sqlite3_stmt *s, int i, char *out, size_t n)
-{
-    const unsigned char *t = sqlite3_column_text(s, i);
-    size_t len = t ? strlen((const char *)t) : 0;
-    if (len >= n)
-        return -1;
-    memcpy(out, t ? (const char *)t : "", len + 1);
-    return 0;
+    return cairn_catalog_prepare_(cat, sql, "binlogs", err);
 }
 
 #define BL_COLS                                                                          \
@@ -51,10 +20,10 @@ static int bl_col(sqlite3_stmt *s, int i, char *out, size_t n)
 static int bl_row(sqlite3_stmt *s, struct cairn_binlogrow *r)
 {
     memset(r, 0, sizeof *r);
-    if (bl_col(s, 0, r->server_uuid, sizeof r->server_uuid) ||
-        bl_col(s, 1, r->file, sizeof r->file) || bl_col(s, 6, r->gtids, sizeof r->gtids) ||
-        bl_col(s, 7, r->object_key, sizeof r->object_key) ||
-        bl_col(s, 9, r->checksum, sizeof r->checksum))
+    if (cairn_catalog_col_text_(s, 0, r->server_uuid, sizeof r->server_uuid) ||
+        cairn_catalog_col_text_(s, 1, r->file, sizeof r->file) || cairn_catalog_col_text_(s, 6, r->gtids, sizeof r->gtids) ||
+        cairn_catalog_col_text_(s, 7, r->object_key, sizeof r->object_key) ||
+        cairn_catalog_col_text_(s, 9, r->checksum, sizeof r->checksum))
         return -1;
     r->start_pos = (uint64_t)sqlite3_column_int64(s, 2);
     r->end_pos = (uint64_t)sqlite3_column_int64(s, 3);
@@ -94,7 +63,7 @@ int cairn_catalog_binlog_put(cairn_catalog *cat, const struct cairn_binlogrow *r
     sqlite3_bind_text(s, 10, row->checksum, -1, SQLITE_STATIC);
     src = sqlite3_step(s);
     if (src != SQLITE_DONE)
-        rc = bl_sqlerr(cat, err, src, "cannot record binlog", row->file);
+        rc = cairn_catalog_sqlerr_(cat, err, src, "cannot record binlog", row->file);
     sqlite3_finalize(s);
     return rc;
 }
@@ -121,7 +90,7 @@ int cairn_catalog_binlog_get(cairn_catalog *cat, const char *server, const char 
         rc = cairn_error(err, CAIRN_NOTFOUND, "binlog '%s' of server %s is not in the catalog",
                          file, server);
     else
-        rc = bl_sqlerr(cat, err, src, "cannot read binlog", file);
+        rc = cairn_catalog_sqlerr_(cat, err, src, "cannot read binlog", file);
     sqlite3_finalize(s);
     return rc;
 }
@@ -138,7 +107,7 @@ int cairn_catalog_binlog_remove(cairn_catalog *cat, const char *server, const ch
     sqlite3_bind_text(s, 2, file, -1, SQLITE_STATIC);
     src = sqlite3_step(s);
     if (src != SQLITE_DONE)
-        rc = bl_sqlerr(cat, err, src, "cannot remove binlog", file);
+        rc = cairn_catalog_sqlerr_(cat, err, src, "cannot remove binlog", file);
     sqlite3_finalize(s);
     return rc;
 }
@@ -171,7 +140,7 @@ int cairn_catalog_binlog_list(cairn_catalog *cat, const char *server, cairn_binl
             break;
     }
     if (rc == 0 && src != SQLITE_DONE)
-        rc = bl_sqlerr(cat, err, src, "cannot list", "binlogs");
+        rc = cairn_catalog_sqlerr_(cat, err, src, "cannot list", "binlogs");
     free(row);
     sqlite3_finalize(s);
     return rc;

@@ -8,40 +8,9 @@
 
 #include "catalog_int.h"
 
-static int wal_sqlerr(cairn_catalog *cat, cairn_err *err, int src, const char *what,
-                      const char *name)
-{
-    sqlite3 *db = cairn_catalog_db_(cat);
-    const char *msg =
-        db && sqlite3_extended_errcode(db) == src ? sqlite3_errmsg(db) : sqlite3_errstr(src);
-    int code = (src & 0xff) == SQLITE_BUSY || (src & 0xff) == SQLITE_LOCKED ? CAIRN_RETRY
-               : (src & 0xff) == SQLITE_CORRUPT || (src & 0xff) == SQLITE_NOTADB
-                   ? CAIRN_CORRUPT
-                   : CAIRN_FAILED;
-    return cairn_error(err, code, "catalog '%s': %s '%s': %s", cairn_catalog_path_(cat), what,
-                       name ? name : "", msg);
-}
-
 static sqlite3_stmt *wal_prepare(cairn_catalog *cat, const char *sql, cairn_err *err)
 {
-    sqlite3_stmt *s = NULL;
-    int rc = sqlite3_prepare_v2(cairn_catalog_db_(cat), sql, -1, &s, NULL);
-    if (rc != SQLITE_OK) {
-        wal_sqlerr(cat, err, rc, "cannot prepare a statement for", "wal_segments");
-        sqlite3_finalize(s);
-        return NULL;
-    }
-    return s;
-}
-
-static int copy_col(sqlite3_stmt *s, int i, char *out, size_t n)
-{
-    const unsigned char *t = sqlite3_column_text(s, i);
-    size_t len = t ? strlen((const char *)t) : 0;
-    if (len >= n)
-        return -1;
-    memcpy(out, t ? (const char *)t : "", len + 1);
-    return 0;
+    return cairn_catalog_prepare_(cat, sql, "wal_segments", err);
 }
 
 #define WAL_COLS                                                                         \
@@ -51,10 +20,10 @@ static int copy_col(sqlite3_stmt *s, int i, char *out, size_t n)
 static int row_from(sqlite3_stmt *s, struct cairn_walrow *r)
 {
     memset(r, 0, sizeof *r);
-    if (copy_col(s, 0, r->system_id, sizeof r->system_id) ||
-        copy_col(s, 2, r->segment, sizeof r->segment) ||
-        copy_col(s, 6, r->checksum, sizeof r->checksum) ||
-        copy_col(s, 7, r->object_key, sizeof r->object_key))
+    if (cairn_catalog_col_text_(s, 0, r->system_id, sizeof r->system_id) ||
+        cairn_catalog_col_text_(s, 2, r->segment, sizeof r->segment) ||
+        cairn_catalog_col_text_(s, 6, r->checksum, sizeof r->checksum) ||
+        cairn_catalog_col_text_(s, 7, r->object_key, sizeof r->object_key))
         return -1;
     r->timeline = (uint32_t)sqlite3_column_int64(s, 1);
     r->start_lsn = (uint64_t)sqlite3_column_int64(s, 3);
@@ -95,7 +64,7 @@ int cairn_catalog_wal_put(cairn_catalog *cat, const struct cairn_walrow *row, ca
     }
     src = sqlite3_step(s);
     if (src != SQLITE_DONE)
-        rc = wal_sqlerr(cat, err, src, "cannot record WAL file", row->segment);
+        rc = cairn_catalog_sqlerr_(cat, err, src, "cannot record WAL file", row->segment);
     sqlite3_finalize(s);
     return rc;
 }
@@ -122,7 +91,7 @@ int cairn_catalog_wal_get(cairn_catalog *cat, const char *system_id, uint32_t ti
     else if (src == SQLITE_DONE)
         rc = cairn_error(err, CAIRN_NOTFOUND, "WAL file '%s' is not in the catalog", segment);
     else
-        rc = wal_sqlerr(cat, err, src, "cannot read WAL file", segment);
+        rc = cairn_catalog_sqlerr_(cat, err, src, "cannot read WAL file", segment);
     sqlite3_finalize(s);
     return rc;
 }
@@ -142,7 +111,7 @@ int cairn_catalog_wal_remove(cairn_catalog *cat, const char *system_id, uint32_t
     sqlite3_bind_text(s, 3, segment, -1, SQLITE_STATIC);
     src = sqlite3_step(s);
     if (src != SQLITE_DONE)
-        rc = wal_sqlerr(cat, err, src, "cannot remove WAL file", segment);
+        rc = cairn_catalog_sqlerr_(cat, err, src, "cannot remove WAL file", segment);
     sqlite3_finalize(s);
     return rc;
 }
@@ -172,7 +141,7 @@ int cairn_catalog_wal_list(cairn_catalog *cat, const char *system_id, uint32_t t
             break;
     }
     if (rc == 0 && src != SQLITE_DONE)
-        rc = wal_sqlerr(cat, err, src, "cannot list", "wal_segments");
+        rc = cairn_catalog_sqlerr_(cat, err, src, "cannot list", "wal_segments");
     sqlite3_finalize(s);
     return rc;
 }
