@@ -302,6 +302,18 @@ struct call {
     uint64_t obj_total;     /* ranged: the object's size, when the answer told (else 0) */
 };
 
+/* A zeroed call for method on path_key (NULL = the bucket); verb and key name
+ * the operation and object in messages. */
+static void call_init(struct call *c, const char *method, const char *verb, const char *key,
+                      const char *path_key)
+{
+    memset(c, 0, sizeof *c);
+    c->method = method;
+    c->verb = verb;
+    c->key = key;
+    c->path_key = path_key;
+}
+
 struct xfer {
     struct s3_store *st;
     struct call *c;
@@ -995,11 +1007,7 @@ static int head_object(struct s3_store *st, const char *key, const char *full, u
     struct call c;
     struct xfer x;
     int rc;
-    memset(&c, 0, sizeof c);
-    c.method = "HEAD";
-    c.verb = "stat";
-    c.key = key;
-    c.path_key = full;
+    call_init(&c, "HEAD", "stat", key, full);
     c.head = 1;
     rc = s3_request_x(st, &c, &x, err);
     if (rc == CAIRN_OK) {
@@ -1053,11 +1061,7 @@ static int put_mem(struct s3_store *st, const char *key, const char *full, const
     struct call c;
     char sha[65];
     s3_sha256_hex(len ? buf : "", len, sha);
-    memset(&c, 0, sizeof c);
-    c.method = "PUT";
-    c.verb = "store";
-    c.key = key;
-    c.path_key = full;
+    call_init(&c, "PUT", "store", key, full);
     c.has_body = 1;
     c.body.mem = len ? buf : (const uint8_t *)"";
     c.body.fd = -1;
@@ -1108,11 +1112,7 @@ static int get_common(struct s3_store *st, const char *key, int whole, uint64_t 
     int rc;
     if ((rc = check_key(st, key, &full, err)) != CAIRN_OK)
         return rc;
-    memset(&c, 0, sizeof c);
-    c.method = "GET";
-    c.verb = "read";
-    c.key = key;
-    c.path_key = full;
+    call_init(&c, "GET", "read", key, full);
     c.out = out;
     if (whole) {
         c.whole_get = 1;
@@ -1148,11 +1148,7 @@ static int fetch_block(struct s3_store *st, const char *key, struct rblock *blk,
         return rc;
     snprintf(range, sizeof range, "bytes=%llu-%llu", (unsigned long long)off,
              (unsigned long long)(off + st->rc.bsize - 1));
-    memset(&c, 0, sizeof c);
-    c.method = "GET";
-    c.verb = "read";
-    c.key = key;
-    c.path_key = full;
+    call_init(&c, "GET", "read", key, full);
     c.out = &blk->data;
     c.out_max = st->rc.bsize;
     c.extra[c.nextra++] = (struct s3_header){"range", range};
@@ -1307,11 +1303,7 @@ static int s3_list(void *ctx, const char *prefix, cairn_list_cb cb, void *arg, c
         q[nq++] = (struct s3_param){"prefix", full_prefix};
         if (token)
             q[nq++] = (struct s3_param){"continuation-token", token};
-        memset(&c, 0, sizeof c);
-        c.method = "GET";
-        c.verb = "list";
-        c.key = prefix;
-        c.path_key = NULL;
+        call_init(&c, "GET", "list", prefix, NULL);
         c.query = q;
         c.nquery = nq;
         c.out = &body;
@@ -1359,11 +1351,7 @@ static int s3_del(void *ctx, const char *key, cairn_err *err)
     int rc;
     if ((rc = check_key(st, key, &full, err)) != CAIRN_OK)
         return rc;
-    memset(&c, 0, sizeof c);
-    c.method = "DELETE";
-    c.verb = "delete";
-    c.key = key;
-    c.path_key = full;
+    call_init(&c, "DELETE", "delete", key, full);
     cache_drop(st, key);
     rc = s3_request(st, &c, err);
     free(full);
@@ -1412,10 +1400,7 @@ static int del_batch(struct s3_store *st, const char *const *keys, size_t n, cai
     }
     s3_sha256_hex(body.data, body.len, sha);
     s3_md5_b64(body.data, body.len, md5);
-    memset(&c, 0, sizeof c);
-    c.method = "POST";
-    c.verb = "delete";
-    c.key = keys[0];
+    call_init(&c, "POST", "delete", keys[0], NULL);
     c.query = q;
     c.nquery = 1;
     c.has_body = 1;
@@ -1507,11 +1492,7 @@ static int put_file_range(struct s3_store *st, const char *key, const char *full
     if (sha256_file_range(fd, off, len, sha, &eno) != 0)
         return cairn_error(err, CAIRN_FAILED, "cannot read the spool file for '%s': %s", key,
                            strerror(eno));
-    memset(&c, 0, sizeof c);
-    c.method = "PUT";
-    c.verb = q ? "upload a part of" : "store";
-    c.key = key;
-    c.path_key = full;
+    call_init(&c, "PUT", q ? "upload a part of" : "store", key, full);
     c.query = q;
     c.nquery = nq;
     c.has_body = 1;
@@ -1541,11 +1522,7 @@ static void abort_multipart(struct s3_store *st, const char *key, const char *fu
     struct s3_param q[1] = {{"uploadId", upload_id}};
     struct call c;
     cairn_err e;
-    memset(&c, 0, sizeof c);
-    c.method = "DELETE";
-    c.verb = "abort the multipart upload of";
-    c.key = key;
-    c.path_key = full;
+    call_init(&c, "DELETE", "abort the multipart upload of", key, full);
     c.query = q;
     c.nquery = 1;
     c.force = 1; /* an abort goes out even while the store closes */
@@ -1573,11 +1550,7 @@ static int put_multipart(struct s3_store *st, const char *key, const char *full,
     if (nparts == 0)
         nparts = 1;
 
-    memset(&c, 0, sizeof c);
-    c.method = "POST";
-    c.verb = "start a multipart upload of";
-    c.key = key;
-    c.path_key = full;
+    call_init(&c, "POST", "start a multipart upload of", key, full);
     c.query = qc;
     c.nquery = 1;
     c.out = &resp;
@@ -1626,11 +1599,7 @@ static int put_multipart(struct s3_store *st, const char *key, const char *full,
     q2[0] = (struct s3_param){"uploadId", upload_id};
     for (i = 0;; i++) {
         struct s3_error_info e;
-        memset(&c, 0, sizeof c);
-        c.method = "POST";
-        c.verb = "complete the multipart upload of";
-        c.key = key;
-        c.path_key = full;
+        call_init(&c, "POST", "complete the multipart upload of", key, full);
         c.query = q2;
         c.nquery = 1;
         c.has_body = 1;
@@ -1972,10 +1941,7 @@ static int probe_bucket(struct s3_store *st, cairn_err *err)
     struct xfer x;
     const char *create = getenv("CAIRN_S3_CREATE_BUCKET");
     int rc;
-    memset(&c, 0, sizeof c);
-    c.method = "HEAD";
-    c.verb = "check";
-    c.key = NULL;
+    call_init(&c, "HEAD", "check", NULL, NULL);
     c.head = 1;
     rc = s3_request_x(st, &c, &x, err);
     if (rc == CAIRN_OK) {
@@ -1990,10 +1956,7 @@ static int probe_bucket(struct s3_store *st, cairn_err *err)
                                "bucket '%s' does not exist at %s (create it, or set "
                                "CAIRN_S3_CREATE_BUCKET=1 to let cairn init create it)",
                                st->conf.bucket, st->conf.endpoint);
-        memset(&c, 0, sizeof c);
-        c.method = "PUT";
-        c.verb = "create";
-        c.key = NULL;
+        call_init(&c, "PUT", "create", NULL, NULL);
         c.has_body = 1;
         c.body.fd = -1;
         if (strcmp(st->conf.region, "us-east-1") != 0 &&
@@ -2023,10 +1986,7 @@ static int probe_bucket(struct s3_store *st, cairn_err *err)
         struct s3_param q[3] = {{"list-type", "2"}, {"max-keys", "1"}, {"prefix", ""}};
         cairn_buf tmp = CAIRN_BUF_INIT;
         cairn_err e2;
-        memset(&c, 0, sizeof c);
-        c.method = "GET";
-        c.verb = "list";
-        c.key = NULL;
+        call_init(&c, "GET", "list", NULL, NULL);
         c.query = q;
         c.nquery = 3;
         c.out = &tmp;
