@@ -666,9 +666,8 @@ int cairn_snap_run(const struct cairn_snap_job *j, struct cairn_backup_result *r
     /* 1. the database, first: its backup mode brackets the snapshot */
     if (p->quiesce == CAIRN_QUIESCE_POSTGRES) {
         char pgdata[PATH_MAX + 300];
-        if ((rc = find_pgdata(j->host_path, pgrel, sizeof pgrel, err)) != CAIRN_OK)
-            goto out;
-        if ((rc = read_pg_creds(j, &cr, err)) != CAIRN_OK)
+        if ((rc = read_pg_creds(j, &cr, err)) != CAIRN_OK ||
+            (rc = find_pgdata(j->host_path, pgrel, sizeof pgrel, err)) != CAIRN_OK)
             goto out;
         snprintf(pgdata, sizeof pgdata, "%s%s%s", j->host_path, pgrel[0] ? "/" : "", pgrel);
         snprintf(label, sizeof label, "cairn k8s:%.180s/%.180s", j->ns, j->pvc);
