@@ -9,6 +9,7 @@
 #include <limits.h>
 #include <linux/fs.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -395,4 +396,256 @@ int cairn_freeze_recover(const char *state_dir, cairn_freeze_log_fn log, void *a
     closedir(d);
     cairn_fsync_dir(dir);
     return thawed;
+}
+
+/* ---- MariaDB BACKUP STAGE through a client coprocess ---- */
+
+#define MY_LINE_MAX 2048
+
+struct cairn_my_quiesce {
+    pid_t pid;
+    int in, out;          /* the client's stdin (we write), stdout+stderr (we read) */
+    int64_t timeout_ms;
+    char buf[MY_LINE_MAX + 1];
+    size_t len;
+    unsigned marker;
+};
+
+/* One option-file value, quoted ("..." with \\ and \" escaped). */
+static void opt_line(cairn_buf *b, const char *key, const char *v)
+{
+    if (!v || !*v)
+        return;
+    cairn_buf_appendf(b, "%s=\"", key);
+    for (; *v; v++) {
+        if (*v == '\\' || *v == '"')
+            cairn_buf_putc(b, '\\');
+        if (*v == '\n')
+            cairn_buf_append(b, "\\n", 2);
+        else
+            cairn_buf_putc(b, *v);
+    }
+    cairn_buf_append(b, "\"\n", 2);
+}
+
+/* Reads one line (without its newline) before the deadline. */
+static int my_line(cairn_my_quiesce *q, int64_t deadline, char *out, size_t outlen,
+                   cairn_err *err)
+{
+    for (;;) {
+        char *nl = memchr(q->buf, '\n', q->len);
+        struct pollfd p = {q->out, POLLIN, 0};
+        int64_t left;
+        ssize_t r;
+        if (nl || q->len == MY_LINE_MAX) {
+            size_t n = nl ? (size_t)(nl - q->buf) : q->len;
+            snprintf(out, outlen, "%.*s", (int)n, q->buf);
+            n = nl ? n + 1 : n;
+            memmove(q->buf, q->buf + n, q->len - n);
+            q->len -= n;
+            return CAIRN_OK;
+        }
+        if ((left = deadline - mono_ms()) <= 0)
+            return cairn_error(err, CAIRN_FAILED,
+                               "MariaDB: no answer within %lld ms (a long statement holding "
+                               "the backup stage?)",
+                               (long long)q->timeout_ms);
+        if (poll(&p, 1, left > 1000 ? 1000 : (int)left) <= 0)
+            continue;
+        r = read(q->out, q->buf + q->len, MY_LINE_MAX - q->len);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return cairn_error(err, CAIRN_FAILED, "MariaDB: the client exited%s%s",
+                               q->len ? ": " : "", q->len ? q->buf : "");
+        q->len += (size_t)r;
+        q->buf[q->len] = 0;
+    }
+}
+
+/* Sends sql followed by a marker query and collects the rows before the
+ * marker (at most max_rows lines, each into rows[i]). */
+static int my_exec(cairn_my_quiesce *q, const char *sql, char rows[][MY_LINE_MAX + 1],
+                   size_t max_rows, size_t *n_rows, cairn_err *err)
+{
+    char cmd[1024], marker[32], line[MY_LINE_MAX + 1];
+    int64_t deadline = mono_ms() + q->timeout_ms;
+    int n;
+    if (n_rows)
+        *n_rows = 0;
+    snprintf(marker, sizeof marker, "cairn-marker-%u", ++q->marker);
+    n = snprintf(cmd, sizeof cmd, "%s;\nSELECT '%s';\n", sql, marker);
+    if (cairn_write_all(q->in, cmd, (size_t)n) != 0)
+        return cairn_error(err, CAIRN_FAILED, "MariaDB: the client went away (%s)",
+                           strerror(errno));
+    for (;;) {
+        int rc = my_line(q, deadline, line, sizeof line, err);
+        if (rc != CAIRN_OK)
+            return cairn_error_prefix(err, "%s", sql);
+        if (strcmp(line, marker) == 0)
+            return CAIRN_OK;
+        if (strncmp(line, "ERROR ", 6) == 0)
+            return cairn_error(err, CAIRN_FAILED, "MariaDB: %s: %.500s", sql, line);
+        if (n_rows && *n_rows < max_rows)
+            snprintf(rows[(*n_rows)++], MY_LINE_MAX + 1, "%s", line);
+    }
+}
+
+static void my_field(const char *row, int idx, char *out, size_t outlen)
+{
+    const char *p = row, *e;
+    int i;
+    for (i = 0; i < idx && p; i++)
+        p = (p = strchr(p, '\t')) ? p + 1 : NULL;
+    if (!p) {
+        out[0] = 0;
+        return;
+    }
+    e = strchr(p, '\t');
+    snprintf(out, outlen, "%.*s", (int)(e ? (size_t)(e - p) : strlen(p)), p);
+}
+
+int cairn_my_quiesce_start(const struct cairn_my_conn *c, const char *client,
+                           const char *state_dir, int64_t timeout_ms, cairn_my_quiesce **out,
+                           struct cairn_my_coords *coords, cairn_err *err)
+{
+    cairn_my_quiesce *q;
+    cairn_buf opts = CAIRN_BUF_INIT;
+    char cnf[PATH_MAX], arg[PATH_MAX + 32], hex[17], pos[32];
+    char (*rows)[MY_LINE_MAX + 1] = NULL;
+    uint8_t rnd[8];
+    int in[2] = {-1, -1}, outp[2] = {-1, -1}, rc;
+    size_t n;
+    char *argv[6];
+
+    *out = NULL;
+    memset(coords, 0, sizeof *coords);
+    if (!client)
+        client = getenv("CAIRN_MARIADB_CLIENT");
+    if (!client || !*client)
+        client = "mariadb";
+    if (!state_dir)
+        state_dir = CAIRN_STATE_DIR;
+    if (!(q = calloc(1, sizeof *q)) || !(rows = calloc(4, sizeof *rows))) {
+        free(q);
+        return cairn_error(err, CAIRN_FATAL, "out of memory");
+    }
+    q->pid = -1;
+    q->in = q->out = -1;
+    q->timeout_ms = timeout_ms > 0 ? timeout_ms : CAIRN_FREEZE_TIMEOUT_MS;
+    if ((rc = cairn_mkdir_p(state_dir, 0700, err)) != CAIRN_OK)
+        goto fail;
+    cairn_random(rnd, sizeof rnd);
+    cairn_hex(rnd, sizeof rnd, hex);
+    snprintf(cnf, sizeof cnf, "%s/mariadb-%s.cnf", state_dir, hex);
+    cairn_buf_appendf(&opts, "[client]\n");
+    opt_line(&opts, "host", c->host);
+    opt_line(&opts, "port", c->port);
+    opt_line(&opts, "socket", c->socket);
+    opt_line(&opts, "user", c->user);
+    opt_line(&opts, "password", c->password);
+    rc = cairn_write_file_atomic(cnf, opts.data, opts.len, 0600, err);
+    if (opts.data)
+        explicit_bzero(opts.data, opts.cap);
+    cairn_buf_free(&opts);
+    if (rc != CAIRN_OK)
+        goto fail;
+    snprintf(arg, sizeof arg, "--defaults-file=%s", cnf);
+    argv[0] = (char *)client;
+    argv[1] = arg;
+    argv[2] = "--batch";
+    argv[3] = "--skip-column-names";
+    argv[4] = "--unbuffered";
+    argv[5] = NULL;
+    if (pipe2(in, O_CLOEXEC) != 0 || pipe2(outp, O_CLOEXEC) != 0) {
+        rc = cairn_error(err, CAIRN_FAILED, "cannot create pipes: %s", strerror(errno));
+        goto fail_cnf;
+    }
+    if ((q->pid = fork()) < 0) {
+        rc = cairn_error(err, CAIRN_FAILED, "cannot start '%s': %s", client, strerror(errno));
+        goto fail_cnf;
+    }
+    if (q->pid == 0) {
+        dup2(in[0], 0);
+        dup2(outp[1], 1);
+        dup2(outp[1], 2);
+        execvp(client, argv);
+        if (write(2, "ERROR cannot run the MariaDB client\n", 36) < 0)
+            _exit(127);
+        _exit(127);
+    }
+    close(in[0]);
+    close(outp[1]);
+    q->in = in[1];
+    q->out = outp[0];
+    in[0] = in[1] = outp[0] = outp[1] = -1;
+    rc = my_exec(q, "BACKUP STAGE START", NULL, 0, NULL, err);
+    unlink(cnf); /* the client has connected: it needs the file no more */
+    if (rc != CAIRN_OK)
+        goto fail;
+    if ((rc = my_exec(q, "BACKUP STAGE BLOCK_COMMIT", NULL, 0, NULL, err)) != CAIRN_OK)
+        goto fail;
+    if ((rc = my_exec(q, "SHOW MASTER STATUS", rows, 4, &n, err)) != CAIRN_OK)
+        goto fail;
+    if (n) {
+        my_field(rows[0], 0, coords->file, sizeof coords->file);
+        my_field(rows[0], 1, pos, sizeof pos);
+        coords->pos = strtoull(pos, NULL, 10);
+    }
+    if ((rc = my_exec(q, "SELECT @@gtid_binlog_pos, @@server_id, @@version", rows, 4, &n,
+                      err)) != CAIRN_OK)
+        goto fail;
+    if (n) {
+        my_field(rows[0], 0, coords->gtid, sizeof coords->gtid);
+        my_field(rows[0], 1, coords->server_id, sizeof coords->server_id);
+        my_field(rows[0], 2, coords->version, sizeof coords->version);
+    }
+    free(rows);
+    *out = q;
+    return CAIRN_OK;
+fail_cnf:
+    unlink(cnf);
+fail:
+    if (in[0] >= 0)
+        close(in[0]);
+    if (in[1] >= 0)
+        close(in[1]);
+    if (outp[0] >= 0)
+        close(outp[0]);
+    if (outp[1] >= 0)
+        close(outp[1]);
+    free(rows);
+    cairn_my_quiesce_free(q);
+    return rc;
+}
+
+void cairn_my_quiesce_free(cairn_my_quiesce *q)
+{
+    int status;
+    if (!q)
+        return;
+    if (q->in >= 0)
+        close(q->in);
+    if (q->pid > 0) {
+        int i;
+        /* stdin closed: the client quits and the session ends */
+        for (i = 0; i < 100 && waitpid(q->pid, &status, WNOHANG) == 0; i++) {
+            struct timespec ts = {0, 20 * 1000 * 1000};
+            nanosleep(&ts, NULL);
+        }
+        if (i == 100) {
+            kill(q->pid, SIGKILL);
+            waitpid(q->pid, &status, 0);
+        }
+    }
+    if (q->out >= 0)
+        close(q->out);
+    free(q);
+}
+
+int cairn_my_quiesce_end(cairn_my_quiesce *q, cairn_err *err)
+{
+    int rc = my_exec(q, "BACKUP STAGE END", NULL, 0, NULL, err);
+    cairn_my_quiesce_free(q);
+    return rc;
 }

@@ -65,4 +65,42 @@ typedef void (*cairn_freeze_log_fn)(void *arg, const char *msg);
 int cairn_freeze_recover(const char *state_dir, cairn_freeze_log_fn log, void *arg,
                          cairn_err *err);
 
+/* ---- MariaDB: BACKUP STAGE around a snapshot ----
+ *
+ * A `mariadb` client (the command-line client, run as a coprocess: no client
+ * library is linked) holds one session: BACKUP STAGE START, BACKUP STAGE
+ * BLOCK_COMMIT (commits wait; the binary log and the engines agree), then the
+ * binlog coordinates are read while commits are blocked (SHOW MASTER STATUS,
+ * @@gtid_binlog_pos); the caller cuts an atomic snapshot; cairn_my_quiesce_end
+ * runs BACKUP STAGE END. If the client or the agent dies, the session ends and
+ * the server releases the stage by itself.
+ *
+ * Credentials go to the client in a 0600 defaults file under state_dir that
+ * is removed as soon as the client has connected (never on its command line
+ * or in its environment). The caller ignores SIGPIPE (cmd_agent does): a
+ * client that died is then an error, not a signal. */
+struct cairn_my_conn {
+    const char *host, *port, *socket, *user, *password; /* NULL = not given */
+};
+
+struct cairn_my_coords {
+    char file[256];          /* binlog file ("" when binary logging is off) */
+    unsigned long long pos;
+    char gtid[1024];         /* @@gtid_binlog_pos */
+    char server_id[32];
+    char version[128];
+};
+
+typedef struct cairn_my_quiesce cairn_my_quiesce;
+
+/* client: the client program (NULL: $CAIRN_MARIADB_CLIENT, else "mariadb"
+ * from PATH). Each step waits at most timeout_ms. */
+int cairn_my_quiesce_start(const struct cairn_my_conn *c, const char *client,
+                           const char *state_dir, int64_t timeout_ms, cairn_my_quiesce **out,
+                           struct cairn_my_coords *coords, cairn_err *err);
+/* BACKUP STAGE END, then the client quits; frees q. */
+int cairn_my_quiesce_end(cairn_my_quiesce *q, cairn_err *err);
+/* Ends the session without END (the server releases it); NULL is fine. */
+void cairn_my_quiesce_free(cairn_my_quiesce *q);
+
 #endif

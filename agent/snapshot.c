@@ -104,10 +104,11 @@ int cairn_snap_plan_check(const struct cairn_pvc_policy *p, const struct cairn_s
                           char *msg, size_t msglen)
 {
     (void)c;
-    if (p->quiesce == CAIRN_QUIESCE_MYSQL) {
+    if (p->quiesce == CAIRN_QUIESCE_MYSQL && p->snapshot == CAIRN_SNAPSHOT_FILE) {
         snprintf(msg, msglen,
-                 "cairn.io/quiesce 'mysql' is not supported yet by this agent (supported: "
-                 "none, fsfreeze, postgres): no backup taken");
+                 "cairn.io/quiesce 'mysql' needs an atomic snapshot (cairn.io/snapshot 'btrfs', "
+                 "'csi' or 'exec'): a file copy of live InnoDB files is not consistent even "
+                 "while commits are blocked: no backup taken");
         return -1;
     }
     if (p->snapshot == CAIRN_SNAPSHOT_EXEC) {
@@ -179,14 +180,30 @@ static void creds_wipe(struct creds *c)
     memset(c, 0, sizeof *c);
 }
 
-/* Reads the Secret and maps its keys to libpq keywords. */
-static int read_pg_creds(const struct cairn_snap_job *j, struct creds *c, cairn_err *err)
+/* Reads the Secret and maps its keys (map[i][0]) to keywords (map[i][1]):
+ * libpq's for postgres, option-file names for mysql. */
+static const char *const pg_keys[][2] = {
+    {"host", "host"},         {"port", "port"},         {"user", "user"},
+    {"username", "user"},     {"password", "password"}, {"dbname", "dbname"},
+    {"database", "dbname"},   {"sslmode", "sslmode"},
+};
+static const char *const my_keys[][2] = {
+    {"host", "host"},         {"port", "port"},         {"socket", "socket"},
+    {"user", "user"},         {"username", "user"},     {"password", "password"},
+};
+
+static const char *creds_get(const struct creds *c, const char *kw)
 {
-    static const char *const map[][2] = {
-        {"host", "host"},         {"port", "port"},         {"user", "user"},
-        {"username", "user"},     {"password", "password"}, {"dbname", "dbname"},
-        {"database", "dbname"},   {"sslmode", "sslmode"},
-    };
+    size_t i;
+    for (i = 0; i < c->n; i++)
+        if (strcmp(c->kw[i], kw) == 0)
+            return c->val[i];
+    return NULL;
+}
+
+static int read_creds(const struct cairn_snap_job *j, const char *const (*map)[2], size_t n_map,
+                      struct creds *c, cairn_err *err)
+{
     char path[700];
     json_t *sec = NULL, *data;
     size_t i;
@@ -204,7 +221,7 @@ static int read_pg_creds(const struct cairn_snap_job *j, struct creds *c, cairn_
         return cairn_error_prefix(err, "cannot read the Secret '%s' (cairn.io/credentials-secret)",
                                   j->policy->credentials_secret);
     data = json_object_get(sec, "data");
-    for (i = 0; i < sizeof map / sizeof *map && c->n < 8; i++) {
+    for (i = 0; i < n_map && c->n < 7; i++) {
         const char *b64 = json_string_value(json_object_get(data, map[i][0]));
         cairn_buf b = CAIRN_BUF_INIT;
         size_t k, dup = 0;
@@ -252,9 +269,11 @@ static int read_pg_creds(const struct cairn_snap_job *j, struct creds *c, cairn_
     json_decref(sec);
     if (!c->n)
         return cairn_error(err, CAIRN_FAILED,
-                           "the Secret '%s' has none of the keys host, port, user (or username), "
-                           "password, dbname (or database), sslmode",
-                           j->policy->credentials_secret);
+                           "the Secret '%s' has none of the keys %s",
+                           j->policy->credentials_secret,
+                           map == my_keys ? "host, port, socket, user (or username), password"
+                                          : "host, port, user (or username), password, dbname "
+                                            "(or database), sslmode");
     c->kw[c->n] = NULL;
     return CAIRN_OK;
 }
@@ -606,7 +625,28 @@ struct run {
     cairn_pg_session *pg;
     json_t *pgsec;       /* the "postgres" section (in extra) */
     int pg_stop_in_hook; /* file: stop after the copy */
+    cairn_my_quiesce *my;
 };
+
+/* The database may go on: the snapshot is cut (postgres: pg_backup_stop;
+ * mysql: BACKUP STAGE END). */
+static int db_release(const struct cairn_snap_job *j, struct run *r, cairn_err *err)
+{
+    int rc;
+    if (r->my) {
+        rc = cairn_my_quiesce_end(r->my, err);
+        r->my = NULL;
+        if (rc != CAIRN_OK)
+            return rc;
+        jlog(j, CAIRN_SNAP_LOG_INFO, "pvc %s/%s: BACKUP STAGE END done", j->ns, j->pvc);
+    }
+    if (r->pg && !r->pg_stop_in_hook && !json_object_get(r->pgsec, "stop_lsn")) {
+        if ((rc = cairn_pg_session_stop(r->pg, r->pgsec, err)) != CAIRN_OK)
+            return rc;
+        jlog(j, CAIRN_SNAP_LOG_INFO, "pvc %s/%s: pg_backup_stop done", j->ns, j->pvc);
+    }
+    return CAIRN_OK;
+}
 
 static int stop_in_hook(void *arg, json_t *man, cairn_err *err)
 {
@@ -666,7 +706,8 @@ int cairn_snap_run(const struct cairn_snap_job *j, struct cairn_backup_result *r
     /* 1. the database, first: its backup mode brackets the snapshot */
     if (p->quiesce == CAIRN_QUIESCE_POSTGRES) {
         char pgdata[PATH_MAX + 300];
-        if ((rc = read_pg_creds(j, &cr, err)) != CAIRN_OK ||
+        if ((rc = read_creds(j, pg_keys, sizeof pg_keys / sizeof *pg_keys, &cr, err)) !=
+                CAIRN_OK ||
             (rc = find_pgdata(j->host_path, pgrel, sizeof pgrel, err)) != CAIRN_OK)
             goto out;
         snprintf(pgdata, sizeof pgdata, "%s%s%s", j->host_path, pgrel[0] ? "/" : "", pgrel);
@@ -687,6 +728,37 @@ int cairn_snap_run(const struct cairn_snap_job *j, struct cairn_backup_result *r
             json_object_set_new(snap, "pgdata_subdir", json_string(pgrel));
         jlog(j, CAIRN_SNAP_LOG_INFO, "pvc %s/%s: pg_backup_start done (data directory '%s')",
              j->ns, j->pvc, pgdata);
+    }
+
+    if (p->quiesce == CAIRN_QUIESCE_MYSQL) {
+        struct cairn_my_conn mc;
+        struct cairn_my_coords co;
+        json_t *my;
+        if ((rc = read_creds(j, my_keys, sizeof my_keys / sizeof *my_keys, &cr, err)) !=
+            CAIRN_OK)
+            goto out;
+        mc.host = creds_get(&cr, "host");
+        mc.port = creds_get(&cr, "port");
+        mc.socket = creds_get(&cr, "socket");
+        mc.user = creds_get(&cr, "user");
+        mc.password = creds_get(&cr, "password");
+        rc = cairn_my_quiesce_start(&mc, NULL, j->cfg->state_dir, j->cfg->freeze_timeout_ms,
+                                    &run.my, &co, err);
+        creds_wipe(&cr);
+        if (rc != CAIRN_OK) {
+            cairn_error_prefix(err, "cairn.io/quiesce 'mysql'");
+            goto out;
+        }
+        my = json_pack("{s:s, s:I, s:s, s:s, s:s}", "binlog_file", co.file, "binlog_pos",
+                       (json_int_t)co.pos, "gtid_binlog_pos", co.gtid, "server_id",
+                       co.server_id, "server_version", co.version);
+        if (!my || json_object_set_new(bo->extra, "mysql", my) != 0) {
+            rc = cairn_error(err, CAIRN_FATAL, "out of memory");
+            goto out;
+        }
+        jlog(j, CAIRN_SNAP_LOG_INFO,
+             "pvc %s/%s: BACKUP STAGE BLOCK_COMMIT: commits blocked at %s:%llu (gtid '%s')",
+             j->ns, j->pvc, co.file, co.pos, co.gtid);
     }
 
     /* 2. the snapshot */
@@ -785,10 +857,8 @@ int cairn_snap_run(const struct cairn_snap_job *j, struct cairn_backup_result *r
         vs = NULL;
         jlog(j, CAIRN_SNAP_LOG_INFO, "pvc %s/%s: VolumeSnapshot '%s' cut%s", j->ns, j->pvc,
              vsname, frozen ? "; thawed" : "");
-        if (run.pg) {
-            if ((rc = cairn_pg_session_stop(run.pg, run.pgsec, err)) != CAIRN_OK)
-                goto out;
-        }
+        if ((rc = db_release(j, &run, err)) != CAIRN_OK)
+            goto out;
         if ((rc = vs_wait(j, vsname, VS_READY, mono_ms() + j->cfg->csi_ready_timeout_ms, &vs,
                           err)) != CAIRN_OK)
             goto out;
@@ -825,12 +895,8 @@ int cairn_snap_run(const struct cairn_snap_job *j, struct cairn_backup_result *r
     }
     }
     /* an atomic snapshot is cut: the database may go on at once */
-    if (run.pg && !run.pg_stop_in_hook && !json_object_get(run.pgsec, "stop_lsn")) {
-        if ((rc = cairn_pg_session_stop(run.pg, run.pgsec, err)) != CAIRN_OK)
-            goto out;
-    }
-    if (run.pg && !run.pg_stop_in_hook)
-        jlog(j, CAIRN_SNAP_LOG_INFO, "pvc %s/%s: pg_backup_stop done", j->ns, j->pvc);
+    if ((rc = db_release(j, &run, err)) != CAIRN_OK)
+        goto out;
 
     /* 3. the copy */
     if (reference) {
@@ -875,6 +941,7 @@ out:
     }
     creds_wipe(&cr);
     cairn_pg_session_free(run.pg); /* before stop: aborts the server's backup */
+    cairn_my_quiesce_free(run.my);  /* the session ends: the stage is released */
     if (btrfs_name[0]) {
         cairn_err e;
         if (btrfs_delete(j->host_path, btrfs_name, &e) != CAIRN_OK)

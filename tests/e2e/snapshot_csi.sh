@@ -21,7 +21,7 @@ ANN='{"cairn.io/schedule":"@daily","cairn.io/quiesce":"postgres","cairn.io/crede
   agent_volume app nosecret pv-nosecret 73333333-2222-3333-4444-555555555555 >/dev/null
 ANN='{"cairn.io/schedule":"@daily","cairn.io/quiesce":"postgres","cairn.io/credentials-secret":"pg-creds2"}' \
   agent_volume app withsecret pv-withsecret 74444444-2222-3333-4444-555555555555 >/dev/null
-ANN='{"cairn.io/schedule":"@daily","cairn.io/quiesce":"mysql","cairn.io/credentials-secret":"pg-creds2","cairn.io/snapshot":"btrfs"}' \
+ANN='{"cairn.io/schedule":"@daily","cairn.io/quiesce":"mysql","cairn.io/credentials-secret":"pg-creds2"}' \
   agent_volume app mysql pv-mysql 75555555-2222-3333-4444-555555555555 >/dev/null
 PLAIN=$(ANN='{"cairn.io/schedule":"@daily"}' agent_volume app plain pv-plain 76666666-2222-3333-4444-555555555555)
 echo "plain data" >"$PLAIN/f"
