@@ -667,10 +667,10 @@ static int stop_in_hook(void *arg, json_t *man, cairn_err *err)
 static const char *consistency_of(const struct cairn_pvc_policy *p, int frozen)
 {
     if (p->quiesce == CAIRN_QUIESCE_POSTGRES || p->quiesce == CAIRN_QUIESCE_MYSQL)
-        return "application-consistent";
+        return "app";
     if (p->snapshot == CAIRN_SNAPSHOT_FILE)
         return "none";
-    return frozen ? "fs-frozen" : "crash-consistent";
+    return frozen ? "fs" : "crash";
 }
 
 int cairn_snap_run(const struct cairn_snap_job *j, struct cairn_backup_result *res,

@@ -1,19 +1,20 @@
 /* agent/snapshot.h — one backup job of the agent: quiesce (none, fsfreeze,
  * postgres, mysql), cut the snapshot the PVC asks for (file, btrfs, exec,
  * csi), back it up, clean up. See docs/agent.md ("Snapshots and
- * consistency") and docs/annotations.md.
+ * consistency") and docs/annotations.md. The consistency levels are those of
+ * docs/repository-format.md: none, crash, fs, app.
  *
  *   file   the mounted volume is read live: consistency "none" (a file copy
  *          of a live filesystem is not a point in time); with postgres
  *          quiesce, a base backup (pg_backup_start/stop around the copy):
- *          "application-consistent".
+ *          "app".
  *   btrfs  a read-only subvolume snapshot (BTRFS_IOC_SNAP_CREATE_V2), atomic
  *          by itself, created in the volume as .cairn-snapshot-<random>, read,
- *          then deleted: "crash-consistent".
+ *          then deleted: "crash".
  *   exec   a command from the agent's configuration (CAIRN_SNAPSHOT_EXEC, or
  *          CAIRN_SNAPSHOT_EXEC_<NAME> for cairn.io/snapshot: exec:<name>),
  *          never from the annotation, run while the filesystem is frozen:
- *          "fs-frozen". If it writes "path=<dir>" to $CAIRN_SNAPSHOT_OUT the
+ *          "fs". If it writes "path=<dir>" to $CAIRN_SNAPSHOT_OUT the
  *          agent backs up that directory; otherwise the storage snapshot is
  *          the artifact and the Cairn snapshot records it ("data":
  *          "reference", no files).
@@ -21,9 +22,9 @@
  *          fsfreeze/postgres/mysql) only until status.creationTime is set,
  *          then waited for until readyToUse; the Cairn snapshot records its
  *          name, content name and snapshotHandle ("data": "reference"):
- *          "crash-consistent", or "fs-frozen" when frozen. Copying its data
+ *          "crash", or "fs" when frozen. Copying its data
  *          out (a data-mover Job) is not done.
- *   postgres / mysql quiesce around any of them: "application-consistent".
+ *   postgres / mysql quiesce around any of them: "app".
  *
  * Database credentials come from the Secret named by
  * cairn.io/credentials-secret in the PVC's namespace; they are wiped from

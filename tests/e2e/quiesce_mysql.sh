@@ -74,7 +74,7 @@ VOL=
 python3 - "$CAIRN_REPO/snapshots/$SNAP" >"$T/gtid" <<'EOF' || fail "the manifest lacks the binlog coordinates"
 import json, sys
 m = json.load(open(sys.argv[1]))
-assert m["consistency"] == "application-consistent", m["consistency"]
+assert m["consistency"] == "app", m["consistency"]
 s, my = m["snapshot"], m["mysql"]
 assert (s["method"], s["quiesce"], s["data"]) == ("btrfs", "mysql", "files"), s
 assert my["binlog_file"].startswith("binlog.") and my["binlog_pos"] > 4, my

@@ -48,7 +48,7 @@ VOL=
 python3 - "$CAIRN_REPO/snapshots/$SNAP" <<'EOF' || fail "the manifest is not an application-consistent base backup"
 import json, sys
 m = json.load(open(sys.argv[1]))
-assert m["consistency"] == "application-consistent", m["consistency"]
+assert m["consistency"] == "app", m["consistency"]
 s, pg = m["snapshot"], m["postgres"]
 assert (s["method"], s["quiesce"], s["data"], s["pgdata_subdir"]) == ("file", "postgres", "files", "pgdata"), s
 assert pg["backup_label"].startswith("START WAL LOCATION:"), pg

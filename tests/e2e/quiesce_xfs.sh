@@ -106,13 +106,13 @@ python3 - "$CAIRN_REPO/snapshots/$SNAP" <<'EOF' || fail "the manifest does not d
 import json, sys
 m = json.load(open(sys.argv[1]))
 s = m["snapshot"]
-assert m["consistency"] == "fs-frozen", m["consistency"]
+assert m["consistency"] == "fs", m["consistency"]
 assert (s["method"], s["quiesce"], s["data"], s["handle"]) == ("exec", "fsfreeze", "reference", "copy.img"), s
 assert 0 < s["frozen_ms"] < 20000, s
 EOF
 cairn_ok snapshots --json >"$T/snaps.json"
-[ "$(json_get "$T/snaps.json" '[s for s in j if s["id"] == "'"$SNAP"'"][0]["consistency"]')" = fs-frozen ] ||
-  fail "cairn snapshots --json does not show consistency fs-frozen"
+[ "$(json_get "$T/snaps.json" '[s for s in j if s["id"] == "'"$SNAP"'"][0]["consistency"]')" = fs ] ||
+  fail "cairn snapshots --json does not show consistency fs"
 
 # The copy: it mounts (log recovery) and holds a gap-free prefix.
 COPY_DEV=$(losetup -f --show "$T/copy.img")

@@ -56,13 +56,13 @@ python3 - "$CAIRN_REPO/snapshots/$SNAP" "$VOL" <<'EOF' || fail "the manifest doe
 import json, sys
 m = json.load(open(sys.argv[1]))
 s = m["snapshot"]
-assert m["consistency"] == "crash-consistent", m["consistency"]
+assert m["consistency"] == "crash", m["consistency"]
 assert (s["method"], s["quiesce"], s["data"]) == ("btrfs", "none", "files"), s
 assert s["btrfs_snapshot"].startswith(sys.argv[2] + "/.cairn-snapshot-"), s
 EOF
 cairn_ok snapshots --json >"$T/snaps.json"
-[ "$(json_get "$T/snaps.json" '[s for s in j if s["id"] == "'"$SNAP"'"][0]["consistency"]')" = crash-consistent ] ||
-  fail "cairn snapshots --json does not show consistency crash-consistent"
+[ "$(json_get "$T/snaps.json" '[s for s in j if s["id"] == "'"$SNAP"'"][0]["consistency"]')" = crash ] ||
+  fail "cairn snapshots --json does not show consistency crash"
 cairn_ok restore "$SNAP" --target "$T/restored" >/dev/null
 diff -r --no-dereference "$VOL" "$T/restored" || fail "the restored volume differs from the btrfs volume"
 [ "$(stat -c %a "$T/restored/sub/random.bin")" = 600 ] || fail "modes were not restored"

@@ -71,7 +71,7 @@ if vs["gets"] < 4:
 if vs["deleted"]:
     die("the VolumeSnapshot of a good backup was deleted")
 s = m["snapshot"]
-if m["consistency"] != "crash-consistent":
+if m["consistency"] != "crash":
     die("consistency %r" % m["consistency"])
 want = {"method": "csi", "quiesce": "none", "data": "reference", "volume_snapshot": md["name"],
         "namespace": "app", "class": "fast-snaps", "content": "snapcontent-" + vs["metadata"]["uid"],
