@@ -301,7 +301,7 @@ int cairn_pvc_policy_parse(const struct cairn_annotation *annots, size_t n,
                            struct cairn_pvc_policy *p, cairn_err *err)
 {
     const char *val[N_PARTS] = {0};
-    char q[300];
+    char q[300], ev[64];
     size_t i;
     int k, v;
     cairn_err e;
@@ -378,10 +378,10 @@ int cairn_pvc_policy_parse(const struct cairn_annotation *annots, size_t n,
                    "quiesce method", &v);
         p->quiesce = (enum cairn_quiesce)v;
     }
-    if (val[3] && strncmp(val[3], "exec:", 5) == 0) {
+    if (val[3] && trimmed(val[3], ev, sizeof ev) && strncmp(ev, "exec:", 5) == 0) {
         /* a named command from the agent's configuration (never the command
          * itself: annotations are written by namespace users) */
-        const char *nm = val[3] + 5;
+        const char *nm = ev + 5;
         size_t ln = strlen(nm), j;
         int good = ln >= 1 && ln <= CAIRN_ANN_MAX_EXEC_NAME && nm[0] != '-' && nm[ln - 1] != '-';
         for (j = 0; good && j < ln; j++)
