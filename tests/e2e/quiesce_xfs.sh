@@ -147,6 +147,25 @@ print(json.dumps(p))
 EOF
   ctl POST pvc "$(cat "$T/pvc-new.json")" >/dev/null
 }
+# ---- csi with fsfreeze: frozen until the VolumeSnapshot is cut, not until ready ----
+ctl POST vs-steps '{"cut_after": 3, "ready_after": 25}' >/dev/null
+set_ann '{"cairn.io/snapshot":"csi","cairn.io/snapshot-class":"xfs-snaps"}'
+agent_request app db
+agent_wait_status app db 60
+case $STATUS in ok\ *) ;; *) fail "the csi backup with fsfreeze failed: $STATUS" ;; esac
+python3 - "$CAIRN_REPO/snapshots/${STATUS#ok }" <<'EOF2' || fail "csi with fsfreeze: the freeze did not end at the cut"
+import json, sys
+m = json.load(open(sys.argv[1]))
+s = m["snapshot"]
+assert m["consistency"] == "fs", m["consistency"]
+assert (s["method"], s["quiesce"], s["data"]) == ("csi", "fsfreeze", "reference"), s
+# cut after 3 reads at 100 ms, ready after 25: frozen ~0.2 s, not ~2.4 s
+assert 150 <= s["frozen_ms"] < 1500, s["frozen_ms"]
+EOF2
+a1=$(acked)
+sleep 0.3
+[ "$(acked)" -gt "$a1" ] || fail "no write after the csi backup"
+
 set_ann '{"cairn.io/snapshot":"exec:slow"}'
 : >"$T/agent.err.before"
 agent_request app db
