@@ -9,7 +9,10 @@
 #     loop device) and holds a gap-free prefix 1..M of the records with M at
 #     least every record acknowledged before the freeze;
 #   - writes resume after the thaw; the manifest says method exec,
-#     consistency fs-frozen, data reference; `cairn snapshots --json` too;
+#     consistency fs, data reference; `cairn snapshots --json` too;
+#   - csi with fsfreeze: frozen until the VolumeSnapshot is cut, not until
+#     it is readyToUse;
+#   - an exec command that writes path=<dir>: that directory is backed up;
 #   - the agent kill -9'ed mid-freeze (the command sleeps): the watchdog
 #     thaws at once (a write completes within the bound);
 #   - the agent SIGSTOPped mid-freeze: the watchdog's deadline
@@ -165,6 +168,33 @@ EOF2
 a1=$(acked)
 sleep 0.3
 [ "$(acked)" -gt "$a1" ] || fail "no write after the csi backup"
+
+# ---- exec that hands a directory back (path=): the agent backs it up ----
+cat >"$T/copydir.sh" <<EOF
+#!/bin/sh
+set -e
+rm -rf "$T/copydir"
+cp -a "\$CAIRN_VOLUME_PATH/." "$T/copydir"
+echo "path=$T/copydir" >"\$CAIRN_SNAPSHOT_OUT"
+EOF
+chmod 755 "$T/copydir.sh"
+agent_stop
+agent_start CAIRN_SNAPSHOT_EXEC="$T/snap.sh" CAIRN_SNAPSHOT_EXEC_SLOW="$T/slow.sh" \
+  CAIRN_SNAPSHOT_EXEC_COPY_DIR="$T/copydir.sh" CAIRN_FREEZE_TIMEOUT=20
+set_ann '{"cairn.io/snapshot":"exec:copy-dir"}'
+agent_request app db
+agent_wait_status app db 60
+case $STATUS in ok\ *) ;; *) fail "the exec backup with path= failed: $STATUS" ;; esac
+cairn_ok restore "${STATUS#ok }" --target "$T/restored-copy" >/dev/null
+diff -r "$T/copydir" "$T/restored-copy" || fail "the backup of the exec command's directory differs from it"
+python3 - "$T/restored-copy/records" "$CAIRN_REPO/snapshots/${STATUS#ok }" "$T/copydir" <<'EOF2' || fail "the exec path= backup is not as expected"
+import json, sys
+lines = open(sys.argv[1], "rb").read().split(b"\n")[:-1]
+assert lines and all(l == b"%08d" % i for i, l in enumerate(lines, 1)), "not a gap-free prefix"
+m = json.load(open(sys.argv[2]))
+s = m["snapshot"]
+assert (m["consistency"], s["data"], s["path"], s["command"]) == ("fs", "files", sys.argv[3], "CAIRN_SNAPSHOT_EXEC_COPY_DIR"), s
+EOF2
 
 set_ann '{"cairn.io/snapshot":"exec:slow"}'
 : >"$T/agent.err.before"
