@@ -83,6 +83,10 @@ if not s.get("creation_time"):
     die("no creation_time")
 EOF
 
+cairn_ok snapshots --json >"$T/snaps.json"
+[ "$(json_get "$T/snaps.json" '[(s["consistency"], s["snapshot"]["method"], s["snapshot"]["data"]) for s in j if s["id"] == "'"$SNAP"'"][0]')" = "('crash', 'csi', 'reference')" ] ||
+  fail "cairn snapshots --json does not show the consistency and method of the csi snapshot"
+
 # The other PVCs: each reported, none stopping the others.
 plain_ok() { case "$(pvc_status app plain)" in ok\ *) return 0 ;; *) return 1 ;; esac; }
 wait_for 30 "app/plain to be backed up" plain_ok
