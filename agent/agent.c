@@ -741,6 +741,11 @@ int cairn_agent_run(cairn_repo *repo, const struct cairn_agent_config *cfg,
         cairn_err ferr;
         if (cairn_freeze_recover(a.snap.state_dir, freeze_log, &a, &ferr) < 0)
             alog(&a, CAIRN_LOG_WARN, "%s", ferr.msg);
+        if (getpid() == 1)
+            alog(&a, CAIRN_LOG_WARN,
+                 "the agent is PID 1 of its PID namespace: if it dies mid-freeze its fsfreeze "
+                 "watchdog dies with it (set shareProcessNamespace: true in the pod, as "
+                 "daemonset/daemonset.yaml does)");
     }
     if ((rc = cairn_metrics_listen(cfg->metrics_addr, cfg->metrics_port, &fd, &port, err)) !=
         CAIRN_OK)
