@@ -68,6 +68,20 @@ touch "$T/stop-writer"
 wait "$WRITER_PID" || true
 WRITER_PID=
 [ -z "$(ls "$T/state" | grep '\.cnf')" ] || fail "the client's defaults file was left in the state directory"
+
+# A wrong password: the job fails naming the server's answer, the password
+# stays out of the log, nothing is left behind, and the server is not held.
+ctl POST secret '{"apiVersion":"v1","kind":"Secret","type":"Opaque","metadata":{"name":"db-creds","namespace":"app"},"data":{"socket":"'"$(b64 "$MY_DIR/main/sock")"'","username":"'"$(b64 backup)"'","password":"'"$(b64 "wrong-$PASSWORD")"'"}}' >/dev/null
+agent_request app mariadb
+agent_wait_status app mariadb 60
+case $STATUS in
+  failed:*"Access denied"*) ;;
+  *) fail "a wrong password did not fail the job with the server's answer: $STATUS" ;;
+esac
+[ -z "$(ls "$T/state" | grep '\.cnf')" ] || fail "the defaults file was left behind after a failed login"
+[ -z "$(btrfs subvolume list "$DATA")" ] || fail "a btrfs snapshot was taken although the database was not quiesced"
+my_sql main "INSERT INTO app.t (v) VALUES ('after-failure')" >/dev/null || fail "the server is held after a failed job"
+agent_stop
 umount "$VOL"
 VOL=
 
@@ -85,7 +99,7 @@ GTID=$(cat "$T/gtid")
 grep -q "BACKUP STAGE BLOCK_COMMIT: commits blocked at binlog" "$T/agent.err" || fail "no BLOCK_COMMIT log line"
 grep -q "BACKUP STAGE END done" "$T/agent.err" || fail "no BACKUP STAGE END log line"
 # (the data itself holds it: CREATE USER is in the binlog; the manifests must not)
-if grep -rq "$PASSWORD" "$T/agent.err" "$T/agent.out" "$CAIRN_REPO/snapshots" 2>/dev/null; then
+if grep -rq "$PASSWORD" "$T/agent.err" "$T/agent.out" "$T/state" "$CAIRN_REPO/snapshots" 2>/dev/null; then
   fail "the database password appears in the agent's log or a manifest"
 fi
 after=$(my_sql main "SELECT count(*) FROM app.t")
