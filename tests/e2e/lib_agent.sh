@@ -111,6 +111,28 @@ agent_wait_status() { # NS PVC SECONDS: a new last-status, into $STATUS
   fail "timed out waiting for a backup of $1/$2"
 }
 
+# agent_wait_snapshot NS PVC SECONDS PYCOND: like agent_wait_status, but
+# until an "ok" status whose manifest m satisfies the Python expression
+# PYCOND (earlier results -- a request run twice because cairn.io/last-backup
+# has whole seconds -- are skipped). Failures end the wait too.
+agent_wait_snapshot() {
+  local end=$((SECONDS + $3))
+  while :; do
+    agent_wait_status "$1" "$2" $((end - SECONDS > 0 ? end - SECONDS : 1))
+    case $STATUS in
+      ok\ *)
+        python3 - "$CAIRN_REPO/snapshots/${STATUS#ok }" "$4" <<'EOF' && return 0
+import json, sys
+m = json.load(open(sys.argv[1]))
+sys.exit(0 if eval(sys.argv[2]) else 1)
+EOF
+        ;;
+      *) return 0 ;;
+    esac
+    [ "$SECONDS" -lt "$end" ] || fail "timed out waiting for a backup of $1/$2 with $4"
+  done
+}
+
 # Asks for a backup now (cairn.io/backup-requested-at).
 agent_request() { # NS PVC
   local now

@@ -154,7 +154,7 @@ EOF
 ctl POST vs-steps '{"cut_after": 3, "ready_after": 25}' >/dev/null
 set_ann '{"cairn.io/snapshot":"csi","cairn.io/snapshot-class":"xfs-snaps"}'
 agent_request app db
-agent_wait_status app db 60
+agent_wait_snapshot app db 60 'm["snapshot"]["method"] == "csi"'
 case $STATUS in ok\ *) ;; *) fail "the csi backup with fsfreeze failed: $STATUS" ;; esac
 python3 - "$CAIRN_REPO/snapshots/${STATUS#ok }" <<'EOF2' || fail "csi with fsfreeze: the freeze did not end at the cut"
 import json, sys
@@ -183,7 +183,7 @@ agent_start CAIRN_SNAPSHOT_EXEC="$T/snap.sh" CAIRN_SNAPSHOT_EXEC_SLOW="$T/slow.s
   CAIRN_SNAPSHOT_EXEC_COPY_DIR="$T/copydir.sh" CAIRN_FREEZE_TIMEOUT=20
 set_ann '{"cairn.io/snapshot":"exec:copy-dir"}'
 agent_request app db
-agent_wait_status app db 60
+agent_wait_snapshot app db 60 'm["snapshot"].get("command") == "CAIRN_SNAPSHOT_EXEC_COPY_DIR"'
 case $STATUS in ok\ *) ;; *) fail "the exec backup with path= failed: $STATUS" ;; esac
 cairn_ok restore "${STATUS#ok }" --target "$T/restored-copy" >/dev/null
 diff -r "$T/copydir" "$T/restored-copy" || fail "the backup of the exec command's directory differs from it"
