@@ -20,6 +20,8 @@
 #include "cron.h"
 #include "kube.h"
 #include "metrics.h"
+#include "quiesce.h"
+#include "snapshot.h"
 #include "volumes.h"
 
 #define NS_PER_S 1000000000LL
@@ -54,6 +56,7 @@ struct agent {
     cairn_metrics *metrics;
     const volatile sig_atomic_t *stop; /* the caller's */
     volatile sig_atomic_t quit;        /* the threads': set once *stop is seen */
+    struct cairn_snap_config snap; /* quiesce and snapshot settings (snapshot.h) */
     pthread_mutex_t mu;     /* guards e[] */
     struct pvc_entry *e;
     size_t max;
@@ -415,6 +418,15 @@ static void backup_warn(void *arg, const char *msg)
     alog(j->a, CAIRN_LOG_WARN, "pvc %s/%s: %s", j->e->ns, j->e->name, msg);
 }
 
+static void snap_log(void *arg, enum cairn_snap_log_level lvl, const char *msg)
+{
+    struct agent *a = arg;
+    alog(a, lvl == CAIRN_SNAP_LOG_WARN ? CAIRN_LOG_WARN
+            : lvl == CAIRN_SNAP_LOG_INFO ? CAIRN_LOG_INFO
+                                         : CAIRN_LOG_DEBUG,
+         "%s", msg);
+}
+
 static void apply_retention(struct agent *a, const struct pvc_entry *e,
                             const struct cairn_pvc_policy *p, const char *source)
 {
@@ -478,13 +490,16 @@ static void run_backup(struct agent *a, const struct pvc_entry *e, const char *p
         bo.excludes = (const char *const *)p->exclude;
         bo.n_excludes = p->n_exclude;
         bo.workers = a->cfg->workers;
-        bo.consistency = "none";
         bo.extra = extra;
         bo.warn = backup_warn;
         bo.warn_arg = &j;
-        alog(a, CAIRN_LOG_INFO, "pvc %s/%s: backing up '%s'", e->ns, e->name, host_path);
-        rc = extra ? cairn_backup_run(a->repo, &bo, &res, &err)
-                   : cairn_error(&err, CAIRN_FATAL, "out of memory");
+        {
+            /* quiesce, snapshot, copy, clean up: agent/snapshot.c */
+            struct cairn_snap_job sj = {a->repo, a->kube, &a->snap, p, e->ns, e->name, pv,
+                                        e->m[0].pod, a->cfg->node, host_path, &bo, snap_log, a};
+            rc = extra ? cairn_snap_run(&sj, &res, &err)
+                       : cairn_error(&err, CAIRN_FATAL, "out of memory");
+        }
         json_decref(extra);
     }
     ok = rc == CAIRN_OK;
@@ -599,20 +614,18 @@ static void process(struct agent *a, struct pvc_entry *e)
     if (!due)
         goto out;
 
-    if (p.quiesce != CAIRN_QUIESCE_NONE || p.snapshot != CAIRN_SNAPSHOT_FILE) {
-        char msg[256];
+    {
+        char msg[512];
         uint64_t h;
-        snprintf(msg, sizeof msg,
-                 "cairn.io/quiesce '%s' with cairn.io/snapshot '%s' is not supported yet by "
-                 "this agent (supported: quiesce none, snapshot file): no backup taken",
-                 cairn_quiesce_name(p.quiesce), cairn_snapshot_kind_name(p.snapshot));
-        h = fnv(0, msg);
-        if (h != e->unsupported_hash) {
-            alog(a, CAIRN_LOG_WARN, "pvc %s/%s: %s", e->ns, e->name, msg);
-            event(a, e, uid, "Warning", "NotSupported", msg);
-            e->unsupported_hash = h;
+        if (cairn_snap_plan_check(&p, &a->snap, msg, sizeof msg) != 0) {
+            h = fnv(0, msg);
+            if (h != e->unsupported_hash) {
+                alog(a, CAIRN_LOG_WARN, "pvc %s/%s: %s", e->ns, e->name, msg);
+                event(a, e, uid, "Warning", "NotSupported", msg);
+                e->unsupported_hash = h;
+            }
+            goto out;
         }
-        goto out;
     }
     e->unsupported_hash = 0;
 
@@ -692,6 +705,11 @@ static void maybe_prune(struct agent *a, int64_t *last_ns)
              (unsigned long long)pr.freed_bytes);
 }
 
+static void freeze_log(void *arg, const char *msg)
+{
+    alog(arg, CAIRN_LOG_WARN, "%s", msg);
+}
+
 int cairn_agent_run(cairn_repo *repo, const struct cairn_agent_config *cfg,
                     const volatile sig_atomic_t *stop, cairn_err *err)
 {
@@ -717,6 +735,18 @@ int cairn_agent_run(cairn_repo *repo, const struct cairn_agent_config *cfg,
         (rc = cairn_kube_open_env(&a.watch_kube, err)) != CAIRN_OK)
         goto out;
     cairn_kube_set_stop_flag(a.watch_kube, &a.quit);
+    if ((rc = cairn_snap_config_from_env(&a.snap, err)) != CAIRN_OK)
+        goto out;
+    { /* a previous agent killed mid-freeze with its watchdog: thaw now */
+        cairn_err ferr;
+        if (cairn_freeze_recover(a.snap.state_dir, freeze_log, &a, &ferr) < 0)
+            alog(&a, CAIRN_LOG_WARN, "%s", ferr.msg);
+        if (getpid() == 1)
+            alog(&a, CAIRN_LOG_WARN,
+                 "the agent is PID 1 of its PID namespace: if it dies mid-freeze its fsfreeze "
+                 "watchdog dies with it (set shareProcessNamespace: true in the pod, as "
+                 "daemonset/daemonset.yaml does)");
+    }
     if ((rc = cairn_metrics_listen(cfg->metrics_addr, cfg->metrics_port, &fd, &port, err)) !=
         CAIRN_OK)
         goto out;

@@ -301,7 +301,7 @@ int cairn_pvc_policy_parse(const struct cairn_annotation *annots, size_t n,
                            struct cairn_pvc_policy *p, cairn_err *err)
 {
     const char *val[N_PARTS] = {0};
-    char q[300];
+    char q[300], ev[64];
     size_t i;
     int k, v;
     cairn_err e;
@@ -378,7 +378,25 @@ int cairn_pvc_policy_parse(const struct cairn_annotation *annots, size_t n,
                    "quiesce method", &v);
         p->quiesce = (enum cairn_quiesce)v;
     }
-    if (val[3]) {
+    if (val[3] && trimmed(val[3], ev, sizeof ev) && strncmp(ev, "exec:", 5) == 0) {
+        /* a named command from the agent's configuration (never the command
+         * itself: annotations are written by namespace users) */
+        const char *nm = ev + 5;
+        size_t ln = strlen(nm), j;
+        int good = ln >= 1 && ln <= CAIRN_ANN_MAX_EXEC_NAME && nm[0] != '-' && nm[ln - 1] != '-';
+        for (j = 0; good && j < ln; j++)
+            good = (nm[j] >= 'a' && nm[j] <= 'z') || (nm[j] >= '0' && nm[j] <= '9') ||
+                   nm[j] == '-';
+        if (good) {
+            p->snapshot = CAIRN_SNAPSHOT_EXEC;
+            memcpy(p->snapshot_exec, nm, ln + 1);
+        } else {
+            add_problem(p, CAIRN_ANN_ERROR, CAIRN_ANN_SNAPSHOT, part_keys[3],
+                        "%s '%s': after 'exec:' comes the name of a command configured in the "
+                        "agent (lower-case letters, digits and '-', at most %d bytes)",
+                        part_keys[3], shown(val[3], q, sizeof q), CAIRN_ANN_MAX_EXEC_NAME);
+        }
+    } else if (val[3]) {
         v = 0;
         parse_enum(p, CAIRN_ANN_SNAPSHOT, part_keys[3], val[3], snapshot_names, 4,
                    "snapshot method", &v);
@@ -414,8 +432,10 @@ int cairn_pvc_policy_parse(const struct cairn_annotation *annots, size_t n,
         memset(&p->schedule, 0, sizeof p->schedule);
     if (!(p->valid & CAIRN_ANN_QUIESCE))
         p->quiesce = CAIRN_QUIESCE_NONE;
-    if (!(p->valid & CAIRN_ANN_SNAPSHOT))
+    if (!(p->valid & CAIRN_ANN_SNAPSHOT)) {
         p->snapshot = CAIRN_SNAPSHOT_FILE;
+        p->snapshot_exec[0] = 0;
+    }
 
     /* Combinations, only between parts that are valid on their own. */
     {

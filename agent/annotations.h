@@ -4,7 +4,7 @@
  *   cairn.io/schedule             cron (agent/cron.h)             default: none
  *   cairn.io/retention            engine/policy.h language        default: keep all
  *   cairn.io/quiesce              none|fsfreeze|postgres|mysql    default: none
- *   cairn.io/snapshot             file|btrfs|csi|exec             default: file
+ *   cairn.io/snapshot             file|btrfs|csi|exec|exec:NAME   default: file
  *   cairn.io/snapshot-class       VolumeSnapshotClass (csi only)  default: the cluster's
  *   cairn.io/credentials-secret   Secret name (postgres, mysql)
  *   cairn.io/exclude              comma-separated globs
@@ -40,6 +40,7 @@
 #define CAIRN_ANN_MAX_NAME 253       /* DNS-1123 subdomain (Secret, class names) */
 #define CAIRN_ANN_MAX_PROBLEMS 16    /* kept; more are counted in n_dropped */
 #define CAIRN_ANN_MSG_MAX 512
+#define CAIRN_ANN_MAX_EXEC_NAME 32   /* exec:NAME: a DNS label of at most 32 bytes */
 
 /* One annotation, borrowed from the caller (e.g. a parsed PVC's metadata). */
 struct cairn_annotation {
@@ -85,6 +86,7 @@ struct cairn_pvc_policy {
     struct cairn_policy retention;     /* owned tags */
     enum cairn_quiesce quiesce;
     enum cairn_snapshot_kind snapshot;
+    char snapshot_exec[CAIRN_ANN_MAX_EXEC_NAME + 1]; /* exec:NAME; "" = the default entry */
     char snapshot_class[CAIRN_ANN_MAX_NAME + 1];     /* "" = the cluster's default */
     char credentials_secret[CAIRN_ANN_MAX_NAME + 1]; /* "" = none */
     char **exclude;                    /* owned, n_exclude strings */

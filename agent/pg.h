@@ -121,6 +121,33 @@ struct cairn_pg_backup_result {
 int cairn_pg_backup(cairn_repo *r, const struct cairn_pg_backup_opts *o,
                     struct cairn_pg_backup_result *res, cairn_err *err);
 
+/* ---- the session alone (the agent's snapshot-based base backups) ----
+ *
+ * cairn_pg_backup() is these with a file copy of PGDATA in between. The agent
+ * cuts a snapshot of the volume between start and stop instead, and stores
+ * the same "postgres" manifest section, so `cairn restore-pg` restores either.
+ * A session is one libpq connection held open; freeing it before stop aborts
+ * the server-side backup. One thread per session. */
+typedef struct cairn_pg_session cairn_pg_session;
+
+/* Connects with PQconnectdbParams(keywords, values, expand_dbname=1) (the
+ * values may hold a password: they are never copied into messages), checks
+ * the server (10+, archive_mode on, the system id of pgdata's pg_control),
+ * runs pg_backup_start(label or "cairn <time>", fast checkpoint) and fills pg
+ * (a JSON object) with system_id, timeline, start_lsn, start_time_ns,
+ * server_version, segment_size, label, pgdata. */
+int cairn_pg_session_start(const char *const *keywords, const char *const *values,
+                           const char *pgdata, const char *label, json_t *pg,
+                           cairn_pg_session **out, cairn_err *err);
+/* pg_backup_stop (waiting for the WAL to be archived); adds timeline,
+ * stop_lsn, stop_time_ns, backup_label and tablespace_map to pg. */
+int cairn_pg_session_stop(cairn_pg_session *s, json_t *pg, cairn_err *err);
+void cairn_pg_session_free(cairn_pg_session *s); /* NULL is fine */
+/* Fills system_id, timeline, start/stop LSN and server_version of res. */
+void cairn_pg_session_info(const cairn_pg_session *s, struct cairn_pg_backup_result *res);
+/* What a base backup leaves out of PGDATA (globs for cairn_backup_opts). */
+const char *const *cairn_pg_backup_excludes(size_t *n);
+
 /* ---- wal-push --batch ---- */
 
 /* Was this very file archived before (by a batch, say)? 1 when the catalog

@@ -44,6 +44,10 @@ static json_t *row_json(const struct cairn_snaprow *row)
         json_t *v = json_object_get(m, "consistency");
         if (v)
             json_object_set(o, "consistency", v);
+        /* how the agent cut it: method, quiesce, and what it refers to */
+        v = json_object_get(m, "snapshot");
+        if (json_is_object(v))
+            json_object_set(o, "snapshot", v);
         v = json_object_get(m, "errors");
         if (row->partial && v)
             json_object_set(o, "errors", v);

@@ -51,13 +51,13 @@ ctl POST pv "$(pv pv-data)" >/dev/null
 ctl POST pv "$(pv pv-bad)" >/dev/null
 ctl POST pvc '{"apiVersion":"v1","kind":"PersistentVolumeClaim","metadata":{"name":"data","namespace":"app","uid":"pvc-uid-data","annotations":{"cairn.io/schedule":"* * * * *","cairn.io/retention":"last=2","cairn.io/exclude":"*.tmp","unrelated.example.com/x":"y"}},"spec":{"volumeName":"pv-data","accessModes":["ReadWriteOnce"]},"status":{"phase":"Bound"}}' >/dev/null
 ctl POST pvc '{"apiVersion":"v1","kind":"PersistentVolumeClaim","metadata":{"name":"bad","namespace":"app","uid":"pvc-uid-bad","annotations":{"cairn.io/schedule":"61 * * * *"}},"spec":{"volumeName":"pv-bad"},"status":{"phase":"Bound"}}' >/dev/null
-# app/frozen asks for what this agent cannot do yet; app/gone's volume is not
+# app/frozen asks for an exec snapshot no command is configured for; app/gone's volume is not
 # where the kubelet would have mounted it (a failed backup).
 UID_B=22222222-2222-3333-4444-555555555555
 mkdir -p "$PODS/$UID_B/volumes/kubernetes.io~csi/pv-frozen/mount"
 ctl POST pv "$(pv pv-frozen)" >/dev/null
 ctl POST pv "$(pv pv-gone)" >/dev/null
-ctl POST pvc '{"apiVersion":"v1","kind":"PersistentVolumeClaim","metadata":{"name":"frozen","namespace":"app","uid":"pvc-uid-frozen","annotations":{"cairn.io/schedule":"* * * * *","cairn.io/quiesce":"fsfreeze","cairn.io/snapshot":"csi"}},"spec":{"volumeName":"pv-frozen"}}' >/dev/null
+ctl POST pvc '{"apiVersion":"v1","kind":"PersistentVolumeClaim","metadata":{"name":"frozen","namespace":"app","uid":"pvc-uid-frozen","annotations":{"cairn.io/schedule":"* * * * *","cairn.io/quiesce":"fsfreeze","cairn.io/snapshot":"exec"}},"spec":{"volumeName":"pv-frozen"}}' >/dev/null
 ctl POST pvc '{"apiVersion":"v1","kind":"PersistentVolumeClaim","metadata":{"name":"gone","namespace":"app","uid":"pvc-uid-gone","annotations":{"cairn.io/schedule":"@daily"}},"spec":{"volumeName":"pv-gone"}}' >/dev/null
 ctl POST pod '{"apiVersion":"v1","kind":"Pod","metadata":{"name":"db-0","namespace":"app","uid":"'$UID_B'"},"spec":{"nodeName":"node-a","volumes":[{"name":"f","persistentVolumeClaim":{"claimName":"frozen"}},{"name":"g","persistentVolumeClaim":{"claimName":"gone"}}]},"status":{"phase":"Running"}}' >/dev/null
 ctl POST pod '{"apiVersion":"v1","kind":"Pod","metadata":{"name":"web-0","namespace":"app","uid":"'$UID_A'"},"spec":{"nodeName":"node-a","volumes":[{"name":"data","persistentVolumeClaim":{"claimName":"data"}},{"name":"bad","persistentVolumeClaim":{"claimName":"bad"}},{"name":"tmp","emptyDir":{}}]},"status":{"phase":"Running"}}' >/dev/null
@@ -215,7 +215,7 @@ def die(msg):
     sys.exit(1)
 fr = [e for e in events if e["involvedObject"].get("name") == "frozen"]
 if len(fr) != 1 or fr[0]["type"] != "Warning" or fr[0]["reason"] != "NotSupported" or \
-        "fsfreeze" not in fr[0]["message"]:
+        "CAIRN_SNAPSHOT_EXEC" not in fr[0]["message"]:
     die("events on app/frozen: %r" % fr)
 if any(r["method"] == "PATCH" and r["path"].endswith("/frozen") for r in log):
     die("app/frozen was patched although no backup ran")

@@ -21,6 +21,17 @@ the calls the agent makes, nothing more:
         only application/merge-patch+json (else 415); RFC 7386 applied.
   GET   /api/v1/persistentvolumes/NAME
   POST  /api/v1/namespaces/NS/events     (201; involvedObject.namespace must be NS)
+  GET   /api/v1/namespaces/NS/secrets/NAME   (Opaque Secret, data base64)
+  POST  /apis/snapshot.storage.k8s.io/v1/namespaces/NS/volumesnapshots   (201; the
+        spec is checked: exactly one of source.persistentVolumeClaimName and
+        source.volumeSnapshotContentName; 409 for an existing name)
+  GET   .../namespaces/NS/volumesnapshots/NAME  each GET moves the snapshot on,
+        like the snapshot controller: after "cut_after" GETs status gets
+        creationTime and boundVolumeSnapshotContentName (a
+        VolumeSnapshotContent with status.snapshotHandle is created), after
+        "ready_after" GETs readyToUse: true (or status.error with "error")
+  DELETE .../namespaces/NS/volumesnapshots/NAME
+  GET   /apis/snapshot.storage.k8s.io/v1/volumesnapshotcontents/NAME
 
 Every /api request needs "Authorization: Bearer <--token>", else 401 with a
 Status body. Failures are injected through the control API.
@@ -43,6 +54,10 @@ Control API (no authentication; the tests' side door), JSON bodies:
                                      query, content_type, auth (ok/bad/none),
                                      body (JSON when it parses)
   POST /_control/reset-log
+  POST /_control/secret     {secret}   add or replace a Secret
+  POST /_control/vs-steps   {"cut_after": 1, "ready_after": 2, "error": ""}
+  GET  /_control/volumesnapshots     every VolumeSnapshot (deleted ones too,
+                                     with "deleted": true in the entry)
 
 Usage: fake_apiserver.py --token T [--port 0] [--port-file F]
                          [--tls-cert PEM --tls-key PEM]
@@ -76,6 +91,10 @@ STATE = {
     "fail": [],        # {"method", "path", "status", "count"}
     "log": [],
     "token": "",
+    "secrets": {},     # "ns/name" -> secret
+    "vs": {},          # "ns/name" -> {"obj", "gets", "deleted"}
+    "vsc": {},         # name -> VolumeSnapshotContent
+    "vs_steps": {"cut_after": 1, "ready_after": 2, "error": ""},
 }
 
 
@@ -298,6 +317,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if len(parts) == 5 and parts[:3] == ["api", "v1", "namespaces"] and parts[4] == "events" \
                 and method == "POST":
             return self.post_event(parts[3], raw)
+        if self.route_secrets(method, parts) or self.route_snapshots(method, parts, raw):
+            return None
         return self.status(404, "NotFound", "the server could not find the requested resource")
 
     # ---- pods ----
@@ -445,6 +466,116 @@ class Handler(http.server.BaseHTTPRequestHandler):
             STATE["events"].append(ev)
         self.send_json(201, ev)
 
+    # ---- Secrets, VolumeSnapshots (the quiesce/snapshot tests) ----
+    def route_secrets(self, method, parts):
+        if not (len(parts) == 6 and parts[:3] == ["api", "v1", "namespaces"] and
+                parts[4] == "secrets" and method == "GET"):
+            return False
+        with LOCK:
+            sec = copy.deepcopy(STATE["secrets"].get(parts[3] + "/" + parts[5]))
+        if sec is None:
+            self.status(404, "NotFound", 'secrets "%s" not found' % parts[5])
+        else:
+            self.send_json(200, sec)
+        return True
+
+    def route_snapshots(self, method, parts, raw):
+        g = ["apis", "snapshot.storage.k8s.io", "v1"]
+        if parts[:3] != g:
+            return False
+        if len(parts) == 5 and parts[3] == "volumesnapshotcontents" and method == "GET":
+            with LOCK:
+                c = copy.deepcopy(STATE["vsc"].get(parts[4]))
+            if c is None:
+                self.status(404, "NotFound", 'volumesnapshotcontents.snapshot.storage.k8s.io "%s" not found' % parts[4])
+            else:
+                self.send_json(200, c)
+            return True
+        if len(parts) == 6 and parts[3] == "namespaces" and parts[5] == "volumesnapshots" \
+                and method == "POST":
+            self.create_vs(parts[4], raw)
+            return True
+        if len(parts) == 7 and parts[3] == "namespaces" and parts[5] == "volumesnapshots":
+            key = parts[4] + "/" + parts[6]
+            with LOCK:
+                ent = STATE["vs"].get(key)
+                if ent is None or ent["deleted"]:
+                    ent = None
+                elif method == "GET":
+                    ent["gets"] += 1
+                    self.advance_vs(ent)
+                    out = copy.deepcopy(ent["obj"])
+                elif method == "DELETE":
+                    ent["deleted"] = True
+                    out = copy.deepcopy(ent["obj"])
+                else:
+                    out = None
+            if ent is None:
+                self.status(404, "NotFound", 'volumesnapshots.snapshot.storage.k8s.io "%s" not found' % parts[6])
+            elif out is None:
+                self.status(405, "MethodNotAllowed", "method not allowed")
+            else:
+                self.send_json(200, out)
+            return True
+        self.status(404, "NotFound", "the server could not find the requested resource")
+        return True
+
+    def create_vs(self, ns, raw):
+        try:
+            vs = json.loads(raw)
+        except ValueError:
+            return self.status(400, "BadRequest", "invalid JSON")
+        md = vs.get("metadata") or {}
+        src = (vs.get("spec") or {}).get("source") or {}
+        if vs.get("apiVersion") != "snapshot.storage.k8s.io/v1" or vs.get("kind") != "VolumeSnapshot":
+            return self.status(400, "BadRequest", "apiVersion/kind must be snapshot.storage.k8s.io/v1 VolumeSnapshot")
+        if not md.get("name") or md.get("namespace", ns) != ns:
+            return self.status(422, "Invalid", "metadata.name: Required value (or namespace mismatch)")
+        if ("persistentVolumeClaimName" in src) == ("volumeSnapshotContentName" in src):
+            return self.status(422, "Invalid", "spec.source: exactly one of persistentVolumeClaimName and volumeSnapshotContentName is required")
+        key = ns + "/" + md["name"]
+        with LOCK:
+            if key in STATE["vs"] and not STATE["vs"][key]["deleted"]:
+                return self.status(409, "AlreadyExists", 'volumesnapshots.snapshot.storage.k8s.io "%s" already exists' % md["name"])
+            md["namespace"] = ns
+            md["uid"] = str(uuid.uuid4())
+            md["resourceVersion"] = str(next_rv())
+            md["creationTimestamp"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+            vs["status"] = {"readyToUse": False}
+            STATE["vs"][key] = {"obj": vs, "gets": 0, "deleted": False,
+                                "sent": copy.deepcopy(json.loads(raw))}
+            out = copy.deepcopy(vs)
+        self.send_json(201, out)
+
+    @staticmethod
+    def advance_vs(ent):
+        """The snapshot controller's part; LOCK held."""
+        steps = STATE["vs_steps"]
+        vs, st = ent["obj"], ent["obj"]["status"]
+        if steps.get("error") and ent["gets"] >= steps.get("cut_after", 1):
+            st["error"] = {"message": steps["error"],
+                           "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+            return
+        if ent["gets"] >= steps.get("cut_after", 1) and "creationTime" not in st:
+            content = "snapcontent-" + vs["metadata"]["uid"]
+            st["creationTime"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+            st["boundVolumeSnapshotContentName"] = content
+            STATE["vsc"][content] = {
+                "apiVersion": "snapshot.storage.k8s.io/v1", "kind": "VolumeSnapshotContent",
+                "metadata": {"name": content, "uid": str(uuid.uuid4())},
+                "spec": {"deletionPolicy": "Delete", "driver": "fake.csi.example.com",
+                         "source": {"volumeHandle": "vol-fake"},
+                         "volumeSnapshotRef": {"kind": "VolumeSnapshot",
+                                               "name": vs["metadata"]["name"],
+                                               "namespace": vs["metadata"]["namespace"],
+                                               "uid": vs["metadata"]["uid"]}},
+                "status": {"snapshotHandle": "snap-" + vs["metadata"]["uid"][:8],
+                           "readyToUse": False}}
+        if ent["gets"] >= steps.get("ready_after", 2) and "creationTime" in st:
+            st["readyToUse"] = True
+            st["restoreSize"] = "1Gi"
+            STATE["vsc"][st["boundVolumeSnapshotContentName"]]["status"]["readyToUse"] = True
+
     # ---- control ----
     def control(self, method, what, raw):
         try:
@@ -490,6 +621,16 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 exists = (md.get("namespace", "default") + "/" + md["name"]) in STATE["pvcs"]
                 record_event("persistentvolumeclaims", "MODIFIED" if exists else "ADDED", arg)
                 data = {}
+            elif method == "POST" and what == "secret":
+                md = arg.setdefault("metadata", {})
+                STATE["secrets"][md.get("namespace", "default") + "/" + md["name"]] = arg
+                data = {}
+            elif method == "POST" and what == "vs-steps":
+                STATE["vs_steps"] = dict(STATE["vs_steps"], **arg)
+                data = STATE["vs_steps"]
+            elif method == "GET" and what == "volumesnapshots":
+                data = [dict(copy.deepcopy(e["obj"]), deleted=e["deleted"], sent=e["sent"], gets=e["gets"])
+                        for e in STATE["vs"].values()]
             elif method == "POST" and what == "pv":
                 arg.setdefault("metadata", {})["resourceVersion"] = str(next_rv())
                 STATE["pvs"][arg["metadata"]["name"]] = arg

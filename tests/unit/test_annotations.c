@@ -415,6 +415,44 @@ static void test_dns1123(void)
     CHECK(!cairn_dns1123_subdomain(longname), "254 bytes");
 }
 
+/* cairn.io/snapshot: exec:NAME names a command of the agent's configuration;
+ * only a DNS-label-like name is accepted (never a path or a command). */
+static void test_exec_names(void)
+{
+    static const char *const good[][2] = {
+        {"exec", ""}, {"exec:san", "san"}, {"exec:vm-snap-2", "vm-snap-2"},
+        {" exec:a ", "a"}, {"exec:abcdefghijklmnopqrstuvwxyz012345", "abcdefghijklmnopqrstuvwxyz012345"},
+    };
+    static const char *const bad[] = {
+        "exec:", "exec:/bin/sh", "exec:San", "exec:-x", "exec:x-", "exec:a b", "exec:a;rm",
+        "exec:abcdefghijklmnopqrstuvwxyz0123456", "exec:..", "exec:a/b", "exec :a",
+    };
+    size_t i;
+    for (i = 0; i < N(good); i++) {
+        struct cairn_annotation a[] = {{"cairn.io/snapshot", good[i][0]}};
+        struct cairn_pvc_policy p;
+        cairn_err err;
+        int rc = cairn_pvc_policy_parse(a, 1, &p, &err);
+        CHECK(rc == CAIRN_OK && p.snapshot == CAIRN_SNAPSHOT_EXEC &&
+                  strcmp(p.snapshot_exec, good[i][1]) == 0,
+              "'%s': rc %d kind %d name '%s'", good[i][0], rc, p.snapshot, p.snapshot_exec);
+        cairn_pvc_policy_clear(&p);
+    }
+    for (i = 0; i < N(bad); i++) {
+        struct cairn_annotation a[] = {{"cairn.io/snapshot", bad[i]}};
+        struct cairn_pvc_policy p;
+        const struct cairn_ann_problem *pr;
+        cairn_err err;
+        int rc = cairn_pvc_policy_parse(a, 1, &p, &err);
+        pr = problem(&p, "cairn.io/snapshot", CAIRN_ANN_ERROR);
+        CHECK(rc == CAIRN_FAILED && pr && !(p.valid & CAIRN_ANN_SNAPSHOT) &&
+                  p.snapshot == CAIRN_SNAPSHOT_FILE && p.snapshot_exec[0] == 0 &&
+                  !cairn_pvc_policy_can_backup(&p),
+              "'%s' accepted: rc %d", bad[i], rc);
+        cairn_pvc_policy_clear(&p);
+    }
+}
+
 int main(void)
 {
     test_full_good();
@@ -424,6 +462,7 @@ int main(void)
     test_combinations();
     test_unknown_and_caps();
     test_dns1123();
+    test_exec_names();
     if (failures) {
         fprintf(stderr, "%d failure(s)\n", failures);
         return 1;

@@ -1,0 +1,86 @@
+/* agent/snapshot.h — one backup job of the agent: quiesce (none, fsfreeze,
+ * postgres, mysql), cut the snapshot the PVC asks for (file, btrfs, exec,
+ * csi), back it up, clean up. See docs/agent.md ("Snapshots and
+ * consistency") and docs/annotations.md. The consistency levels are those of
+ * docs/repository-format.md: none, crash, fs, app.
+ *
+ *   file   the mounted volume is read live: consistency "none" (a file copy
+ *          of a live filesystem is not a point in time); with postgres
+ *          quiesce, a base backup (pg_backup_start/stop around the copy):
+ *          "app".
+ *   btrfs  a read-only subvolume snapshot (BTRFS_IOC_SNAP_CREATE_V2), atomic
+ *          by itself, created in the volume as .cairn-snapshot-<random>, read,
+ *          then deleted: "crash".
+ *   exec   a command from the agent's configuration (CAIRN_SNAPSHOT_EXEC, or
+ *          CAIRN_SNAPSHOT_EXEC_<NAME> for cairn.io/snapshot: exec:<name>),
+ *          never from the annotation, run while the filesystem is frozen:
+ *          "fs". If it writes "path=<dir>" to $CAIRN_SNAPSHOT_OUT the
+ *          agent backs up that directory; otherwise the storage snapshot is
+ *          the artifact and the Cairn snapshot records it ("data":
+ *          "reference", no files).
+ *   csi    a snapshot.storage.k8s.io/v1 VolumeSnapshot, frozen (quiesce
+ *          fsfreeze/postgres/mysql) only until status.creationTime is set,
+ *          then waited for until readyToUse; the Cairn snapshot records its
+ *          name, content name and snapshotHandle ("data": "reference"):
+ *          "crash", or "fs" when frozen. Copying its data
+ *          out (a data-mover Job) is not done.
+ *   postgres / mysql quiesce around any of them: "app".
+ *
+ * Database credentials come from the Secret named by
+ * cairn.io/credentials-secret in the PVC's namespace; they are wiped from
+ * memory after use and never appear in messages.
+ *
+ * Ownership: the job's fields are borrowed; bo->extra (a JSON object, the
+ * caller's) gets "snapshot" (and "postgres"/"mysql") sections added.
+ * Threading: one job at a time per kube handle; jobs fork (the watchdog,
+ * exec commands). Nothing here prints or exits: lines go to job->log. */
+#ifndef CAIRN_AGENT_SNAPSHOT_H
+#define CAIRN_AGENT_SNAPSHOT_H
+
+#include <limits.h>
+#include <stdint.h>
+
+#include "../engine/backup.h"
+#include "annotations.h"
+#include "kube.h"
+
+struct cairn_snap_config {
+    char state_dir[PATH_MAX];      /* CAIRN_STATE_DIR, default /var/lib/cairn */
+    int64_t freeze_timeout_ms;     /* CAIRN_FREEZE_TIMEOUT, default 30 s */
+    int64_t csi_ready_timeout_ms;  /* CAIRN_CSI_READY_TIMEOUT, default 10 min */
+    int64_t poll_ms;               /* CAIRN_SNAPSHOT_POLL_MS, default 1000 */
+};
+
+/* Defaults, then the environment. Durations as cairn_parse_duration (a bare
+ * number is seconds). CAIRN_FAILED naming the variable when malformed. */
+int cairn_snap_config_from_env(struct cairn_snap_config *c, cairn_err *err);
+
+/* Whether this agent can run the policy's method at all (before anything is
+ * touched): an exec command configured, a supported quiesce. 0 yes; -1 no,
+ * with a message for an Event in msg. */
+int cairn_snap_plan_check(const struct cairn_pvc_policy *p, const struct cairn_snap_config *c,
+                          char *msg, size_t msglen);
+
+enum cairn_snap_log_level { CAIRN_SNAP_LOG_WARN, CAIRN_SNAP_LOG_INFO, CAIRN_SNAP_LOG_DEBUG };
+
+struct cairn_snap_job {
+    cairn_repo *repo;
+    cairn_kube *kube;
+    const struct cairn_snap_config *cfg;
+    const struct cairn_pvc_policy *policy;
+    const char *ns, *pvc, *pv, *pod, *node;
+    const char *host_path;         /* the mounted volume */
+    /* Prepared by the caller (source, excludes, workers, extra, warn); paths,
+     * consistency and before_manifest are set here. */
+    struct cairn_backup_opts *bo;
+    void (*log)(void *arg, enum cairn_snap_log_level lvl, const char *msg);
+    void *log_arg;
+};
+
+/* Runs the job. On CAIRN_OK res describes the snapshot; on error nothing is
+ * left frozen, no temporary snapshot is left behind (a failed VolumeSnapshot
+ * is deleted) and err says what failed. */
+int cairn_snap_run(const struct cairn_snap_job *j, struct cairn_backup_result *res,
+                   cairn_err *err);
+
+#endif
