@@ -368,14 +368,6 @@ static void event(struct agent *a, const struct pvc_entry *e, const char *uid, c
              reason, err.msg);
 }
 
-static void rfc3339(int64_t ns, char out[32])
-{
-    time_t t = (time_t)(ns / NS_PER_S);
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
-}
-
 /* Reports annotation problems once per distinct set. Returns the new hash. */
 static uint64_t report_problems(struct agent *a, const struct pvc_entry *e, const char *uid,
                                 const struct cairn_pvc_policy *p, uint64_t old)
@@ -462,7 +454,7 @@ static void run_backup(struct agent *a, const struct pvc_entry *e, const char *p
                        const char *pv, const char *host_path, const struct cairn_pvc_policy *p,
                        int64_t start_ns, const char *setup_error)
 {
-    char source[400], when[32], status[CAIRN_HEX_LEN + STATUS_REASON_MAX + 64];
+    char source[400], when[48], status[CAIRN_HEX_LEN + STATUS_REASON_MAX + 64];
     char msg[EVENT_MSG_MAX], size[32], newsize[32];
     struct cairn_backup_opts bo;
     struct cairn_backup_result res;
@@ -525,7 +517,9 @@ static void run_backup(struct agent *a, const struct pvc_entry *e, const char *p
     }
     if (ok) /* before the result is published: "ok" means retention ran too */
         apply_retention(a, e, p, source);
-    rfc3339(start_ns, when);
+    /* with nanoseconds: a request made in the same second as the start of the
+     * run that served it must not look newer than the run */
+    cairn_format_time(start_ns, when, sizeof when);
     kv[0].key = ANN_LAST_BACKUP;
     kv[0].value = when;
     kv[1].key = ANN_LAST_STATUS;

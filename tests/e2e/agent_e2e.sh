@@ -147,7 +147,7 @@ for p in patches:
     ann = body["metadata"]["annotations"]
     if set(ann) != {"cairn.io/last-backup", "cairn.io/last-status"}:
         die("patched annotations: %r" % sorted(ann))
-    if not re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", ann["cairn.io/last-backup"]):
+    if not re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{9})?Z", ann["cairn.io/last-backup"]):
         die("last-backup is not RFC 3339 UTC: %r" % ann["cairn.io/last-backup"])
     if not re.fullmatch(r"ok [0-9a-f]{64}", ann["cairn.io/last-status"]):
         die("last-status: %r" % ann["cairn.io/last-status"])
@@ -268,7 +268,7 @@ grep -q 'pvc="bad"' "$T/metrics" && fail "app/bad has backup series although it 
 # ---- retention: with "* * * * *" a backup per minute; ask for more now ----
 request_backup() {
   local now
-  sleep 1.1 # last-backup has second resolution
+  sleep 1.1 # requests a second apart
   now=$(date -u +%Y-%m-%dT%H:%M:%S.%NZ)
   ctl GET pvc/app/data >"$T/pvc.json"
   python3 - "$T/pvc.json" "$now" >"$T/pvc-new.json" <<'EOF'
