@@ -773,6 +773,7 @@ int cairn_snap_run(const struct cairn_snap_job *j, struct cairn_backup_result *r
             goto out;
         }
         snprintf(root, sizeof root, "%s/%s", j->host_path, btrfs_name);
+        bo->ignore_device = 1; /* every snapshot is a new device; inodes and times stay */
         json_object_set_new(snap, "btrfs_snapshot", json_string(root));
         jlog(j, CAIRN_SNAP_LOG_INFO, "pvc %s/%s: btrfs snapshot '%s' created", j->ns, j->pvc,
              root);

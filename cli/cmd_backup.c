@@ -33,13 +33,14 @@ int cmd_backup(struct cli *c, int argc, char **argv)
 {
     const char **tags = NULL, **excludes = NULL, *source = NULL;
     size_t ntags = 0, nexcl = 0;
-    int force = 0, rc;
+    int force = 0, ignore_dev = 0, rc;
     const char *workers = NULL;
     struct opt opts[] = {
         {"tag", 1, 1, NULL, &tags, &ntags, NULL},
         {"exclude", 1, 1, NULL, &excludes, &nexcl, NULL},
         {"source", 1, 0, &source, NULL, NULL, NULL},
         {"force", 0, 0, NULL, NULL, NULL, &force},
+        {"ignore-device", 0, 0, NULL, NULL, NULL, &ignore_dev},
         {"workers", 1, 0, &workers, NULL, NULL, NULL},
         {NULL, 0, 0, NULL, NULL, NULL, NULL},
     };
@@ -49,7 +50,7 @@ int cmd_backup(struct cli *c, int argc, char **argv)
     cairn_err err;
     rc = cli_parse(c, argc, argv, opts,
                    "cairn backup PATH... [--tag T]... [--source NAME] [--exclude GLOB]... "
-                   "[--force] [--json]");
+                   "[--force] [--ignore-device] [--json]");
     if (rc)
         goto out;
     if (c->nargs == 0) {
@@ -68,6 +69,7 @@ int cmd_backup(struct cli *c, int argc, char **argv)
     bo.excludes = excludes;
     bo.n_excludes = nexcl;
     bo.force_read = force;
+    bo.ignore_device = ignore_dev;
     bo.workers = workers ? atoi(workers) : 0;
     bo.warn = on_warn;
     bo.warn_arg = c;

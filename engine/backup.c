@@ -687,7 +687,7 @@ static int reuse_parent(struct ctx *c, struct cairn_node *n, const struct cairn_
     struct cairn_blob_loc loc;
     if (!pn || pn->type != CAIRN_T_FILE || pn->hardlink || c->o->force_read)
         return 0;
-    if (pn->dev != n->dev || pn->ino != n->ino || pn->size != n->size ||
+    if ((pn->dev != n->dev && !c->o->ignore_device) || pn->ino != n->ino || pn->size != n->size ||
         pn->mtime_ns != n->mtime_ns || pn->ctime_ns != n->ctime_ns || !same_sparse(n, pn))
         return 0;
     cairn_repo_lock(c->repo);
@@ -743,7 +743,7 @@ static int open_noatime(const char *path, int flags)
 /* Does the parent snapshot's node describe this inode unchanged? A change to
  * content, xattrs or ACLs moves ctime, so dev/ino/size/mtime/ctime/mode/owner
  * equal means the parent's record can be taken as it is. */
-static int stat_matches(const struct cairn_node *pn, const struct stat *st)
+static int stat_matches(const struct cairn_node *pn, const struct stat *st, int ignore_device)
 {
     static const int types[] = {S_IFREG, S_IFDIR, S_IFLNK, S_IFIFO, S_IFCHR, S_IFBLK, S_IFSOCK};
     int64_t mt = (int64_t)st->st_mtim.tv_sec * 1000000000LL + st->st_mtim.tv_nsec;
@@ -751,7 +751,7 @@ static int stat_matches(const struct cairn_node *pn, const struct stat *st)
     if (!pn || (unsigned)pn->type >= sizeof types / sizeof *types ||
         (st->st_mode & S_IFMT) != (unsigned)types[pn->type])
         return 0;
-    return pn->dev == (uint64_t)st->st_dev && pn->ino == (uint64_t)st->st_ino &&
+    return (ignore_device || pn->dev == (uint64_t)st->st_dev) && pn->ino == (uint64_t)st->st_ino &&
            pn->mtime_ns == mt && pn->ctime_ns == ct && pn->mode == (st->st_mode & 07777) &&
            pn->uid == st->st_uid && pn->gid == st->st_gid &&
            (pn->type != CAIRN_T_FILE || pn->size == (uint64_t)st->st_size) &&
@@ -766,7 +766,7 @@ static int reuse_unchanged(struct ctx *c, const struct cairn_node *pn, const str
     size_t i;
     struct cairn_blob_loc loc;
     if (c->o->force_read || S_ISDIR(st->st_mode) || st->st_nlink != 1 || pn->hardlink ||
-        !stat_matches(pn, st))
+        !stat_matches(pn, st, c->o->ignore_device))
         return 0;
     cairn_repo_lock(c->repo);
     for (i = 0; i < pn->n_chunks; i++)
@@ -850,7 +850,8 @@ static int backup_entry(struct ctx *c, const char *abs, const char *rel, const c
     } else if (S_ISDIR(st.st_mode)) {
         struct cairn_tree ptree;
         int have_parent = 0, same_meta = 0;
-        if (!c->o->force_read && pn && stat_matches(pn, &st) && cairn_node_copy(n, pn) == CAIRN_OK) {
+        if (!c->o->force_read && pn && stat_matches(pn, &st, c->o->ignore_device) &&
+            cairn_node_copy(n, pn) == CAIRN_OK) {
             same_meta = 1; /* ctime unchanged: the parent's metadata holds */
         } else {
             fd = open_noatime(abs, O_RDONLY | O_DIRECTORY);

@@ -35,6 +35,9 @@ struct cairn_backup_opts {
     size_t n_excludes;
     int workers;                     /* 0 = online CPUs */
     int force_read;                  /* read every file even if unchanged */
+    int ignore_device;               /* match the parent by inode without the device
+                                      * number: each btrfs/LVM snapshot mounts with a
+                                      * new one while inodes and times are kept */
     const char *consistency;         /* NULL = "none" (a live read) */
     json_t *extra;                   /* merged into the manifest (borrowed) */
     cairn_backup_warn_fn warn;
