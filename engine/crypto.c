@@ -955,20 +955,6 @@ static int list_keys(cairn_store *s, struct keynames *l, cairn_err *err)
     return CAIRN_OK;
 }
 
-static int load_key(cairn_store *s, const char *name, struct cairn_keyfile *k, cairn_err *err)
-{
-    cairn_buf b = CAIRN_BUF_INIT;
-    int rc = cairn_store_get(s, name, &b, CAIRN_KEYFILE_MAX, err);
-    if (rc == CAIRN_OK)
-        rc = cairn_keyfile_parse(b.data, b.len, k, err);
-    cairn_buf_free(&b);
-    if (rc == CAIRN_OK && strcmp(name + 5, k->id) != 0)
-        rc = cairn_error(err, CAIRN_CORRUPT, "its id is %s", k->id);
-    if (rc != CAIRN_OK)
-        cairn_error_prefix(err, "key file '%s'", name);
-    return rc;
-}
-
 static int put_key(cairn_store *s, const struct cairn_master *m, const cairn_buf *pw,
                    char id_out[CAIRN_KEY_ID_HEX + 1], cairn_err *err)
 {
@@ -1008,6 +994,43 @@ int cairn_crypt_init(cairn_store *s, const char *repo_id, const char *password_f
     return rc;
 }
 
+/* One remembered unlock per process, so that opening the same repository
+ * again with the same password and an unchanged key file (wal-push --batch
+ * threads, the agent's jobs) costs no second scrypt. Held only in this
+ * process's memory, like the master of any open repository. Unlocks are
+ * serialized, so threads opening at once derive once. */
+static pthread_mutex_t unlock_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct {
+    int valid;
+    char key_id[CAIRN_KEY_ID_HEX + 1];
+    uint8_t keyfile_hash[32], pw_hash[32];
+    struct cairn_master m;
+} unlock_cache;
+
+static void sha256(const void *d, size_t n, uint8_t out[32])
+{
+    unsigned int l = 32;
+    if (EVP_Digest(d, n, out, &l, EVP_sha256(), NULL) != 1)
+        memset(out, 0, 32);
+}
+
+static int load_key_raw(cairn_store *s, const char *name, struct cairn_keyfile *k,
+                        uint8_t hash[32], cairn_err *err)
+{
+    cairn_buf b = CAIRN_BUF_INIT;
+    int rc = cairn_store_get(s, name, &b, CAIRN_KEYFILE_MAX, err);
+    if (rc == CAIRN_OK) {
+        sha256(b.data, b.len, hash);
+        rc = cairn_keyfile_parse(b.data, b.len, k, err);
+    }
+    cairn_buf_free(&b);
+    if (rc == CAIRN_OK && strcmp(name + 5, k->id) != 0)
+        rc = cairn_error(err, CAIRN_CORRUPT, "its id is %s", k->id);
+    if (rc != CAIRN_OK)
+        cairn_error_prefix(err, "key file '%s'", name);
+    return rc;
+}
+
 /* Tries every key file with the password. */
 static int unlock(cairn_store *s, const char *url, const char *repo_id, const char *pwfile,
                   struct cairn_master *m, char key_id[CAIRN_KEY_ID_HEX + 1], cairn_err *err)
@@ -1015,6 +1038,7 @@ static int unlock(cairn_store *s, const char *url, const char *repo_id, const ch
     struct keynames l;
     cairn_buf pw = CAIRN_BUF_INIT;
     cairn_err kerr;
+    uint8_t pwh[32];
     size_t i, damaged = 0;
     int rc;
     if ((rc = cairn_password_read(pwfile, &pw, err)) != CAIRN_OK)
@@ -1024,11 +1048,14 @@ static int unlock(cairn_store *s, const char *url, const char *repo_id, const ch
         return rc;
     }
     cairn_err_clear(&kerr);
+    sha256(pw.data, pw.len, pwh);
     rc = CAIRN_NOTFOUND;
+    pthread_mutex_lock(&unlock_mu);
     for (i = 0; i < l.n && rc != CAIRN_OK; i++) {
         struct cairn_keyfile k;
+        uint8_t kh[32];
         cairn_err e;
-        int lrc = load_key(s, l.v[i], &k, &e);
+        int lrc = load_key_raw(s, l.v[i], &k, kh, &e);
         if (lrc == CAIRN_NOTFOUND)
             continue;
         if (lrc != CAIRN_OK) {
@@ -1036,15 +1063,29 @@ static int unlock(cairn_store *s, const char *url, const char *repo_id, const ch
                 kerr = e;
             continue;
         }
-        if (cairn_keyfile_unlock(&k, pw.data, pw.len, m, &e) != CAIRN_OK)
-            continue;
-        if (strcmp(m->repo_id, repo_id) != 0) {
-            cairn_master_wipe(m);
-            continue;
+        if (unlock_cache.valid && strcmp(unlock_cache.key_id, k.id) == 0 &&
+            CRYPTO_memcmp(unlock_cache.keyfile_hash, kh, 32) == 0 &&
+            CRYPTO_memcmp(unlock_cache.pw_hash, pwh, 32) == 0 &&
+            strcmp(unlock_cache.m.repo_id, repo_id) == 0) {
+            *m = unlock_cache.m;
+        } else {
+            if (cairn_keyfile_unlock(&k, pw.data, pw.len, m, &e) != CAIRN_OK)
+                continue;
+            if (strcmp(m->repo_id, repo_id) != 0) {
+                cairn_master_wipe(m);
+                continue;
+            }
+            unlock_cache.valid = 1;
+            memcpy(unlock_cache.key_id, k.id, sizeof unlock_cache.key_id);
+            memcpy(unlock_cache.keyfile_hash, kh, 32);
+            memcpy(unlock_cache.pw_hash, pwh, 32);
+            unlock_cache.m = *m;
         }
         memcpy(key_id, k.id, CAIRN_KEY_ID_HEX + 1);
         rc = CAIRN_OK;
     }
+    pthread_mutex_unlock(&unlock_mu);
+    OPENSSL_cleanse(pwh, sizeof pwh);
     cairn_password_free(&pw);
     if (rc != CAIRN_OK) {
         if (l.n == 0)
@@ -1159,7 +1200,8 @@ static int load_all(cairn_store *s, struct cairn_keyfile **out, size_t *n, cairn
         return cairn_error(err, CAIRN_FATAL, "out of memory");
     }
     for (i = 0; i < l.n; i++) {
-        rc = load_key(s, l.v[i], &(*out)[*n], err);
+        uint8_t h[32];
+        rc = load_key_raw(s, l.v[i], &(*out)[*n], h, err);
         if (rc == CAIRN_NOTFOUND)
             continue;
         if (rc != CAIRN_OK)
