@@ -486,6 +486,17 @@ struct cache_ent {
     uint64_t used;
 };
 
+/* Decrypted segments kept for ranged reads: a restore reads the small blobs
+ * of a pack one after the other, often several from one 64 KiB segment. */
+#define SEGCACHE_N 32
+
+struct seg_ent {
+    char *key;
+    uint64_t idx, used;
+    size_t len;
+    uint8_t *data; /* SEG bytes */
+};
+
 struct crypt_ctx {
     cairn_store *inner;
     struct cairn_master m;
@@ -493,8 +504,72 @@ struct crypt_ctx {
     struct cairn_store_ops ops;
     pthread_mutex_t mu;
     struct cache_ent cache[CACHE_N];
+    struct seg_ent segs[SEGCACHE_N];
     uint64_t clock;
 };
+
+/* Copies bytes [a, z) of cached segment idx of key to out; 1 if found. */
+static int seg_find(struct crypt_ctx *c, const char *key, uint64_t idx, size_t a, size_t z,
+                    cairn_buf *out)
+{
+    int i, found = 0;
+    pthread_mutex_lock(&c->mu);
+    for (i = 0; i < SEGCACHE_N; i++) {
+        struct seg_ent *e = &c->segs[i];
+        if (e->key && e->idx == idx && z <= e->len && strcmp(e->key, key) == 0) {
+            memcpy(out->data + out->len, e->data + a, z - a);
+            out->len += z - a;
+            e->used = ++c->clock;
+            found = 1;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&c->mu);
+    return found;
+}
+
+static void seg_put(struct crypt_ctx *c, const char *key, uint64_t idx, const uint8_t *d,
+                    size_t len)
+{
+    int i, victim = 0;
+    struct seg_ent *e;
+    pthread_mutex_lock(&c->mu);
+    for (i = 0; i < SEGCACHE_N; i++) {
+        if (c->segs[i].key && c->segs[i].idx == idx && strcmp(c->segs[i].key, key) == 0) {
+            pthread_mutex_unlock(&c->mu);
+            return;
+        }
+        if (!c->segs[i].key) {
+            victim = i;
+            break;
+        }
+        if (c->segs[i].used < c->segs[victim].used)
+            victim = i;
+    }
+    e = &c->segs[victim];
+    if (!e->data)
+        e->data = malloc(SEG);
+    free(e->key);
+    e->key = e->data ? strdup(key) : NULL;
+    if (e->key) {
+        memcpy(e->data, d, len);
+        e->len = len;
+        e->idx = idx;
+        e->used = ++c->clock;
+    }
+    pthread_mutex_unlock(&c->mu);
+}
+
+static void seg_drop_locked(struct crypt_ctx *c, const char *key)
+{
+    int i;
+    for (i = 0; i < SEGCACHE_N; i++)
+        if (c->segs[i].key && strcmp(c->segs[i].key, key) == 0) {
+            free(c->segs[i].key);
+            c->segs[i].key = NULL;
+            OPENSSL_cleanse(c->segs[i].data, SEG);
+        }
+}
 
 /* `config` and the key files are never encrypted. */
 static int plain_key(const char *key)
@@ -502,10 +577,13 @@ static int plain_key(const char *key)
     return strcmp(key, "config") == 0 || strncmp(key, "keys/", 5) == 0;
 }
 
+static void seg_drop_locked(struct crypt_ctx *c, const char *key);
+
 static void cache_drop(struct crypt_ctx *c, const char *key)
 {
     int i;
     pthread_mutex_lock(&c->mu);
+    seg_drop_locked(c, key);
     for (i = 0; i < CACHE_N; i++)
         if (c->cache[i].key && strcmp(c->cache[i].key, key) == 0) {
             free(c->cache[i].key);
@@ -737,13 +815,30 @@ static int c_get_range(void *ctx, const char *key, uint64_t off, size_t len, cai
     ns = nsegs(e.psize);
     s0 = off / SEG;
     s1 = (off + len - 1) / SEG;
+    if (cairn_buf_reserve(out, len + 1) != CAIRN_OK) {
+        OPENSSL_cleanse(&e, sizeof e);
+        return cairn_error(err, CAIRN_FATAL, "out of memory decrypting '%s'", key);
+    }
+    /* leading segments already decrypted by an earlier read */
+    while (s0 <= s1) {
+        uint64_t pstart = s0 * SEG;
+        size_t sl = e.psize - pstart < SEG ? (size_t)(e.psize - pstart) : SEG;
+        size_t a = off > pstart ? (size_t)(off - pstart) : 0;
+        size_t z = off + len < pstart + sl ? (size_t)(off + len - pstart) : sl;
+        if (!seg_find(c, key, s0, a, z, out))
+            break;
+        s0++;
+    }
+    if (s0 > s1) {
+        OPENSSL_cleanse(&e, sizeof e);
+        return CAIRN_OK;
+    }
     coff = HDR + s0 * SEALED_SEG;
     cend = HDR + (s1 + 1) * SEALED_SEG;
     if (cend > e.csize)
         cend = e.csize;
     rc = cairn_store_get_range(c->inner, key, coff, (size_t)(cend - coff), &b, err);
-    if (rc == CAIRN_OK && (cairn_buf_reserve(out, len + 1) != CAIRN_OK || !(tmp = malloc(SEG)) ||
-                           !(cx = gcm_new(e.okey, 0))))
+    if (rc == CAIRN_OK && (!(tmp = malloc(SEG)) || !(cx = gcm_new(e.okey, 0))))
         rc = cairn_error(err, CAIRN_FATAL, "out of memory decrypting '%s'", key);
     for (i = s0; rc == CAIRN_OK && i <= s1; i++) {
         uint64_t pstart = i * SEG;
@@ -760,6 +855,9 @@ static int c_get_range(void *ctx, const char *key, uint64_t off, size_t len, cai
         }
         memcpy(out->data + out->len, tmp + a, (size_t)(z - a));
         out->len += (size_t)(z - a);
+        /* a segment this read used only partly: the next blob is likely in it */
+        if (z < sl || (a > 0 && i == s0))
+            seg_put(c, key, i, tmp, sl);
     }
     if (rc != CAIRN_OK)
         out->len = 0;
@@ -840,6 +938,12 @@ static void c_free(void *ctx)
     cairn_store_free(c->inner);
     for (i = 0; i < CACHE_N; i++)
         free(c->cache[i].key);
+    for (i = 0; i < SEGCACHE_N; i++) {
+        free(c->segs[i].key);
+        if (c->segs[i].data)
+            OPENSSL_cleanse(c->segs[i].data, SEG);
+        free(c->segs[i].data);
+    }
     pthread_mutex_destroy(&c->mu);
     OPENSSL_cleanse(c, sizeof *c);
     free(c);
