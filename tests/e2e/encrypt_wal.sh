@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # WAL archiving into an encrypted repository with a real PostgreSQL 15:
-# archive_command = cairn wal-push with CAIRN_PASSWORD_FILE (a file only the
+# archive_command = cairn wal-push --batch 2 with CAIRN_PASSWORD_FILE (a file only the
 # postgres user reads); every archived segment comes back byte-identical
 # through wal-fetch (also through the prefetch workers, which inherit the
 # password file's name, never the password); the WAL objects are sealed
@@ -30,7 +30,7 @@ cat >"$T/bin/archive.sh" <<EOS
 #!/bin/sh
 f=\$(basename "\$1")
 cp "\$1" "$COPIES/\$f.tmp" && mv "$COPIES/\$f.tmp" "$COPIES/\$f" || exit 1
-CAIRN_PASSWORD_FILE=$PW exec "$PG_CAIRN" wal-push "\$1"
+CAIRN_PASSWORD_FILE=$PW exec "$PG_CAIRN" wal-push --batch 2 "\$1"
 EOS
 chmod 755 "$T/bin/archive.sh"
 pg_init main "$T/bin/archive.sh %p"
