@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../../engine/internal.h"
 #include "../../engine/repo.h"
 
 static int failures;
@@ -378,8 +379,12 @@ static void test_store(void)
         FILE *f = fopen(P("repo/data/aa/obj"), "r+b");
         CHECK(cairn_store_get_range(s, "data/aa/obj", 0, 10, &b, &err) == CAIRN_OK,
               "range before damage: %s", err.msg);
-        fseek(f, CAIRN_CRYPT_HDR + 2 * (CAIRN_CRYPT_SEG + CAIRN_CRYPT_TAG) + 5, SEEK_SET);
-        fputc('!', f);
+        long at = CAIRN_CRYPT_HDR + 2 * (CAIRN_CRYPT_SEG + CAIRN_CRYPT_TAG) + 5;
+        int ch;
+        fseek(f, at, SEEK_SET);
+        ch = fgetc(f);
+        fseek(f, at, SEEK_SET);
+        fputc(ch ^ 0x21, f); /* always a change */
         fclose(f);
         CHECK(cairn_store_get_range(s, "data/aa/obj", 2 * CAIRN_CRYPT_SEG, 10, &b, &err) ==
                   CAIRN_CORRUPT,
@@ -503,7 +508,10 @@ static void test_repo(void)
     memset(&so, 0, sizeof so);
     write_file(P("pw"), "correct horse\n", 14);
     write_file(P("badpw"), "wrong horse\n", 12);
-    so.password_file = P("pw");
+    char pwpath[600], badpath[600];
+    snprintf(pwpath, sizeof pwpath, "%s/pw", tmpdir);
+    snprintf(badpath, sizeof badpath, "%s/badpw", tmpdir);
+    so.password_file = pwpath; /* P() reuses its buffers */
     setenv("CAIRN_TEST_SCRYPT_N_LOG2", "10", 1);
     unsetenv("CAIRN_PASSWORD_FILE");
     CHECK(cairn_repo_init_ex(P("erepo"), &so, 1, &err) == CAIRN_OK, "init: %s", err.msg);
@@ -515,13 +523,52 @@ static void test_repo(void)
         CHECK(c->encrypted && memcmp(c->chunk_key, zero, 32) != 0 &&
                   memcmp(c->gear_key, c->chunk_key, 32) != 0,
               "keys of an encrypted repository");
+        /* snapshot names are keyed: not the plain hash of the manifest */
+        {
+            json_t *man = json_pack("{s:s, s:s, s:I}", "tree",
+                                    "00000000000000000000000000000000000000000000000000000000"
+                                    "00000000",
+                                    "source", "unit-test", "time_ns", (json_int_t)1);
+            char id[CAIRN_HEX_LEN + 1], plainhex[CAIRN_HEX_LEN + 1], *text;
+            cairn_id plain_id;
+            cairn_buf raw = CAIRN_BUF_INIT;
+            CHECK(cairn_repo_put_snapshot(r, man, id, &err) == CAIRN_OK, "put snapshot: %s",
+                  err.msg);
+            text = json_dumps(man, JSON_INDENT(1) | JSON_SORT_KEYS);
+            cairn_object_id(text, strlen(text), &plain_id);
+            cairn_id_hex(&plain_id, plainhex);
+            CHECK(strcmp(id, plainhex) != 0, "snapshot named by the unkeyed hash of its content");
+            {
+                char path[600];
+                snprintf(path, sizeof path, "%s/erepo/snapshots/%s", tmpdir, id);
+                CHECK(cairn_read_file(path, &raw, 1u << 20, &err) == CAIRN_OK && raw.len > 8 &&
+                          memcmp(raw.data, "CAIRNENC", 8) == 0 &&
+                          !memmem(raw.data, raw.len, "unit-test", 9),
+                      "snapshot object is not sealed: %s", err.msg);
+            }
+            cairn_buf_free(&raw);
+            free(text);
+            json_decref(man);
+        }
         cairn_repo_free(r);
         r = NULL;
+        /* a fresh catalog loads it (the keyed name verifies) */
+        CHECK(cairn_repo_open_with(P("erepo"), P("cat-b.db"), &so, &r, &err) == CAIRN_OK,
+              "reopen with a new catalog: %s", err.msg);
+        if (r) {
+            struct cairn_snapshot *sn = NULL;
+            CHECK(cairn_repo_snapshot_get(r, "latest", NULL, &sn, &err) == CAIRN_OK && sn &&
+                      strcmp(sn->source, "unit-test") == 0,
+                  "snapshot not loaded from the store: %s", err.msg);
+            cairn_snapshot_free(sn);
+            cairn_repo_free(r);
+            r = NULL;
+        }
     }
     CHECK(cairn_repo_open_with(P("erepo"), P("cat2.db"), NULL, &r, &err) == CAIRN_FATAL &&
               strstr(err.msg, "password"),
           "opened without a password: %s", err.msg);
-    so.password_file = P("badpw");
+    so.password_file = badpath;
     CHECK(cairn_repo_open_with(P("erepo"), P("cat2.db"), &so, &r, &err) == CAIRN_FATAL &&
               strstr(err.msg, "wrong password or not a key of this repository"),
           "opened with a wrong password: %s", err.msg);
@@ -529,7 +576,7 @@ static void test_repo(void)
     cairn_repo_free(r);
     /* an unencrypted repository refuses a password file (downgrade) */
     CHECK(cairn_repo_init(P("prepo"), &err) == CAIRN_OK, "init plain: %s", err.msg);
-    so.password_file = P("pw");
+    so.password_file = pwpath;
     r = NULL;
     CHECK(cairn_repo_open_with(P("prepo"), P("cat3.db"), &so, &r, &err) == CAIRN_FATAL &&
               strstr(err.msg, "not encrypted"),
