@@ -5,7 +5,8 @@
 # through wal-fetch (also through the prefetch workers, which inherit the
 # password file's name, never the password); the WAL objects are sealed
 # (CAIRNENC header, a marker inserted into a table is not readable in the
-# repository); wal-list and wal-verify work; a wrong password is refused by
+# repository; a WAL object copied over another's name fails authentication and
+# stops recovery); wal-list and wal-verify work; a wrong password is refused by
 # wal-push and wal-fetch with a clear error and nothing written.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 source "$(dirname "${BASH_SOURCE[0]}")/lib_pg.sh"
@@ -76,6 +77,19 @@ cairn_ok wal-fetch --system-id "$sysid" --prefetch 0 "${segs[1]}" "$T/pf/RECOVER
 cmp -s "$COPIES/${segs[1]}" "$T/pf/RECOVERYXLOG" || fail "wal-fetch of a prefetched segment differs"
 [ ! -e "$spool/$sysid-${segs[1]}" ] || fail "the prefetched segment was not served from the spool"
 cairn_ok wal-verify >/dev/null
+
+echo "== WAL objects are bound to their names" >&2
+w1=$(find "$CAIRN_REPO/wal" -type f -name "${segs[0]}")
+w2=$(find "$CAIRN_REPO/wal" -type f -name "${segs[1]}")
+cp -p "$w1" "$T/w1.save"
+cp "$w2" "$w1" # segment 1's object under segment 0's name
+rc=0
+"$CAIRN" wal-fetch --system-id "$sysid" --prefetch 0 "${segs[0]}" "$T/swapped-fetch" 2>"$T/swap.err" || rc=$?
+[ "$rc" -gt 125 ] || fail "wal-fetch of a swapped object exited $rc, not > 125 (recovery must stop)"
+expect_in "authentication" "wal-fetch of a swapped object" "$T/swap.err"
+expect_in "${segs[0]}" "the error names the object" "$T/swap.err"
+[ ! -e "$T/swapped-fetch" ] || fail "wal-fetch of a swapped object wrote its destination"
+cp -p "$T/w1.save" "$w1"
 
 echo "== a wrong password" >&2
 snap() { (cd "$CAIRN_REPO" && find . -type f -print0 | sort -z | xargs -0 sha256sum); }
