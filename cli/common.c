@@ -100,8 +100,13 @@ int cli_parse(struct cli *c, int argc, char **argv, const struct opt *opts, cons
                 val = argv[++i];
             }
             c->store.password_file = val;
-            /* children (wal-fetch prefetch workers) inherit it */
-            setenv("CAIRN_PASSWORD_FILE", val, 1);
+            /* children (wal-fetch prefetch workers) inherit it, as an
+             * absolute path in case they run elsewhere */
+            {
+                char *abs = realpath(val, NULL);
+                setenv("CAIRN_PASSWORD_FILE", abs ? abs : val, 1);
+                free(abs);
+            }
             continue;
         }
         if (strcmp(name, "repo") == 0 || strcmp(name, "r") == 0 ||

@@ -24,7 +24,7 @@ static const char MK_MAGIC[8] = {'C', 'A', 'I', 'R', 'N', 'M', 'K', '1'};
 #define SEALED_SEG ((uint64_t)SEG + TAG)
 #define MK_LEN 136
 #define CONFIG_MAX (1u << 20)
-#define MAX_KEYS 1000
+#define MAX_KEYS 256 /* each key tried costs one scrypt */
 
 static const char AUTH_FAIL[] =
     "failed authentication (damaged, truncated, moved from another name, or not written "
