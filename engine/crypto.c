@@ -577,8 +577,6 @@ static int plain_key(const char *key)
     return strcmp(key, "config") == 0 || strncmp(key, "keys/", 5) == 0;
 }
 
-static void seg_drop_locked(struct crypt_ctx *c, const char *key);
-
 static void cache_drop(struct crypt_ctx *c, const char *key)
 {
     int i;
@@ -678,9 +676,9 @@ static int c_put_file(void *ctx, const char *key, const char *path, cairn_err *e
                          strerror(errno));
         goto out;
     }
-    if (asprintf(&encpath, "%s.enc", path) < 0 || !(in = malloc(SEG)) ||
-        !(out = malloc(SEG + TAG))) {
+    if (asprintf(&encpath, "%s.enc", path) < 0)
         encpath = NULL;
+    if (!encpath || !(in = malloc(SEG)) || !(out = malloc(SEG + TAG))) {
         rc = cairn_error(err, CAIRN_FATAL, "out of memory");
         goto out;
     }
