@@ -1,6 +1,7 @@
 /* engine/crypto.c — see crypto.h. */
 #define _GNU_SOURCE
 #include "crypto.h"
+#include "repo.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -676,8 +677,19 @@ static int c_put_file(void *ctx, const char *key, const char *path, cairn_err *e
                          strerror(errno));
         goto out;
     }
-    if (asprintf(&encpath, "%s.enc", path) < 0)
-        encpath = NULL;
+    /* the sealed copy goes where the backend takes files from (the
+     * repository's tmp/ for a local directory: same file system) */
+    {
+        const char *base = strrchr(path, '/');
+        base = base ? base + 1 : path;
+        if (c->inner->tmpdir) {
+            cairn_mkdir_p(c->inner->tmpdir, 0700, NULL);
+            if (asprintf(&encpath, "%s/%s.enc", c->inner->tmpdir, base) < 0)
+                encpath = NULL;
+        } else if (asprintf(&encpath, "%s.enc", path) < 0) {
+            encpath = NULL;
+        }
+    }
     if (!encpath || !(in = malloc(SEG)) || !(out = malloc(SEG + TAG))) {
         rc = cairn_error(err, CAIRN_FATAL, "out of memory");
         goto out;
@@ -1204,6 +1216,24 @@ static int unlock(cairn_store *s, const char *url, const char *repo_id, const ch
     return rc;
 }
 
+/* A private directory for plaintext spool files, next to the repository's
+ * default catalog ($CAIRN_CATALOG's directory, else ~/.cache/cairn/<id>/);
+ * NULL when it cannot be made (then the backend's tmp/ is used). */
+static char *private_spool(const char *repo_id)
+{
+    char *cat = cairn_default_catalog_path(repo_id), *slash, *dir = NULL;
+    if (cat && (slash = strrchr(cat, '/')) != NULL) {
+        *slash = 0;
+        dir = cairn_path_join(*cat ? cat : "/", "cairn-spool");
+        if (dir && (cairn_mkdir_p(dir, 0700, NULL) != CAIRN_OK || access(dir, W_OK) != 0)) {
+            free(dir);
+            dir = NULL;
+        }
+    }
+    free(cat);
+    return dir;
+}
+
 int cairn_repo_store_open(const char *url, const struct cairn_store_opts *opts,
                           cairn_buf *config_out, cairn_store **out, cairn_err *err)
 {
@@ -1260,6 +1290,15 @@ int cairn_repo_store_open(const char *url, const struct cairn_store_opts *opts,
         cairn_master_wipe(&m);
         if (rc != CAIRN_OK)
             goto fail;
+        /* plaintext spool files (packs being filled) of a local repository
+         * stay out of it, so that not even a crash leaves plaintext there */
+        if (strcmp(s->ops->scheme, "file") == 0) {
+            char *sp = private_spool(id);
+            if (sp) {
+                free(s->tmpdir);
+                s->tmpdir = sp;
+            }
+        }
     }
     json_decref(cfg);
     if (config_out) {

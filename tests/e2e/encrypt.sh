@@ -15,7 +15,9 @@
 #  - keys: list/add/remove, refusing the key in use and the last key; rotation
 #    (add new, remove old): the old password is refused, the data restores;
 #  - the password never appears in the process list, the catalog or the
-#    repository; catalog, config and key files are 0600.
+#    repository; catalog, config and key files are 0600;
+#  - a backup killed (kill -9) while filling packs leaves no plaintext in the
+#    repository (plaintext spool files live next to the catalog instead).
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 export CAIRN_TEST_SCRYPT_N_LOG2=12 # the default (17) costs ~0.4 s per open
@@ -94,11 +96,14 @@ grep -rqa -- "$MARK" "$T/plain" || fail "control: the marker is not in the unenc
 if grep -rla -- "$MARK" "$CAIRN_REPO"; then fail "the marker string is readable in the encrypted repository"; fi
 if grep -rla -- "$UNAME" "$CAIRN_REPO"; then fail "a file name is readable in the encrypted repository"; fi
 if grep -rla -- "$PW1" "$CAIRN_REPO" "$CAIRN_CATALOG"*; then fail "the password is in the repository or catalog"; fi
-# every object but config and keys/ starts with the envelope header
-find "$CAIRN_REPO" -type f ! -path "$CAIRN_REPO/config" ! -path "$CAIRN_REPO/keys/*" ! -path "$CAIRN_REPO/tmp/*" |
-  while read -r f; do
-    [ "$(head -c 8 "$f")" = CAIRNENC ] || fail "'$f' is not an encrypted object"
-  done
+# every file but config and keys/ (tmp/ too) starts with the envelope header
+all_sealed() {
+  find "$CAIRN_REPO" -type f ! -path "$CAIRN_REPO/config" ! -path "$CAIRN_REPO/keys/*" |
+    while read -r f; do
+      [ ! -s "$f" ] || [ "$(head -c 8 "$f")" = CAIRNENC ] || fail "'$f' is not encrypted"
+    done
+}
+all_sealed
 [ "$(stat -c %a "$CAIRN_CATALOG")" = 600 ] || fail "catalog is mode $(stat -c %a "$CAIRN_CATALOG")"
 
 echo "== the password is never in the process list" >&2
@@ -209,4 +214,21 @@ cairn_ok check --read-data >/dev/null
 cairn_ok restore "$id2" --target "$T/restored3" >/dev/null
 diff -r --no-dereference -x fifo -x dev "$T/src" "$T/restored3" || fail "the kept snapshot differs after prune"
 if grep -rla -- "$MARK" "$CAIRN_REPO"; then fail "marker readable after prune (repacked packs)"; fi
+echo "== a backup killed while filling a pack leaves no plaintext in the repository" >&2
+mkdir -p "$T/killsrc"
+for i in 1 2 3 4; do
+  { head -c 30000000 /dev/urandom; echo "$MARK"; } >"$T/killsrc/f$i"
+done
+for delay in 0.3 0.8 1.5; do
+  "$CAIRN" backup "$T/killsrc" >/dev/null 2>&1 &
+  bg=$!
+  sleep "$delay"
+  kill -9 "$bg" 2>/dev/null || true
+  wait "$bg" 2>/dev/null || true
+  all_sealed
+  if grep -rla -- "$MARK" "$CAIRN_REPO"; then fail "plaintext left in the repository by a killed backup"; fi
+done
+rm -rf "$T/killsrc"
+cairn_ok check >/dev/null
+
 echo "encrypt: ok"
