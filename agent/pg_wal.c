@@ -17,6 +17,8 @@
 
 #include <zstd.h>
 
+#include "../engine/crypto.h"
+
 /* ---- reading WAL pages ----
  * Layout (PostgreSQL's xlog_internal.h, stable since 9.x): every page starts
  * with XLogPageHeaderData {u16 magic, u16 info, u32 tli, u64 pageaddr,
@@ -258,36 +260,21 @@ int cairn_pg_archive_open(const char *url, const struct cairn_store_opts *so,
     cairn_pg_archive *a = calloc(1, sizeof *a);
     cairn_buf b = CAIRN_BUF_INIT;
     json_t *cfg = NULL;
-    const char *id, *enc;
+    const char *id;
     char *path = NULL;
     int rc;
     *out = NULL;
     if (!a)
         return cairn_error(err, CAIRN_FATAL, "out of memory");
-    if ((rc = cairn_store_open_with(url, so, 0, &a->store, err)) != CAIRN_OK)
-        goto fail;
-    rc = cairn_store_get(a->store, "config", &b, 1u << 20, err);
-    if (rc == CAIRN_NOTFOUND)
-        rc = cairn_error(err, CAIRN_NOTFOUND,
-                         "no repository at '%s' (no 'config' object; create one with 'cairn "
-                         "init')",
-                         url);
-    if (rc != CAIRN_OK)
+    /* reads config and unlocks an encrypted repository (engine/crypto.h) */
+    if ((rc = cairn_repo_store_open(url, so, &b, &a->store, err)) != CAIRN_OK)
         goto fail;
     cfg = json_loadb((const char *)b.data, b.len, 0, NULL);
     id = json_string_value(json_object_get(cfg, "id"));
-    enc = json_string_value(json_object_get(cfg, "encryption"));
     if (!cfg || json_integer_value(json_object_get(cfg, "version")) != 1 || !id ||
         strlen(id) != CAIRN_HEX_LEN) {
         rc = cairn_error(err, CAIRN_CORRUPT,
                          "repository '%s': config is invalid or of an unknown version", url);
-        goto fail;
-    }
-    if (enc && strcmp(enc, "none") != 0) {
-        rc = cairn_error(err, CAIRN_FATAL,
-                         "repository '%s' is encrypted: WAL archiving does not support "
-                         "encrypted repositories yet",
-                         url);
         goto fail;
     }
     memcpy(a->repo_id, id, CAIRN_HEX_LEN + 1);

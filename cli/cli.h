@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdio.h>
 
+#include "../engine/crypto.h"
 #include "../engine/repo.h"
 
 #define EXIT_OK 0
@@ -22,7 +23,7 @@ struct cli {
     int json;              /* --json */
     int quiet;             /* --quiet */
     int progress;          /* stderr is a terminal and not --quiet */
-    struct cairn_store_opts store; /* --connections, --limit-upload, ... */
+    struct cairn_store_opts store; /* --connections, --limit-upload, --password-file, ... */
     /* positional arguments after the command */
     char **args;
     int nargs;
@@ -68,6 +69,7 @@ void cli_print_json(json_t *v);
 
 typedef int (*cmd_fn)(struct cli *c, int argc, char **argv);
 int cmd_init(struct cli *c, int argc, char **argv);
+int cmd_key(struct cli *c, int argc, char **argv);
 int cmd_backup(struct cli *c, int argc, char **argv);
 int cmd_snapshots(struct cli *c, int argc, char **argv);
 int cmd_ls(struct cli *c, int argc, char **argv);

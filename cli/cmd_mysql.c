@@ -216,7 +216,6 @@ int cmd_binlog_fetch(struct cli *c, int argc, char **argv)
                          {NULL, 0, 0, NULL, NULL, NULL, NULL}};
     cairn_store *s = NULL;
     cairn_err err;
-    uint64_t sz;
     int rc = cli_parse(c, argc, argv, opts, "cairn binlog-fetch [--server ID] NAME DEST");
     if (rc)
         return rc;
@@ -227,10 +226,8 @@ int cmd_binlog_fetch(struct cli *c, int argc, char **argv)
     if ((rc = need_repo(c)) != 0)
         return rc;
     cairn_err_clear(&err);
-    rc = cairn_store_open_with(c->repo, &c->store, 0, &s, &err);
-    if (rc == CAIRN_OK && (rc = cairn_store_stat(s, "config", &sz, &err)) == CAIRN_NOTFOUND)
-        rc = cairn_error(&err, CAIRN_NOTFOUND, "no repository at '%s' (no 'config' object)",
-                         c->repo);
+    /* reads config (unlocking an encrypted repository) */
+    rc = cairn_repo_store_open(c->repo, &c->store, NULL, &s, &err);
     if (rc == CAIRN_OK)
         rc = cairn_my_binlog_fetch(s, server, c->args[0], c->args[1], &err);
     cairn_store_free(s);

@@ -231,7 +231,7 @@ static int prefetch_worker(struct cli *c, const char *sysid, const char *spool, 
     cairn_store *s = NULL;
     cairn_err err;
     int j = jobs ? atoi(jobs) : 4;
-    if (!sysid || !spool || cairn_store_open_with(c->repo, &c->store, 0, &s, &err) != CAIRN_OK)
+    if (!sysid || !spool || cairn_repo_store_open(c->repo, &c->store, NULL, &s, &err) != CAIRN_OK)
         return EXIT_ERR;
     cairn_pg_wal_prefetch(s, sysid, (const char *const *)c->args, (size_t)c->nargs, spool, j,
                           &err);
@@ -257,7 +257,6 @@ int cmd_wal_fetch(struct cli *c, int argc, char **argv)
     cairn_store *s = NULL;
     cairn_err err;
     struct cairn_pg_walname wn;
-    uint64_t sz;
     rc = cli_parse(c, argc, argv, opts,
                    "cairn wal-fetch NAME DEST [--system-id N] [--prefetch N]");
     if (rc)
@@ -287,15 +286,9 @@ int cmd_wal_fetch(struct cli *c, int argc, char **argv)
     /* the repository must be there: a wrong --repo must never look like the
      * normal end of the archive (PostgreSQL would then promote too early) */
     for (attempt = 0;; attempt++) {
-        rc = cairn_store_open_with(c->repo, &c->store, 0, &s, &err);
-        if (rc == CAIRN_OK) {
-            rc = cairn_store_stat(s, "config", &sz, &err);
-            if (rc == CAIRN_NOTFOUND) {
-                cli_error("wal-fetch: no repository at '%s' (no 'config' object)", c->repo);
-                cairn_store_free(s);
-                return FETCH_CONFIG;
-            }
-        } else if (rc == CAIRN_NOTFOUND) {
+        /* reads config (unlocking an encrypted repository) */
+        rc = cairn_repo_store_open(c->repo, &c->store, NULL, &s, &err);
+        if (rc == CAIRN_NOTFOUND || rc == CAIRN_FATAL) { /* no repository, wrong password */
             cli_error("wal-fetch: %s", err.msg);
             return FETCH_CONFIG;
         }

@@ -91,6 +91,24 @@ int cli_parse(struct cli *c, int argc, char **argv, const struct opt *opts, cons
         snprintf(name, sizeof name, "%.*s", eq ? (int)(eq - a) : (int)strlen(a), a);
         if (eq)
             val = eq + 1;
+        if (strcmp(name, "password-file") == 0) {
+            /* the name of a file holding the password (never the password:
+             * argv is visible to every user in the process list) */
+            if (!val) {
+                if (i + 1 >= argc)
+                    goto missing;
+                val = argv[++i];
+            }
+            c->store.password_file = val;
+            /* children (wal-fetch prefetch workers) inherit it, as an
+             * absolute path in case they run elsewhere */
+            {
+                char *abs = realpath(val, NULL);
+                setenv("CAIRN_PASSWORD_FILE", abs ? abs : val, 1);
+                free(abs);
+            }
+            continue;
+        }
         if (strcmp(name, "repo") == 0 || strcmp(name, "r") == 0 ||
             strcmp(name, "catalog") == 0) {
             if (!val) {

@@ -18,7 +18,8 @@ struct command {
 };
 
 static const struct command commands[] = {
-    {"init", cmd_init, "create a repository"},
+    {"init", cmd_init, "create a repository (--encrypt --password-file FILE: encrypted)"},
+    {"key", cmd_key, "passwords of an encrypted repository: key list|add|remove"},
     {"backup", cmd_backup, "back up files and directories into a new snapshot"},
     {"snapshots", cmd_snapshots, "list snapshots"},
     {"ls", cmd_ls, "list the files of a snapshot"},
@@ -98,7 +99,8 @@ int main(int argc, char **argv)
             strcmp(argv[i], "-r") == 0 || strcmp(argv[i], "--connections") == 0 ||
             strcmp(argv[i], "--limit-upload") == 0 || strcmp(argv[i], "--limit-download") == 0 ||
             strcmp(argv[i], "--ca-file") == 0 || strcmp(argv[i], "--storage-class") == 0 ||
-            strcmp(argv[i], "--sse") == 0 || strcmp(argv[i], "--sse-kms-key") == 0) {
+            strcmp(argv[i], "--sse") == 0 || strcmp(argv[i], "--sse-kms-key") == 0 ||
+            strcmp(argv[i], "--password-file") == 0) {
             i++;
             continue;
         }

@@ -1094,7 +1094,7 @@ int cairn_backup_run(cairn_repo *r, const struct cairn_backup_opts *o,
         rc = cairn_error(err, CAIRN_FATAL, "out of memory");
         goto out;
     }
-    cairn_chunker_init(&c.chunker, cfg->chunk_key, cfg->chunk_min, cfg->chunk_avg,
+    cairn_chunker_init(&c.chunker, cfg->gear_key, cfg->chunk_min, cfg->chunk_avg,
                        cfg->chunk_max);
     c.disk = archive_read_disk_new();
     c.entry = archive_entry_new();

@@ -244,7 +244,7 @@ static int check_objects(struct check *c, const char *prefix, int is_index)
             problem(c, "cannot read '%s': %s", l.names[i], e.msg);
             continue;
         }
-        cairn_object_id(b.data, b.len, &oid);
+        cairn_repo_object_id(c->r, b.data, b.len, &oid);
         cairn_id_hex(&oid, hex);
         if (strcmp(hex, name) != 0) {
             problem(c, "%s '%s' is damaged (its content does not match its name)",

@@ -19,6 +19,10 @@ int cairn_node_from_json(json_t *o, struct cairn_node *n, cairn_err *err);
 
 /* Name of an immutable object: BLAKE2b-256 of its bytes (unkeyed). */
 void cairn_object_id(const void *data, size_t len, cairn_id *out);
+/* The name of an index or snapshot object of this repository: cairn_object_id,
+ * or BLAKE2b-256 keyed with the name key when the repository is encrypted (so
+ * names reveal no hash of the plaintext). */
+void cairn_repo_object_id(const cairn_repo *r, const void *data, size_t len, cairn_id *out);
 
 /* One pack's part of an index object. */
 struct cairn_index_pack {

@@ -16,6 +16,7 @@
 #include <openssl/evp.h>
 #include <zstd.h>
 
+#include "crypto.h"
 #include "internal.h"
 #include "pack.h"
 
@@ -25,6 +26,8 @@ struct cairn_repo {
     cairn_catalog *cat;
     char *cat_path;
     struct cairn_repo_config cfg;
+    int keyed_names;       /* encrypted: object names keyed with name_key */
+    uint8_t name_key[32];
     pthread_mutex_t lock;
 };
 
@@ -38,6 +41,14 @@ void cairn_repo_unlock(cairn_repo *r) { pthread_mutex_unlock(&r->lock); }
 void cairn_object_id(const void *data, size_t len, cairn_id *out)
 {
     crypto_generichash(out->b, CAIRN_ID_LEN, data, len, NULL, 0);
+}
+
+void cairn_repo_object_id(const cairn_repo *r, const void *data, size_t len, cairn_id *out)
+{
+    if (r->keyed_names)
+        crypto_generichash(out->b, CAIRN_ID_LEN, data, len, r->name_key, sizeof r->name_key);
+    else
+        cairn_object_id(data, len, out);
 }
 
 /* Chunk ids are keyed BLAKE2b-256 (RFC 7693 keyed mode). OpenSSL's
@@ -131,7 +142,7 @@ static int config_parse(const cairn_buf *b, struct cairn_repo_config *c, cairn_e
 {
     json_error_t je;
     json_t *o = json_loadb((const char *)b->data, b->len, 0, &je), *ch;
-    const char *id, *key;
+    const char *id, *key, *enc;
     if (!o)
         return cairn_error(err, CAIRN_CORRUPT, "repository config is not valid JSON: %s",
                            je.text);
@@ -146,14 +157,17 @@ static int config_parse(const cairn_buf *b, struct cairn_repo_config *c, cairn_e
     c->zstd_level = (int)json_integer_value(
         json_object_get(json_object_get(o, "compression"), "level"));
     c->pack_size = (uint64_t)json_integer_value(json_object_get(o, "pack_size"));
+    enc = json_string_value(json_object_get(o, "encryption"));
+    c->encrypted = enc && strcmp(enc, "none") != 0;
     if (c->version != CAIRN_FORMAT_VERSION) {
         json_decref(o);
         return cairn_error(err, CAIRN_FATAL,
                            "repository format version %d is not supported (this cairn reads %d)",
                            c->version, CAIRN_FORMAT_VERSION);
     }
-    if (!id || strlen(id) != CAIRN_HEX_LEN || !key ||
-        cairn_unhex(key, c->chunk_key, 32) != CAIRN_OK || c->chunk_min < 64 ||
+    /* an encrypted repository keeps its keys in keys/, never here */
+    if (!id || strlen(id) != CAIRN_HEX_LEN || (c->encrypted ? key != NULL : !key) ||
+        (key && cairn_unhex(key, c->chunk_key, 32) != CAIRN_OK) || c->chunk_min < 64 ||
         c->chunk_avg <= c->chunk_min || c->chunk_max <= c->chunk_avg ||
         (c->chunk_avg & (c->chunk_avg - 1)) || c->chunk_max > CAIRN_BLOB_MAX ||
         c->pack_size < (1u << 20) || c->zstd_level < -7 || c->zstd_level > 22) {
@@ -161,6 +175,7 @@ static int config_parse(const cairn_buf *b, struct cairn_repo_config *c, cairn_e
         return cairn_error(err, CAIRN_CORRUPT, "repository config is invalid");
     }
     memcpy(c->id, id, CAIRN_HEX_LEN + 1);
+    memcpy(c->gear_key, c->chunk_key, 32);
     json_decref(o);
     return CAIRN_OK;
 }
@@ -172,6 +187,13 @@ int cairn_repo_init(const char *url, cairn_err *err)
 
 int cairn_repo_init_with(const char *url, const struct cairn_store_opts *opts, cairn_err *err)
 {
+    return cairn_repo_init_ex(url, opts, 0, err);
+}
+
+int cairn_repo_init_ex(const char *url, const struct cairn_store_opts *opts, int encrypt,
+                       cairn_err *err)
+{
+    struct cairn_master m;
     cairn_store *s = NULL;
     uint8_t id[32], key[32];
     char idhex[65], keyhex[65], *text;
@@ -198,7 +220,20 @@ int cairn_repo_init_with(const char *url, const struct cairn_store_opts *opts, c
                   CAIRN_FORMAT_VERSION, "id", idhex, "created_ns", (json_int_t)cairn_now_ns(),
                   "chunker", "key", keyhex, "min", 128 * 1024, "avg", 512 * 1024, "max",
                   2 * 1024 * 1024, "compression", "algorithm", "zstd", "level", 1, "pack_size",
-                  (json_int_t)16 * 1024 * 1024, "encryption", "none");
+                  (json_int_t)16 * 1024 * 1024, "encryption", encrypt ? CAIRN_CRYPT_CIPHER : "none");
+    if (o && encrypt) {
+        /* the key material lives only in keys/, wrapped; written before the
+         * config, whose existence makes the repository */
+        json_object_del(json_object_get(o, "chunker"), "key");
+        rc = cairn_crypt_init(s, idhex, cairn_password_file(opts), &m, err);
+        cairn_master_wipe(&m);
+        if (rc != CAIRN_OK) {
+            json_decref(o);
+            sodium_memzero(key, sizeof key);
+            cairn_store_free(s);
+            return cairn_error_prefix(err, "cannot create repository at '%s'", url);
+        }
+    }
     text = o ? json_dumps(o, JSON_INDENT(2) | JSON_SORT_KEYS) : NULL;
     json_decref(o);
     sodium_memzero(key, sizeof key);
@@ -257,22 +292,29 @@ int cairn_repo_open_with(const char *url, const char *catalog_path,
         return cairn_error(err, CAIRN_FATAL, "cannot initialize libsodium");
     }
     pthread_mutex_init(&r->lock, NULL);
-    if ((rc = cairn_store_open_with(url, opts, 0, &r->store, err)) != CAIRN_OK)
-        goto fail;
-    rc = cairn_store_get(r->store, "config", &b, CAIRN_CONFIG_MAX, err);
-    if (rc == CAIRN_NOTFOUND) {
-        rc = cairn_error(err, CAIRN_NOTFOUND,
-                         "no repository at '%s' (no 'config' object; create one with 'cairn init')",
-                         url);
-        goto fail;
-    }
-    if (rc != CAIRN_OK)
+    /* reads config and, for an encrypted repository, unlocks a key */
+    if ((rc = cairn_repo_store_open(url, opts, &b, &r->store, err)) != CAIRN_OK)
         goto fail;
     rc = config_parse(&b, &r->cfg, err);
     cairn_buf_free(&b);
     if (rc != CAIRN_OK) {
         cairn_error_prefix(err, "repository '%s'", url);
         goto fail;
+    }
+    if (r->cfg.encrypted) {
+        const struct cairn_master *m = cairn_crypt_store_master(r->store);
+        if (!m || strcmp(m->repo_id, r->cfg.id) != 0) {
+            rc = cairn_error(err, CAIRN_FATAL, "repository '%s': the key does not belong to it",
+                             url);
+            goto fail;
+        }
+        memcpy(r->cfg.chunk_key, m->chunk_key, 32);
+        memcpy(r->cfg.gear_key, m->gear_key, 32);
+        if (cairn_crypt_name_key(m, r->name_key) != CAIRN_OK) {
+            rc = cairn_error(err, CAIRN_FATAL, "cannot derive the object name key (OpenSSL)");
+            goto fail;
+        }
+        r->keyed_names = 1;
     }
     r->mac = mac_new(r->cfg.chunk_key);
     r->cat_path = catalog_path ? strdup(catalog_path) : cairn_default_catalog_path(r->cfg.id);
@@ -317,6 +359,7 @@ void cairn_repo_free(cairn_repo *r)
     free(r->cat_path);
     pthread_mutex_destroy(&r->lock);
     sodium_memzero(&r->cfg, sizeof r->cfg);
+    sodium_memzero(r->name_key, sizeof r->name_key);
     free(r);
 }
 
@@ -362,7 +405,7 @@ int cairn_repo_put_index(cairn_repo *r, const struct cairn_index_pack *packs, si
         cairn_buf_free(&z);
         return rc;
     }
-    cairn_object_id(z.data, z.len, &oid);
+    cairn_repo_object_id(r, z.data, z.len, &oid);
     cairn_id_hex(&oid, hex);
     snprintf(key, sizeof key, "index/%s", hex);
     rc = cairn_store_put(r->store, key, z.data, z.len, 0, err);
@@ -600,7 +643,7 @@ int cairn_repo_put_snapshot(cairn_repo *r, json_t *manifest, char id_out[CAIRN_H
     int rc;
     if (!text)
         return cairn_error(err, CAIRN_FATAL, "out of memory");
-    cairn_object_id(text, strlen(text), &oid);
+    cairn_repo_object_id(r, text, strlen(text), &oid);
     cairn_id_hex(&oid, id_out);
     snprintf(key, sizeof key, "snapshots/%s", id_out);
     rc = cairn_store_put(r->store, key, text, strlen(text), 0, err);
@@ -732,7 +775,7 @@ static int get_verified(cairn_repo *r, const char *prefix, const char *name, siz
     rc = cairn_store_get(r->store, key, b, max, err);
     if (rc != CAIRN_OK)
         return rc;
-    cairn_object_id(b->data, b->len, &oid);
+    cairn_repo_object_id(r, b->data, b->len, &oid);
     cairn_id_hex(&oid, hex);
     if (strcmp(hex, name) != 0)
         return cairn_error(err, CAIRN_CORRUPT,

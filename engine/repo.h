@@ -29,6 +29,8 @@ struct cairn_repo_config {
     char id[CAIRN_HEX_LEN + 1];
     int version;
     uint8_t chunk_key[32];   /* key of the keyed chunk-id hash */
+    uint8_t gear_key[32];    /* the chunker's gear table key (= chunk_key unless encrypted) */
+    int encrypted;           /* objects are sealed (engine/crypto.h); keys from keys/ */
     uint32_t chunk_min, chunk_avg, chunk_max;
     int zstd_level;
     uint64_t pack_size;      /* target pack size */
@@ -37,12 +39,17 @@ struct cairn_repo_config {
 /* Creates a repository at url. CAIRN_EXISTS if one is already there. */
 int cairn_repo_init(const char *url, cairn_err *err);
 int cairn_repo_init_with(const char *url, const struct cairn_store_opts *opts, cairn_err *err);
+/* The same, encrypted when `encrypt` is set: the password comes from
+ * opts->password_file or $CAIRN_PASSWORD_FILE (engine/crypto.h). */
+int cairn_repo_init_ex(const char *url, const struct cairn_store_opts *opts, int encrypt,
+                       cairn_err *err);
 
 /* catalog_path NULL = the default ($CAIRN_CATALOG, else
  * $XDG_CACHE_HOME/cairn/<repo-id>/catalog.db, else ~/.cache/...). */
 int cairn_repo_open(const char *url, const char *catalog_path, cairn_repo **out,
                     cairn_err *err);
-/* The same with store options (NULL = defaults). */
+/* The same with store options (NULL = defaults). An encrypted repository is
+ * unlocked with opts->password_file or $CAIRN_PASSWORD_FILE. */
 int cairn_repo_open_with(const char *url, const char *catalog_path,
                          const struct cairn_store_opts *opts, cairn_repo **out, cairn_err *err);
 void cairn_repo_free(cairn_repo *r);

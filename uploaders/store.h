@@ -63,6 +63,9 @@ struct cairn_store_opts {
      * two at once for one store. NULL = not reported. */
     void (*log)(void *arg, const char *msg);
     void *log_arg;
+    /* Encrypted repositories (engine/crypto.h): the file holding the
+     * password; NULL = $CAIRN_PASSWORD_FILE. Backends ignore it. */
+    const char *password_file;
 };
 
 struct cairn_store {
