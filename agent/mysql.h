@@ -191,13 +191,17 @@ int cairn_my_binlog_push_partial(cairn_pg_archive *a, const char *name, const ch
  * all). *deleted (may be NULL) gets the count. */
 int cairn_my_binlog_partials_drop(cairn_store *s, const char *server, const char *file,
                                   uint64_t keep, uint64_t *deleted, cairn_err *err);
+/* Deletes the partials of server (NULL: all) whose whole file cat records. */
+int cairn_my_binlog_partials_prune(cairn_store *s, cairn_catalog *cat, const char *server,
+                                   uint64_t *deleted, cairn_err *err);
 /* Lists the partial objects (of server, or all): cb gets key and size. */
 int cairn_my_binlog_partials_list(cairn_store *s, const char *server, cairn_list_cb cb,
                                   void *arg, cairn_err *err);
 
 /* binlog-push: every closed file of the index, oldest first (never the last
  * one listed: the server is writing it). Stops at the first failure so the
- * archive never gets a hole. A file the catalog records with the same size,
+ * archive never gets a hole; then deletes the partial objects of the files
+ * now archived whole (cairn_my_binlog_partials_prune). A file the catalog records with the same size,
  * first event time and a matching modification time, whose object is in the
  * store, is reported as already archived without being read whole. cb (may be NULL) is told about each file pushed
  * or already archived. server NULL = auto.cnf's UUID, else the server_id. */

@@ -898,6 +898,10 @@ int cairn_my_binlog_push_dir(cairn_pg_archive *a, const char *datadir, const cha
         if (cb)
             cb(arg, res);
     }
+    /* partials a streamer left of files now archived whole */
+    if (rc == CAIRN_OK && st->files && cairn_pg_archive_catalog(a))
+        rc = cairn_my_binlog_partials_prune(cairn_pg_archive_store(a), cairn_pg_archive_catalog(a),
+                                            res->meta.server, NULL, err);
     free(res);
     free_list(files, n);
     return rc;
@@ -1153,6 +1157,7 @@ out:
 struct partials {
     const char *server, *file; /* filters (NULL: any) */
     uint64_t keep;
+    cairn_catalog *archived_in; /* only partials of files this catalog records */
     struct strset keys;
     cairn_list_cb cb;
     void *arg;
@@ -1172,6 +1177,12 @@ static int partial_obj(void *arg, const char *key, uint64_t size)
         return p->cb(p->arg, key, size);
     if (end == p->keep)
         return 0;
+    if (p->archived_in) {
+        struct cairn_binlogrow row;
+        cairn_err e2;
+        if (cairn_catalog_binlog_get(p->archived_in, server, file, &row, &e2) != CAIRN_OK)
+            return 0;
+    }
     return strset_add(&p->keys, key, size) ? -1 : 0;
 }
 
@@ -1191,13 +1202,14 @@ static int partials_walk(cairn_store *s, struct partials *p, cairn_err *err)
     return rc;
 }
 
-int cairn_my_binlog_partials_drop(cairn_store *s, const char *server, const char *file,
-                                  uint64_t keep, uint64_t *deleted, cairn_err *err)
+static int partials_drop(cairn_store *s, cairn_catalog *cat, const char *server,
+                         const char *file, uint64_t keep, uint64_t *deleted, cairn_err *err)
 {
     struct partials p;
     size_t i;
     int rc;
     memset(&p, 0, sizeof p);
+    p.archived_in = cat;
     p.server = server;
     p.file = file;
     p.keep = keep;
@@ -1216,6 +1228,18 @@ int cairn_my_binlog_partials_drop(cairn_store *s, const char *server, const char
     }
     strset_free(&p.keys);
     return rc;
+}
+
+int cairn_my_binlog_partials_drop(cairn_store *s, const char *server, const char *file,
+                                  uint64_t keep, uint64_t *deleted, cairn_err *err)
+{
+    return partials_drop(s, NULL, server, file, keep, deleted, err);
+}
+
+int cairn_my_binlog_partials_prune(cairn_store *s, cairn_catalog *cat, const char *server,
+                                   uint64_t *deleted, cairn_err *err)
+{
+    return partials_drop(s, cat, server, NULL, 0, deleted, err);
 }
 
 int cairn_my_binlog_partials_list(cairn_store *s, const char *server, cairn_list_cb cb,

@@ -715,6 +715,10 @@ int cairn_my_binlog_stream(cairn_pg_archive *a, const struct cairn_my_stream_opt
         else
             snprintf(s.server, sizeof s.server, "%" PRIu32, sl.server_id);
         rc = clean_spool(&s, err);
+        if (rc == CAIRN_OK) /* partials an earlier run left of files archived since */
+            rc = cairn_my_binlog_partials_prune(cairn_pg_archive_store(a),
+                                                cairn_pg_archive_catalog(a), s.server, NULL,
+                                                err);
         if (rc == CAIRN_OK)
             rc = pick_start(&s, &sl, &at, err);
         if (rc == -1) { /* no binlog files listed (yet) */
