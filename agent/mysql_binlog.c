@@ -809,7 +809,7 @@ int cairn_my_binlog_push_file(cairn_pg_archive *a, const char *path, const char 
  * rewritten later has a later one), and the object still in the store. 1
  * (res filled from the catalog) or 0: let the full push decide (it ships,
  * or refuses a different file). */
-#define MTIME_SLACK_NS (120ll * 1000000000)
+#define MTIME_SLACK_NS (5ll * 1000000000)
 static int already_cheap(cairn_pg_archive *a, const char *path, const char *server,
                          struct cairn_my_push_result *res)
 {
@@ -840,7 +840,7 @@ static int already_cheap(cairn_pg_archive *a, const char *path, const char *serv
     if (cairn_catalog_binlog_get(cat, srv, base_name(path), &row, &e2) != CAIRN_OK)
         return 0;
     mtime_ns = (int64_t)sb.st_mtim.tv_sec * 1000000000 + sb.st_mtim.tv_nsec;
-    fde_ns = (int64_t)le32(head) * 1000000000;
+    fde_ns = (int64_t)le32(head + 4) * 1000000000;
     if ((uint64_t)sb.st_size != row.size || !row.has_times || fde_ns != row.first_event_ns ||
         mtime_ns < row.last_event_ns || mtime_ns > row.last_event_ns + MTIME_SLACK_NS ||
         strncmp(row.checksum, "sha256:", 7) != 0)
