@@ -803,12 +803,78 @@ int cairn_my_binlog_push_file(cairn_pg_archive *a, const char *path, const char 
     return rc;
 }
 
+/* Whether head (the start of a binlog file, got bytes) and tail (its last tn
+ * bytes; the file is size bytes) agree with the catalog row of that file:
+ * the Format_description time is the first event time, the Gtid_list event
+ * after it is the recorded one, and the file ends with a Rotate (to the
+ * next file number) or Stop event, CRC-checked, whose time is the last
+ * event time. */
+static int head_tail_match(const uint8_t *head, size_t got, const uint8_t *tail, size_t tn,
+                           uint64_t size, const char *name, const struct cairn_binlogrow *row)
+{
+    size_t fde_len = le32(head + 4 + 9), off, k, elen = 0;
+    char list[CAIRN_BINLOG_GTIDS_MAX] = "", next[CAIRN_BINLOG_NAME_MAX], base[CAIRN_BINLOG_NAME_MAX];
+    const char *semi = strchr(row->gtids, ';');
+    const uint8_t *e = NULL;
+    uint64_t seq;
+    int crc, width;
+    if (fde_len < HDR + 2 + 50 + 4 + 1 || 4 + fde_len > got ||
+        (int64_t)le32(head + 4) * 1000000000 != row->first_event_ns)
+        return 0;
+    crc = fde_len >= HDR + 2 + 50 + 4 + 1 + 5 && head[4 + fde_len - 5] == 1;
+    off = 4 + fde_len;
+    if (off + HDR <= got && head[off + 4] == CAIRN_MY_EV_GTID_LIST) {
+        size_t gl = le32(head + off + 9), i, cnt;
+        if (gl < HDR + 4 || off + gl > got)
+            return 0;
+        cnt = le32(head + off + HDR) & 0x0FFFFFFFu;
+        for (i = 0; i < cnt && HDR + 4 + (i + 1) * 16 <= gl; i++) {
+            struct cairn_my_gtid g;
+            char t[64];
+            const uint8_t *p = head + off + HDR + 4 + i * 16;
+            g.domain = le32(p);
+            g.server = le32(p + 4);
+            g.seq = le64(p + 8);
+            cairn_my_gtid_format(&g, t, sizeof t);
+            put_list(list, sizeof list, strlen(list), t);
+        }
+    }
+    if (!semi || strlen(list) != (size_t)(semi - row->gtids) ||
+        strncmp(list, row->gtids, strlen(list)) != 0)
+        return 0;
+    /* the last event: its length and end position name the file's end */
+    for (k = 0; k + HDR <= tn; k++) {
+        uint64_t start = size - tn + k;
+        if (le32(tail + k + 9) == size - start && le32(tail + k + 13) == size) {
+            e = tail + k;
+            elen = (size_t)(size - start);
+            break;
+        }
+    }
+    if (!e || (e[4] != CAIRN_MY_EV_ROTATE && e[4] != CAIRN_MY_EV_STOP) ||
+        (crc && (elen < HDR + 4 || cairn_my_crc32(0, e, elen - 4) != le32(e + elen - 4))) ||
+        (int64_t)le32(e) * 1000000000 != row->last_event_ns)
+        return 0;
+    if (e[4] == CAIRN_MY_EV_ROTATE) {
+        size_t nl = elen - HDR - 8 - (crc ? 4 : 0);
+        if (elen < HDR + 8 + (crc ? 4u : 0u) ||
+            cairn_my_binlog_name_parse(name, base, sizeof base, &seq, &width) != 0)
+            return 0;
+        if (width > 20 ||
+            (size_t)snprintf(next, sizeof next, "%s.%0*" PRIu64, base, width, seq + 1) >=
+                sizeof next ||
+            nl != strlen(next) || memcmp(e + HDR + 8, next, nl) != 0)
+            return 0;
+    }
+    return 1;
+}
+
 /* A file the catalog already records, decided without reading it whole:
- * same size, the Format_description event's time and server as recorded,
- * the modification time within the file's recorded event times (a file
- * rewritten later has a later one), and the object still in the store. 1
- * (res filled from the catalog) or 0: let the full push decide (it ships,
- * or refuses a different file). */
+ * same size, its head and last event agreeing with the row (see
+ * head_tail_match), the modification time within 5 s after its last event
+ * (a file written later, e.g. after RESET MASTER, has a later one), and the
+ * object still in the store. 1 (res filled from the catalog) or 0: let the
+ * full push decide (it ships, or refuses a different file). */
 #define MTIME_SLACK_NS (5ll * 1000000000)
 static int already_cheap(cairn_pg_archive *a, const char *path, const char *server,
                          struct cairn_my_push_result *res)
@@ -817,20 +883,23 @@ static int already_cheap(cairn_pg_archive *a, const char *path, const char *serv
     struct cairn_binlogrow row;
     struct cairn_my_binmeta *m = &res->meta;
     char srv[CAIRN_BINLOG_SERVER_MAX];
-    uint8_t head[4 + HDR];
+    uint8_t head[1024], tail[512];
     struct stat sb;
-    int64_t mtime_ns, fde_ns;
+    int64_t mtime_ns;
     uint64_t osize;
+    size_t tn;
     cairn_err e2;
-    ssize_t got;
+    ssize_t got, tgot;
     int fd;
-    if (!cat || stat(path, &sb) != 0 || !S_ISREG(sb.st_mode))
+    if (!cat || stat(path, &sb) != 0 || !S_ISREG(sb.st_mode) || sb.st_size < 4 + HDR)
         return 0;
     if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
         return 0;
+    tn = (uint64_t)sb.st_size < sizeof tail ? (size_t)sb.st_size : sizeof tail;
     got = pread(fd, head, sizeof head, 0);
+    tgot = pread(fd, tail, tn, sb.st_size - (off_t)tn);
     close(fd);
-    if (got != (ssize_t)sizeof head || memcmp(head, MAGIC, 4) != 0 ||
+    if (got < 4 + HDR || tgot != (ssize_t)tn || memcmp(head, MAGIC, 4) != 0 ||
         head[4 + 4] != CAIRN_MY_EV_FORMAT_DESCRIPTION)
         return 0;
     if (server)
@@ -840,10 +909,11 @@ static int already_cheap(cairn_pg_archive *a, const char *path, const char *serv
     if (cairn_catalog_binlog_get(cat, srv, base_name(path), &row, &e2) != CAIRN_OK)
         return 0;
     mtime_ns = (int64_t)sb.st_mtim.tv_sec * 1000000000 + sb.st_mtim.tv_nsec;
-    fde_ns = (int64_t)le32(head + 4) * 1000000000;
-    if ((uint64_t)sb.st_size != row.size || !row.has_times || fde_ns != row.first_event_ns ||
+    if ((uint64_t)sb.st_size != row.size || !row.has_times ||
         mtime_ns < row.last_event_ns || mtime_ns > row.last_event_ns + MTIME_SLACK_NS ||
-        strncmp(row.checksum, "sha256:", 7) != 0)
+        strncmp(row.checksum, "sha256:", 7) != 0 ||
+        !head_tail_match(head, (size_t)got, tail, tn, (uint64_t)sb.st_size, base_name(path),
+                         &row))
         return 0;
     if (cairn_store_stat(cairn_pg_archive_store(a), row.object_key, &osize, &e2) != CAIRN_OK)
         return 0;

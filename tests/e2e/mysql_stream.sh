@@ -163,7 +163,7 @@ run_cairn binlog-push --json "$cp2"
 expect_rc 0 "binlog-push of files the streamer archived"
 [ "$(json_get "$OUT" 'sum(1 for f in j["files"] if not f["already"])')" -eq 0 ] ||
   fail "binlog-push shipped files the streamer had archived"
-victim=$(archived | sed -n 3p)
+victim=$(cd "$cp2" && ls -S binlog.0* | head -n 1) # the middle is outside the head and tail read
 size=$(stat -c %s "$cp2/$victim")
 printf '\x5a' | dd of="$cp2/$victim" bs=1 seek=$((size / 2)) conv=notrunc status=none
 touch -r "$DD/$victim" "$cp2/$victim"
