@@ -476,15 +476,36 @@ static int list_row(void *arg, const struct cairn_binlogrow *r)
     return 0;
 }
 
+/* A partial object (binlog-stream --flush-interval): not in the catalog. */
+static int list_partial(void *arg, const char *key, uint64_t size)
+{
+    struct list_ctx *l = arg;
+    const char *name = strrchr(key, '/') + 1;
+    char file[CAIRN_BINLOG_NAME_MAX];
+    uint64_t end = 0;
+    cairn_my_binlog_partial_name(name, file, sizeof file, &end);
+    if (l->arr)
+        json_array_append_new(l->arr, json_pack("{s:s, s:s, s:s, s:I, s:I, s:b}", "name", name,
+                                                "file", file, "key", key, "end_pos",
+                                                (json_int_t)end, "object_size",
+                                                (json_int_t)size, "partial", 1));
+    else
+        printf("%s  (partial: %s up to position %" PRIu64 ", not in the catalog)\n", key, file,
+               end);
+    return 0;
+}
+
 int cmd_binlog_list(struct cli *c, int argc, char **argv)
 {
     const char *server = NULL;
+    int partials = 0;
     struct opt opts[] = {{"server", 1, 0, &server, NULL, NULL, NULL},
+                         {"partial", 0, 0, NULL, NULL, NULL, &partials},
                          {NULL, 0, 0, NULL, NULL, NULL, NULL}};
     cairn_pg_archive *a = NULL;
     struct list_ctx l = {NULL};
     cairn_err err;
-    int rc = cli_parse(c, argc, argv, opts, "cairn binlog-list [--server ID] [--json]");
+    int rc = cli_parse(c, argc, argv, opts, "cairn binlog-list [--server ID] [--partial] [--json]");
     if (rc)
         return rc;
     if ((rc = open_synced(c, &a)) != 0)
@@ -493,6 +514,9 @@ int cmd_binlog_list(struct cli *c, int argc, char **argv)
         l.arr = json_array();
     cairn_err_clear(&err);
     rc = cairn_catalog_binlog_list(cairn_pg_archive_catalog(a), server, list_row, &l, &err);
+    if (rc == CAIRN_OK && partials)
+        rc = cairn_my_binlog_partials_list(cairn_pg_archive_store(a), server, list_partial, &l,
+                                           &err);
     cairn_pg_archive_free(a);
     if (rc != CAIRN_OK) {
         cli_error("%s", err.msg);

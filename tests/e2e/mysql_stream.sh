@@ -143,6 +143,8 @@ parts=$(ls "$CAIRN_REPO/binlog/1" | grep partial || true)
 [ "$(echo "$parts" | grep -c .)" -eq 1 ] || fail "expected exactly one partial object, got: $parts"
 case $parts in "$active".partial.*) ;; *) fail "the partial '$parts' is not of the active file $active" ;; esac
 len=${parts##*.}
+cairn_ok binlog-list --partial | grep -F "binlog/1/$parts  (partial" >/dev/null ||
+  fail "binlog-list --partial does not show $parts"
 run_cairn binlog-fetch "$parts" "$T/part"
 expect_rc 0 "binlog-fetch of the partial"
 [ "$(stat -c %s "$T/part")" -eq "$len" ] || fail "the partial is not $len bytes"
