@@ -71,6 +71,8 @@ if ps -eo args | grep -F -- "$PASS" | grep -v grep >/dev/null; then
 fi
 pgrep -P "$SPID" -f mariadb-binlog >/dev/null || fail "no mariadb-binlog child"
 [ "$(stat -c %a "$T/spool")" = 700 ] || fail "the spool directory is not 0700"
+[ -n "$(find "$T/spool" -name 'binlog.*' -type f)" ] || fail "nothing spooled"
+[ -z "$(find "$T/spool" -name 'binlog.*' -type f -perm /077)" ] || fail "spooled files are not 0600"
 
 for k in 1 2 3; do
   sleep 0.7
