@@ -72,6 +72,8 @@ kill -TERM "$SPID"
 rc=0
 wait "$SPID" || rc=$?
 [ "$rc" -eq 0 ] || { tail -n 20 "$T/stream.err" >&2; fail "the last binlog-stream exited $rc"; }
+check_no_crash "binlog-stream" "$rc" "$T/stream.err"
+check_no_crash "binlog-push (killed runs)" 0 "$T/push.err"
 cairn_ok binlog-push "$DD" >/dev/null
 missing=$(comm -23 <(closed | sort) <(acked | sort))
 [ -z "$missing" ] || fail "closed files not archived after the runs to completion: $missing"
