@@ -187,10 +187,6 @@ int cairn_my_binlog_partial_name(const char *name, char *file, size_t nfile,
 int cairn_my_binlog_push_partial(cairn_pg_archive *a, const char *name, const char *path,
                                  const uint8_t *data, size_t len, const char *server,
                                  int level, struct cairn_my_push_result *res, cairn_err *err);
-/* Deletes binlog/<server>/<file>.partial.* except the one ending at keep (0:
- * all). *deleted (may be NULL) gets the count. */
-int cairn_my_binlog_partials_drop(cairn_store *s, const char *server, const char *file,
-                                  uint64_t keep, uint64_t *deleted, cairn_err *err);
 /* Deletes the partials of server (NULL: all) whose whole file cat records. */
 int cairn_my_binlog_partials_prune(cairn_store *s, cairn_catalog *cat, const char *server,
                                    uint64_t *deleted, cairn_err *err);

@@ -1300,12 +1300,6 @@ static int partials_drop(cairn_store *s, cairn_catalog *cat, const char *server,
     return rc;
 }
 
-int cairn_my_binlog_partials_drop(cairn_store *s, const char *server, const char *file,
-                                  uint64_t keep, uint64_t *deleted, cairn_err *err)
-{
-    return partials_drop(s, NULL, server, file, keep, deleted, err);
-}
-
 int cairn_my_binlog_partials_prune(cairn_store *s, cairn_catalog *cat, const char *server,
                                    uint64_t *deleted, cairn_err *err)
 {

@@ -310,8 +310,7 @@ static int ship(struct streamer *s, const char *name, int partial, cairn_err *er
     cairn_buf raw = CAIRN_BUF_INIT;
     cairn_store *store = cairn_pg_archive_store(s->a);
     size_t len;
-    uint64_t dropped = 0;
-    int rc;
+    int rc, had_partial;
     if (!path)
         return cairn_error(err, CAIRN_FATAL, "out of memory");
     if ((rc = cairn_read_file(path, &raw, (size_t)CAIRN_MY_MAX_FILE, err)) != CAIRN_OK)
@@ -331,6 +330,20 @@ static int ship(struct streamer *s, const char *name, int partial, cairn_err *er
     }
     if (rc != CAIRN_OK)
         goto out;
+    /* the partial this one supersedes: the one stored last, known here
+     * (others an earlier run left are pruned at each session start) */
+    had_partial = strcmp(s->partial_file, name) == 0 && (!partial || s->partial_end != len);
+    if (had_partial) {
+        char old[CAIRN_BINLOG_NAME_MAX + 32], key[CAIRN_WAL_KEY_MAX + CAIRN_BINLOG_NAME_MAX + 32];
+        snprintf(old, sizeof old, "%s.partial.%" PRIu64, name, s->partial_end);
+        if (cairn_my_binobj_key(s->server, old, key, sizeof key) == 0) {
+            rc = cairn_store_del(store, key, err);
+            if (rc == CAIRN_NOTFOUND)
+                rc = CAIRN_OK;
+            else if (rc != CAIRN_OK)
+                cairn_error_prefix(err, "cannot delete the superseded partial binlog '%s'", key);
+        }
+    }
     if (partial) {
         s->st->partials++;
         snprintf(s->partial_file, sizeof s->partial_file, "%s", name);
@@ -347,9 +360,6 @@ static int ship(struct streamer *s, const char *name, int partial, cairn_err *er
     }
     if (s->o->shipped)
         s->o->shipped(s->o->arg, s->res, partial);
-    /* superseded partials: every one of this file but the one just stored */
-    rc = cairn_my_binlog_partials_drop(store, s->server, name, partial ? len : 0, &dropped,
-                                       err);
 out:
     cairn_buf_free(&raw);
     free(path);
