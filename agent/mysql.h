@@ -1,5 +1,6 @@
 /* agent/mysql.h — MariaDB/MySQL: shipping closed binlog files into the
- * repository (binlog-push), reading them back verified (binlog-fetch), the
+ * repository (binlog-push), streaming them from the server (binlog-stream,
+ * agent/mysql_stream.c), reading them back verified (binlog-fetch), the
  * catalog view of the archive (binlog-list) and gap checks (binlog-verify).
  * See docs/mysql.md.
  *
@@ -18,7 +19,8 @@
  * Ownership: structs are plain values filled by the callee; buffers are the
  * caller's. Nothing here prints or exits: errors come back in cairn_err,
  * naming the file or object. Threading: reentrant; one archive handle per
- * thread. */
+ * thread. cairn_my_binlog_stream() runs in the calling thread, forks child
+ * processes (the mariadb client, mariadb-binlog) and reaps only those. */
 #ifndef CAIRN_AGENT_MYSQL_H
 #define CAIRN_AGENT_MYSQL_H
 
