@@ -1,5 +1,6 @@
 /* agent/mysql.h — MariaDB/MySQL: shipping closed binlog files into the
- * repository (binlog-push), reading them back verified (binlog-fetch), the
+ * repository (binlog-push), streaming them from the server (binlog-stream,
+ * agent/mysql_stream.c), reading them back verified (binlog-fetch), the
  * catalog view of the archive (binlog-list) and gap checks (binlog-verify).
  * See docs/mysql.md.
  *
@@ -18,7 +19,8 @@
  * Ownership: structs are plain values filled by the callee; buffers are the
  * caller's. Nothing here prints or exits: errors come back in cairn_err,
  * naming the file or object. Threading: reentrant; one archive handle per
- * thread. */
+ * thread. cairn_my_binlog_stream() runs in the calling thread, forks child
+ * processes (the mariadb client, mariadb-binlog) and reaps only those. */
 #ifndef CAIRN_AGENT_MYSQL_H
 #define CAIRN_AGENT_MYSQL_H
 
@@ -162,9 +164,44 @@ struct cairn_my_push_result {
 int cairn_my_binlog_push_file(cairn_pg_archive *a, const char *path, const char *server,
                               int level, struct cairn_my_push_result *res, cairn_err *err);
 
+/* The same for a file already in memory (data, len: the whole file); name is
+ * its archived name, path names it in messages (NULL = name). binlog-stream
+ * ships through this. */
+int cairn_my_binlog_push_buf(cairn_pg_archive *a, const char *name, const char *path,
+                             const uint8_t *data, size_t len, const char *server, int level,
+                             struct cairn_my_push_result *res, cairn_err *err);
+
+/* ---- partial objects (binlog-stream --flush-interval) ----
+ * binlog/<server>/<file>.partial.<len>: the first len bytes of the file
+ * <file> (every event in it complete), in the same object format, the
+ * metadata's name being the partial name. They are never recorded in the
+ * catalog (binlog-list and binlog-verify skip them); binlog-fetch fetches one
+ * by its full name. The streamer deletes a file's partials once a longer
+ * partial or the whole file is archived. */
+
+/* "binlog.000042.partial.1234" -> file "binlog.000042", endpos 1234. 0, or
+ * -1 when name is not a partial name. endpos may be NULL. */
+int cairn_my_binlog_partial_name(const char *name, char *file, size_t nfile,
+                                 uint64_t *endpos);
+/* Archives data[0..len) (a prefix of the binlog file name, ending on an event
+ * boundary) as binlog/<server>/<name>.partial.<len>; no catalog row. As
+ * cairn_my_binlog_push_buf otherwise. */
+int cairn_my_binlog_push_partial(cairn_pg_archive *a, const char *name, const char *path,
+                                 const uint8_t *data, size_t len, const char *server,
+                                 int level, struct cairn_my_push_result *res, cairn_err *err);
+/* Deletes the partials of server (NULL: all) whose whole file cat records. */
+int cairn_my_binlog_partials_prune(cairn_store *s, cairn_catalog *cat, const char *server,
+                                   uint64_t *deleted, cairn_err *err);
+/* Lists the partial objects (of server, or all): cb gets key and size. */
+int cairn_my_binlog_partials_list(cairn_store *s, const char *server, cairn_list_cb cb,
+                                  void *arg, cairn_err *err);
+
 /* binlog-push: every closed file of the index, oldest first (never the last
  * one listed: the server is writing it). Stops at the first failure so the
- * archive never gets a hole. cb (may be NULL) is told about each file pushed
+ * archive never gets a hole; then deletes the partial objects of the files
+ * now archived whole (cairn_my_binlog_partials_prune). A file the catalog records with the same size,
+ * first event time and a matching modification time, whose object is in the
+ * store, is reported as already archived without being read whole. cb (may be NULL) is told about each file pushed
  * or already archived. server NULL = auto.cnf's UUID, else the server_id. */
 struct cairn_my_push_stats {
     uint64_t files, pushed, already;
@@ -174,6 +211,69 @@ typedef void (*cairn_my_push_cb)(void *arg, const struct cairn_my_push_result *r
 int cairn_my_binlog_push_dir(cairn_pg_archive *a, const char *datadir, const char *index,
                              const char *server, int level, cairn_my_push_cb cb, void *arg,
                              struct cairn_my_push_stats *st, cairn_err *err);
+
+/* ---- the server, through its client (agent/mysql_stream.c) ---- */
+
+/* Runs the mariadb client (else mysql) with --defaults-file=defaults first
+ * (so no password is on any command line), --batch --skip-column-names, and
+ * sql; *out gets its standard output (tab-separated rows, at most 1 MiB).
+ * CAIRN_FAILED naming the client's own message (its stderr, first line) when
+ * it fails: wrong password, server unreachable...; CAIRN_NOTFOUND when no
+ * client is installed. */
+int cairn_my_client_query(const char *defaults, const char *sql, cairn_buf *out,
+                          cairn_err *err);
+
+/* What binlog-stream learns from the server at each (re)connection. */
+struct cairn_my_server_logs {
+    uint32_t server_id;
+    size_t n;                              /* SHOW BINARY LOGS, oldest first */
+    char (*names)[CAIRN_BINLOG_NAME_MAX];  /* malloc'd: free() */
+};
+/* @@log_bin, @@server_id, then SHOW BINARY LOGS. Binary logging off is
+ * CAIRN_FAILED saying so. */
+int cairn_my_server_logs(const char *defaults, struct cairn_my_server_logs *out,
+                         cairn_err *err);
+
+/* ---- binlog-stream (agent/mysql_stream.c, docs/mysql.md) ----
+ * Supervises `mariadb-binlog --defaults-file=F --read-from-remote-server
+ * --raw --stop-never --result-file=SPOOL/ FILE`: every file the server has
+ * rotated past (the next file appeared in the spool, or the file ends with a
+ * Rotate or Stop event) is shipped through cairn_my_binlog_push_buf() and
+ * removed from the spool. A lost connection (server restart) ends the
+ * session: what is complete is shipped, and after a backoff (1 s doubling to
+ * 30 s) a new session asks the server again (SHOW BINARY LOGS) and starts
+ * from the first file not yet archived (always from its beginning, so a
+ * file is never pieced together from two connections).
+ * Where to start: with nothing of that server and base name archived, at the
+ * oldest file the server still has; else at the first file the server lists
+ * after the oldest archived one that is not archived (older files the
+ * archive lacks were forgotten by retention or predate it: not re-shipped). */
+struct cairn_my_stream_opts {
+    const char *defaults_file;   /* required: the [client] settings */
+    const char *spool;           /* directory (created 0700); a lock file keeps
+                                  * one streamer per spool */
+    const char *server;          /* the key's <server> part; NULL: @@server_id */
+    uint32_t client_server_id;   /* --stop-never-slave-server-id; 0: the tool's default */
+    unsigned flush_interval;     /* seconds; 0: whole files only */
+    int level;                   /* zstd level (0: default) */
+    const char *binlog_cmd;      /* NULL: "mariadb-binlog" */
+    volatile int *stop;          /* set (from a signal handler) to stop */
+    void (*log)(void *arg, const char *msg);  /* progress and retries (may be NULL) */
+    void (*shipped)(void *arg, const struct cairn_my_push_result *r, int partial);
+    void *arg;                   /* for log and shipped */
+};
+struct cairn_my_stream_stats {
+    uint64_t shipped, already, partials, sessions, reconnects;
+};
+/* Runs until *stop is set: then stops the child, ships what is complete (and,
+ * with a flush interval, the in-progress file's prefix as a partial) and
+ * returns CAIRN_OK. Errors: the server cannot be queried at the start
+ * (wrong password, unreachable, binary logging off: fails fast, nothing
+ * retried), the spool is unusable or locked, or a complete file is refused
+ * (CAIRN_EXISTS: a different file under an archived name; CAIRN_CORRUPT).
+ * Once streaming, a lost server is retried forever, each retry logged. */
+int cairn_my_binlog_stream(cairn_pg_archive *a, const struct cairn_my_stream_opts *o,
+                           struct cairn_my_stream_stats *st, cairn_err *err);
 
 /* ---- the read side ---- */
 

@@ -658,40 +658,65 @@ static int compress_frame(const uint8_t *in, size_t len, int level, cairn_buf *o
     return 0;
 }
 
-/* The archived copy under key: identical to m (1), different (0), or an error
- * (CAIRN_NOTFOUND when there is none). */
-static int same_as_archived(cairn_store *s, const char *key, const struct cairn_my_binmeta *m,
-                            struct cairn_my_binmeta *old, cairn_err *err)
+int cairn_my_binlog_partial_name(const char *name, char *file, size_t nfile,
+                                 uint64_t *endpos)
 {
-    cairn_buf b = CAIRN_BUF_INIT;
-    uint64_t size;
-    size_t want;
-    int rc = cairn_store_stat(s, key, &size, err);
-    if (rc != CAIRN_OK)
-        return rc;
-    want = size < CAIRN_MY_BINOBJ_HEAD_MAX ? (size_t)size : CAIRN_MY_BINOBJ_HEAD_MAX;
-    rc = cairn_store_get_range(s, key, 0, want, &b, err);
-    if (rc == CAIRN_OK)
-        rc = cairn_my_binobj_head(b.data, b.len, old, NULL, err);
-    cairn_buf_free(&b);
-    if (rc == CAIRN_CORRUPT) {
-        memset(old, 0, sizeof *old);
-        return 0; /* unreadable metadata: never take it for the same file */
+    const char *p = name ? strstr(name, ".partial.") : NULL, *q;
+    uint64_t v = 0;
+    char base[CAIRN_BINLOG_NAME_MAX];
+    uint64_t seq;
+    if (!p || !p[9] || strlen(p + 9) > 18 || (size_t)(p - name) >= nfile)
+        return -1;
+    for (q = p + 9; *q; q++) {
+        if (!isdigit((unsigned char)*q))
+            return -1;
+        v = v * 10 + (uint64_t)(*q - '0');
     }
-    if (rc != CAIRN_OK)
-        return rc;
-    return old->size == m->size && memcmp(old->sha256, m->sha256, 32) == 0;
+    memcpy(file, name, (size_t)(p - name));
+    file[p - name] = 0;
+    if (cairn_my_binlog_name_parse(file, base, sizeof base, &seq, NULL) != 0)
+        return -1;
+    if (endpos)
+        *endpos = v;
+    return 0;
 }
 
-int cairn_my_binlog_push_file(cairn_pg_archive *a, const char *path, const char *server,
-                              int level, struct cairn_my_push_result *res, cairn_err *err)
+struct zbuild {
+    const uint8_t *raw;
+    size_t len;
+    int level;
+    const char *path;
+    const struct cairn_my_binmeta *m;
+    const struct cairn_my_binscan *scan;
+};
+
+static int build_binobj(void *arg, cairn_buf *obj, cairn_err *err)
 {
-    const char *name = base_name(path);
-    struct cairn_my_binmeta *m = &res->meta, old;
-    cairn_buf raw = CAIRN_BUF_INIT, z = CAIRN_BUF_INIT, obj = CAIRN_BUF_INIT;
+    struct zbuild *zb = arg;
+    cairn_buf z = CAIRN_BUF_INIT;
+    int rc;
+    if (compress_frame(zb->raw, zb->len, zb->level, &z) != 0) {
+        cairn_buf_free(&z);
+        return cairn_error(err, CAIRN_FATAL, "cannot compress '%s' (out of memory?)",
+                           zb->path);
+    }
+    rc = cairn_my_binobj_build(zb->m, zb->scan, z.data, z.len, obj, err);
+    cairn_buf_free(&z);
+    return rc;
+}
+
+/* The one push path: binlog-push, binlog-stream (whole files) and partial
+ * objects (partial: name is "<file>.partial.<len>", no catalog row). */
+static int push_mem(cairn_pg_archive *a, const char *name, const char *path,
+                    const uint8_t *data, size_t len, const char *server, int level,
+                    int partial, struct cairn_my_push_result *res, cairn_err *err)
+{
+    struct cairn_my_binmeta *m = &res->meta;
+    cairn_buf obj = CAIRN_BUF_INIT;
     cairn_store *st = cairn_pg_archive_store(a);
     cairn_catalog *cat = cairn_pg_archive_catalog(a);
-    char base[CAIRN_BINLOG_NAME_MAX];
+    char base[CAIRN_BINLOG_NAME_MAX], hint[256];
+    struct zbuild zb;
     uint64_t seq;
     int rc;
 
@@ -699,68 +724,48 @@ int cairn_my_binlog_push_file(cairn_pg_archive *a, const char *path, const char 
     if (cairn_my_binlog_name_parse(name, base, sizeof base, &seq, NULL) != 0)
         return cairn_error(err, CAIRN_FAILED,
                            "'%s' is not a binlog file name (<base name>.<number>)", path);
-    if ((rc = cairn_read_file(path, &raw, (size_t)CAIRN_MY_MAX_FILE, err)) != CAIRN_OK)
-        return rc;
-    if ((rc = cairn_my_binlog_scan(raw.data, raw.len, &res->scan, err)) != CAIRN_OK) {
-        cairn_error_prefix(err, "REFUSING to archive '%s'", path);
-        goto out;
-    }
-    snprintf(m->name, sizeof m->name, "%s", name);
+    if ((rc = cairn_my_binlog_scan(data, len, &res->scan, err)) != CAIRN_OK)
+        return cairn_error_prefix(err, "REFUSING to archive '%s'", path);
+    if (partial)
+        snprintf(m->name, sizeof m->name, "%s.partial.%zu", name, len);
+    else
+        snprintf(m->name, sizeof m->name, "%s", name);
     if (server)
         snprintf(m->server, sizeof m->server, "%s", server);
     else
         snprintf(m->server, sizeof m->server, "%" PRIu32, res->scan.server_id);
     m->server_id = res->scan.server_id;
-    m->size = raw.len;
+    m->size = len;
     m->start_pos = res->scan.start_pos;
     m->end_pos = res->scan.end_pos;
     m->has_times = res->scan.has_times;
     m->first_event_ns = res->scan.first_event_ns;
     m->last_event_ns = res->scan.last_event_ns;
     cairn_my_gtids_text(&res->scan, m->gtids, sizeof m->gtids);
-    if (cairn_my_binobj_key(m->server, name, res->key, sizeof res->key) != 0) {
-        rc = cairn_error(err, CAIRN_FAILED, "cannot make an object key for '%s' of server '%s'",
-                         name, m->server);
-        goto out;
-    }
-    cairn_pg_sha256(raw.data, raw.len, m->sha256);
+    if (cairn_my_binobj_key(m->server, m->name, res->key, sizeof res->key) != 0)
+        return cairn_error(err, CAIRN_FAILED, "cannot make an object key for '%s' of server '%s'",
+                           m->name, m->server);
+    cairn_pg_sha256(data, len, m->sha256);
 
     /* never overwrite: an existing copy must be the same file */
-    rc = same_as_archived(st, res->key, m, &old, err);
-    if (rc == CAIRN_NOTFOUND) {
-        if (compress_frame(raw.data, raw.len, level > 0 ? level : 3, &z) != 0) {
-            rc = cairn_error(err, CAIRN_FATAL, "cannot compress '%s' (out of memory?)", path);
-            goto out;
-        }
-        if ((rc = cairn_my_binobj_build(m, &res->scan, z.data, z.len, &obj, err)) != CAIRN_OK)
-            goto out;
-        cairn_buf_free(&z);
-        rc = cairn_store_put(st, res->key, obj.data, obj.len, 0, err);
-        if (rc == CAIRN_EXISTS) { /* raced with another push */
-            rc = same_as_archived(st, res->key, m, &old, err);
-        } else if (rc == CAIRN_OK && (rc = cairn_store_flush(st, err)) == CAIRN_OK) {
-            res->stored = obj.len;
-            rc = 2;
-        }
-    }
-    if (rc == 0) {
-        char h1[65], h2[65];
-        cairn_hex(old.sha256, 32, h1);
-        cairn_hex(m->sha256, 32, h2);
-        rc = cairn_error(err, CAIRN_EXISTS,
-                         "REFUSING to archive '%s': the archive already holds a DIFFERENT file "
-                         "under that name ('%s': %" PRIu64 " bytes, sha256 %.16s…; this file: %"
-                         PRIu64 " bytes, sha256 %.16s…). Was the binlog reset (RESET MASTER) "
-                         "or does another server with id %s ship into this repository? "
-                         "Investigate before touching the archived copy",
-                         path, res->key, old.size, h1, m->size, h2, m->server);
-        goto out;
-    }
-    if (rc < 0)
-        goto out;
-    res->already = rc == 1;
-    rc = CAIRN_OK;
-    if (cat) {
+    zb.raw = data;
+    zb.len = len;
+    zb.level = level > 0 ? level : 3;
+    zb.path = path;
+    zb.m = m;
+    zb.scan = &res->scan;
+    snprintf(hint, sizeof hint,
+             "Was the binlog reset (RESET MASTER) or does another server with id %s ship into "
+             "this repository? Investigate before touching the archived copy",
+             m->server);
+    rc = cairn_logobj_put_once(st, res->key, CAIRN_MY_BINOBJ_MAGIC, CAIRN_MY_BINOBJ_HEAD_MAX,
+                               "binlog", path, m->size, m->sha256, &obj, build_binobj, &zb,
+                               hint, NULL, &res->stored, err);
+    cairn_buf_free(&obj);
+    if (rc != CAIRN_OK)
+        return rc;
+    res->already = res->stored == 0;
+    if (cat && !partial) {
         struct cairn_binlogrow row;
         cairn_my_binrow_from_meta(m, res->key, &row);
         rc = cairn_catalog_binlog_put(cat, &row, err);
@@ -768,11 +773,166 @@ int cairn_my_binlog_push_file(cairn_pg_archive *a, const char *path, const char 
             cairn_error_prefix(err, "'%s' is archived, but recording it in the catalog failed",
                                name);
     }
-out:
-    cairn_buf_free(&raw);
-    cairn_buf_free(&z);
-    cairn_buf_free(&obj);
     return rc;
+}
+
+int cairn_my_binlog_push_buf(cairn_pg_archive *a, const char *name, const char *path,
+                             const uint8_t *data, size_t len, const char *server, int level,
+                             struct cairn_my_push_result *res, cairn_err *err)
+{
+    return push_mem(a, name, path ? path : name, data, len, server, level, 0, res, err);
+}
+
+int cairn_my_binlog_push_partial(cairn_pg_archive *a, const char *name, const char *path,
+                                 const uint8_t *data, size_t len, const char *server,
+                                 int level, struct cairn_my_push_result *res, cairn_err *err)
+{
+    return push_mem(a, name, path ? path : name, data, len, server, level, 1, res, err);
+}
+
+int cairn_my_binlog_push_file(cairn_pg_archive *a, const char *path, const char *server,
+                              int level, struct cairn_my_push_result *res, cairn_err *err)
+{
+    cairn_buf raw = CAIRN_BUF_INIT;
+    int rc;
+    memset(res, 0, sizeof *res);
+    if ((rc = cairn_read_file(path, &raw, (size_t)CAIRN_MY_MAX_FILE, err)) != CAIRN_OK)
+        return rc;
+    rc = push_mem(a, base_name(path), path, raw.data, raw.len, server, level, 0, res, err);
+    cairn_buf_free(&raw);
+    return rc;
+}
+
+/* Whether head (the start of a binlog file, got bytes) and tail (its last tn
+ * bytes; the file is size bytes) agree with the catalog row of that file:
+ * the Format_description time is the first event time, the Gtid_list event
+ * after it is the recorded one, and the file ends with a Rotate (to the
+ * next file number) or Stop event, CRC-checked, whose time is the last
+ * event time. */
+static int head_tail_match(const uint8_t *head, size_t got, const uint8_t *tail, size_t tn,
+                           uint64_t size, const char *name, const struct cairn_binlogrow *row)
+{
+    size_t fde_len = le32(head + 4 + 9), off, k, elen = 0;
+    char list[CAIRN_BINLOG_GTIDS_MAX] = "", next[CAIRN_BINLOG_NAME_MAX], base[CAIRN_BINLOG_NAME_MAX];
+    const char *semi = strchr(row->gtids, ';');
+    const uint8_t *e = NULL;
+    uint64_t seq;
+    int crc, width;
+    if (fde_len < HDR + 2 + 50 + 4 + 1 || 4 + fde_len > got ||
+        (int64_t)le32(head + 4) * 1000000000 != row->first_event_ns)
+        return 0;
+    crc = fde_len >= HDR + 2 + 50 + 4 + 1 + 5 && head[4 + fde_len - 5] == 1;
+    off = 4 + fde_len;
+    if (off + HDR <= got && head[off + 4] == CAIRN_MY_EV_GTID_LIST) {
+        size_t gl = le32(head + off + 9), i, cnt;
+        if (gl < HDR + 4 || off + gl > got)
+            return 0;
+        cnt = le32(head + off + HDR) & 0x0FFFFFFFu;
+        for (i = 0; i < cnt && HDR + 4 + (i + 1) * 16 <= gl; i++) {
+            struct cairn_my_gtid g;
+            char t[64];
+            const uint8_t *p = head + off + HDR + 4 + i * 16;
+            g.domain = le32(p);
+            g.server = le32(p + 4);
+            g.seq = le64(p + 8);
+            cairn_my_gtid_format(&g, t, sizeof t);
+            put_list(list, sizeof list, strlen(list), t);
+        }
+    }
+    if (!semi || strlen(list) != (size_t)(semi - row->gtids) ||
+        strncmp(list, row->gtids, strlen(list)) != 0)
+        return 0;
+    /* the last event: its length and end position name the file's end */
+    for (k = 0; k + HDR <= tn; k++) {
+        uint64_t start = size - tn + k;
+        if (le32(tail + k + 9) == size - start && le32(tail + k + 13) == size) {
+            e = tail + k;
+            elen = (size_t)(size - start);
+            break;
+        }
+    }
+    if (!e || (e[4] != CAIRN_MY_EV_ROTATE && e[4] != CAIRN_MY_EV_STOP) ||
+        (crc && (elen < HDR + 4 || cairn_my_crc32(0, e, elen - 4) != le32(e + elen - 4))) ||
+        (int64_t)le32(e) * 1000000000 != row->last_event_ns)
+        return 0;
+    if (e[4] == CAIRN_MY_EV_ROTATE) {
+        size_t nl = elen - HDR - 8 - (crc ? 4 : 0);
+        if (elen < HDR + 8 + (crc ? 4u : 0u) ||
+            cairn_my_binlog_name_parse(name, base, sizeof base, &seq, &width) != 0)
+            return 0;
+        if (width > 20 ||
+            (size_t)snprintf(next, sizeof next, "%s.%0*" PRIu64, base, width, seq + 1) >=
+                sizeof next ||
+            nl != strlen(next) || memcmp(e + HDR + 8, next, nl) != 0)
+            return 0;
+    }
+    return 1;
+}
+
+/* A file the catalog already records, decided without reading it whole:
+ * same size, its head and last event agreeing with the row (see
+ * head_tail_match), the modification time within 5 s after its last event
+ * (a file written later, e.g. after RESET MASTER, has a later one), and the
+ * object still in the store. 1 (res filled from the catalog) or 0: let the
+ * full push decide (it ships, or refuses a different file). */
+#define MTIME_SLACK_NS (5ll * 1000000000)
+static int already_cheap(cairn_pg_archive *a, const char *path, const char *server,
+                         struct cairn_my_push_result *res)
+{
+    cairn_catalog *cat = cairn_pg_archive_catalog(a);
+    struct cairn_binlogrow row;
+    struct cairn_my_binmeta *m = &res->meta;
+    char srv[CAIRN_BINLOG_SERVER_MAX];
+    uint8_t head[1024], tail[512];
+    struct stat sb;
+    int64_t mtime_ns;
+    uint64_t osize;
+    size_t tn;
+    cairn_err e2;
+    ssize_t got, tgot;
+    int fd;
+    if (!cat || stat(path, &sb) != 0 || !S_ISREG(sb.st_mode) || sb.st_size < 4 + HDR)
+        return 0;
+    if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+        return 0;
+    tn = (uint64_t)sb.st_size < sizeof tail ? (size_t)sb.st_size : sizeof tail;
+    got = pread(fd, head, sizeof head, 0);
+    tgot = pread(fd, tail, tn, sb.st_size - (off_t)tn);
+    close(fd);
+    if (got < 4 + HDR || tgot != (ssize_t)tn || memcmp(head, MAGIC, 4) != 0 ||
+        head[4 + 4] != CAIRN_MY_EV_FORMAT_DESCRIPTION)
+        return 0;
+    if (server)
+        snprintf(srv, sizeof srv, "%s", server);
+    else
+        snprintf(srv, sizeof srv, "%" PRIu32, le32(head + 4 + 5));
+    if (cairn_catalog_binlog_get(cat, srv, base_name(path), &row, &e2) != CAIRN_OK)
+        return 0;
+    mtime_ns = (int64_t)sb.st_mtim.tv_sec * 1000000000 + sb.st_mtim.tv_nsec;
+    if ((uint64_t)sb.st_size != row.size || !row.has_times ||
+        mtime_ns < row.last_event_ns || mtime_ns > row.last_event_ns + MTIME_SLACK_NS ||
+        strncmp(row.checksum, "sha256:", 7) != 0 ||
+        !head_tail_match(head, (size_t)got, tail, tn, (uint64_t)sb.st_size, base_name(path),
+                         &row))
+        return 0;
+    if (cairn_store_stat(cairn_pg_archive_store(a), row.object_key, &osize, &e2) != CAIRN_OK)
+        return 0;
+    memset(res, 0, sizeof *res);
+    snprintf(m->name, sizeof m->name, "%s", row.file);
+    snprintf(m->server, sizeof m->server, "%s", row.server_uuid);
+    m->server_id = le32(head + 4 + 5);
+    m->size = row.size;
+    if (cairn_unhex(row.checksum + 7, m->sha256, 32) != CAIRN_OK)
+        return 0;
+    m->start_pos = row.start_pos;
+    m->end_pos = row.end_pos;
+    m->has_times = row.has_times;
+    m->first_event_ns = row.first_event_ns;
+    m->last_event_ns = row.last_event_ns;
+    snprintf(m->gtids, sizeof m->gtids, "%s", row.gtids);
+    snprintf(res->key, sizeof res->key, "%s", row.object_key);
+    res->already = 1;
+    return 1;
 }
 
 int cairn_my_binlog_push_dir(cairn_pg_archive *a, const char *datadir, const char *index,
@@ -795,9 +955,11 @@ int cairn_my_binlog_push_dir(cairn_pg_archive *a, const char *datadir, const cha
     if (n)
         snprintf(st->active, sizeof st->active, "%s", base_name(files[n - 1]));
     for (i = 0; i + 1 < n; i++) { /* the last one listed is the one being written */
-        rc = cairn_my_binlog_push_file(a, files[i], server, level, res, err);
-        if (rc != CAIRN_OK)
-            break;
+        if (!already_cheap(a, files[i], server, res)) {
+            rc = cairn_my_binlog_push_file(a, files[i], server, level, res, err);
+            if (rc != CAIRN_OK)
+                break;
+        }
         st->files++;
         if (res->already)
             st->already++;
@@ -806,6 +968,10 @@ int cairn_my_binlog_push_dir(cairn_pg_archive *a, const char *datadir, const cha
         if (cb)
             cb(arg, res);
     }
+    /* partials a streamer left of files now archived whole */
+    if (rc == CAIRN_OK && st->files && cairn_pg_archive_catalog(a))
+        rc = cairn_my_binlog_partials_prune(cairn_pg_archive_store(a), cairn_pg_archive_catalog(a),
+                                            res->meta.server, NULL, err);
     free(res);
     free_list(files, n);
     return rc;
@@ -962,8 +1128,10 @@ static int collect_obj(void *arg, const char *key, uint64_t size)
 {
     char server[CAIRN_BINLOG_SERVER_MAX];
     const char *name;
-    if (split_key(key, server, sizeof server, &name) != 0)
-        return 0;
+    char file[CAIRN_BINLOG_NAME_MAX];
+    if (split_key(key, server, sizeof server, &name) != 0 ||
+        cairn_my_binlog_partial_name(name, file, sizeof file, NULL) == 0)
+        return 0; /* partial objects are not in the catalog */
     return strset_add(arg, key, size) ? -1 : 0;
 }
 
@@ -1052,6 +1220,101 @@ out:
     strset_free(&store);
     strset_free(&rows);
     return rc;
+}
+
+/* ---- partial objects ---- */
+
+struct partials {
+    const char *server, *file; /* filters (NULL: any) */
+    uint64_t keep;
+    cairn_catalog *archived_in; /* only partials of files this catalog records */
+    struct strset keys;
+    cairn_list_cb cb;
+    void *arg;
+};
+
+static int partial_obj(void *arg, const char *key, uint64_t size)
+{
+    struct partials *p = arg;
+    char server[CAIRN_BINLOG_SERVER_MAX], file[CAIRN_BINLOG_NAME_MAX];
+    const char *name;
+    uint64_t end;
+    if (split_key(key, server, sizeof server, &name) != 0 ||
+        cairn_my_binlog_partial_name(name, file, sizeof file, &end) != 0 ||
+        (p->server && strcmp(server, p->server) != 0) || (p->file && strcmp(file, p->file) != 0))
+        return 0;
+    if (p->cb)
+        return p->cb(p->arg, key, size);
+    if (end == p->keep)
+        return 0;
+    if (p->archived_in) {
+        struct cairn_binlogrow row;
+        cairn_err e2;
+        if (cairn_catalog_binlog_get(p->archived_in, server, file, &row, &e2) != CAIRN_OK)
+            return 0;
+    }
+    return strset_add(&p->keys, key, size) ? -1 : 0;
+}
+
+static int partials_walk(cairn_store *s, struct partials *p, cairn_err *err)
+{
+    char prefix[CAIRN_WAL_KEY_MAX + 8];
+    int rc;
+    if (p->server)
+        snprintf(prefix, sizeof prefix, "binlog/%s/", p->server);
+    else
+        snprintf(prefix, sizeof prefix, "binlog/");
+    rc = cairn_store_list(s, prefix, partial_obj, p, err);
+    if (rc == CAIRN_NOTFOUND)
+        rc = CAIRN_OK;
+    else if (rc > 0 || rc == -1)
+        rc = cairn_error(err, CAIRN_FATAL, "out of memory");
+    return rc;
+}
+
+static int partials_drop(cairn_store *s, cairn_catalog *cat, const char *server,
+                         const char *file, uint64_t keep, uint64_t *deleted, cairn_err *err)
+{
+    struct partials p;
+    size_t i;
+    int rc;
+    memset(&p, 0, sizeof p);
+    p.archived_in = cat;
+    p.server = server;
+    p.file = file;
+    p.keep = keep;
+    if (deleted)
+        *deleted = 0;
+    rc = partials_walk(s, &p, err);
+    for (i = 0; rc == CAIRN_OK && i < p.keys.n; i++) {
+        rc = cairn_store_del(s, p.keys.v[i], err);
+        if (rc == CAIRN_NOTFOUND)
+            rc = CAIRN_OK;
+        else if (rc != CAIRN_OK)
+            cairn_error_prefix(err, "cannot delete the superseded partial binlog '%s'",
+                               p.keys.v[i]);
+        else if (deleted)
+            (*deleted)++;
+    }
+    strset_free(&p.keys);
+    return rc;
+}
+
+int cairn_my_binlog_partials_prune(cairn_store *s, cairn_catalog *cat, const char *server,
+                                   uint64_t *deleted, cairn_err *err)
+{
+    return partials_drop(s, cat, server, NULL, 0, deleted, err);
+}
+
+int cairn_my_binlog_partials_list(cairn_store *s, const char *server, cairn_list_cb cb,
+                                  void *arg, cairn_err *err)
+{
+    struct partials p;
+    memset(&p, 0, sizeof p);
+    p.server = server;
+    p.cb = cb;
+    p.arg = arg;
+    return partials_walk(s, &p, err);
 }
 
 /* ---- gaps ---- */

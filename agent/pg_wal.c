@@ -18,6 +18,7 @@
 #include <zstd.h>
 
 #include "../engine/crypto.h"
+#include "../engine/logobj.h"
 
 /* ---- reading WAL pages ----
  * Layout (PostgreSQL's xlog_internal.h, stable since 9.x): every page starts
@@ -381,34 +382,12 @@ static const char *base_name(const char *path)
     return s ? s + 1 : path;
 }
 
-/* The archived copy under key: identical to m (1), different (0), or an error. */
-static int same_as_archived(cairn_store *s, const char *key, const struct cairn_pg_walmeta *m,
-                            struct cairn_pg_walmeta *old, cairn_err *err)
-{
-    cairn_buf b = CAIRN_BUF_INIT;
-    uint64_t size;
-    size_t want;
-    int rc = cairn_store_stat(s, key, &size, err);
-    if (rc != CAIRN_OK)
-        return rc;
-    want = size < CAIRN_PG_WALOBJ_HEAD_MAX ? (size_t)size : CAIRN_PG_WALOBJ_HEAD_MAX;
-    rc = cairn_store_get_range(s, key, 0, want, &b, err);
-    if (rc == CAIRN_OK)
-        rc = cairn_pg_walobj_head(b.data, b.len, old, NULL, err);
-    cairn_buf_free(&b);
-    if (rc == CAIRN_CORRUPT)
-        return 0; /* unreadable metadata: never take it for the same file */
-    if (rc != CAIRN_OK)
-        return rc;
-    return old->size == m->size && memcmp(old->sha256, m->sha256, 32) == 0;
-}
-
 int cairn_pg_wal_push(cairn_pg_archive *a, const char *path, const struct cairn_pg_push_opts *o,
                       struct cairn_pg_push_result *res, cairn_err *err)
 {
     const char *name = base_name(path);
     struct cairn_pg_walname wn;
-    struct cairn_pg_walmeta *m = &res->meta, old;
+    struct cairn_pg_walmeta *m = &res->meta;
     struct cairn_pg_segscan scan;
     cairn_buf raw = CAIRN_BUF_INIT, obj = CAIRN_BUF_INIT;
     struct zjob zj;
@@ -548,29 +527,21 @@ int cairn_pg_wal_push(cairn_pg_archive *a, const char *path, const struct cairn_
     res->stored = obj.len;
 
     /* never overwrite: an existing copy must be the same file */
-    rc = same_as_archived(a->store, res->key, m, &old, err);
-    if (rc == CAIRN_NOTFOUND) {
-        rc = cairn_store_put(a->store, res->key, obj.data, obj.len, 0, err);
-        if (rc == CAIRN_EXISTS) /* raced with another push */
-            rc = same_as_archived(a->store, res->key, m, &old, err);
-        else if (rc == CAIRN_OK && (rc = cairn_store_flush(a->store, err)) == CAIRN_OK)
-            rc = 2; /* stored now */
+    {
+        char hint[256];
+        uint64_t put;
+        snprintf(hint, sizeof hint,
+                 "Two servers with system id %s may be archiving into one repository, or a "
+                 "restored server was started without recovery; investigate before touching "
+                 "the archived copy",
+                 m->system_id);
+        rc = cairn_logobj_put_once(a->store, res->key, CAIRN_PG_WALOBJ_MAGIC,
+                                   CAIRN_PG_WALOBJ_HEAD_MAX, "WAL", path, m->size, m->sha256,
+                                   &obj, NULL, NULL, hint, NULL, &put, err);
+        if (rc != CAIRN_OK)
+            goto out;
+        rc = put ? 2 : 1;
     }
-    if (rc == 0) {
-        char h1[65], h2[65];
-        cairn_hex(old.sha256, 32, h1);
-        cairn_hex(m->sha256, 32, h2);
-        rc = cairn_error(err, CAIRN_EXISTS,
-                         "REFUSING to archive '%s': the archive already holds a DIFFERENT file "
-                         "under that name ('%s': %" PRIu64 " bytes, sha256 %.16s…; this file: %"
-                         PRIu64 " bytes, sha256 %.16s…). Two servers with system id %s may be "
-                         "archiving into one repository, or a restored server was started "
-                         "without recovery; investigate before touching the archived copy",
-                         path, res->key, old.size, h1, m->size, h2, m->system_id);
-        goto out;
-    }
-    if (rc < 0)
-        goto out;
     res->already = rc == 1;
     if (o && o->stage)
         o->stage(o->stage_arg, "stored");
@@ -601,7 +572,7 @@ int cairn_pg_wal_already(cairn_pg_archive *a, const char *path,
     struct cairn_pg_walname wn;
     struct cairn_walrow row;
     struct cairn_pg_walmeta old;
-    cairn_buf raw = CAIRN_BUF_INIT;
+    cairn_buf raw = CAIRN_BUF_INIT, head = CAIRN_BUF_INIT;
     char sysid[CAIRN_WAL_SYSID_MAX], want[CAIRN_WAL_SUM_MAX];
     uint64_t v = 0;
     cairn_err e2;
@@ -630,7 +601,12 @@ int cairn_pg_wal_already(cairn_pg_archive *a, const char *path,
     if (row.size != res->meta.size || strcmp(row.checksum, want) != 0)
         return 0; /* the normal push decides (and refuses a different file) */
     /* the record is not enough: the object must be there, with that content */
-    rc = same_as_archived(a->store, row.object_key, &res->meta, &old, err);
+    rc = cairn_logobj_same(a->store, row.object_key, CAIRN_PG_WALOBJ_MAGIC,
+                           CAIRN_PG_WALOBJ_HEAD_MAX, "WAL", res->meta.size, res->meta.sha256,
+                           NULL, &head, err);
+    if (rc == 1 && cairn_pg_walobj_head(head.data, head.len, &old, NULL, &e2) != CAIRN_OK)
+        rc = 0;
+    cairn_buf_free(&head);
     if (rc == CAIRN_NOTFOUND)
         return 0;
     if (rc < 0)

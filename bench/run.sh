@@ -779,7 +779,7 @@ write_doc() {
     mkdir -p "$(dirname "$DOC")"
     local kept_sections=""
     if [ -f "$DOC" ]; then
-        kept_sections=$(sed -n '/^<!-- [a-z_]*:begin/,/^<!-- [a-z_]*:end/p' "$DOC")
+        kept_sections=$(sed -n '/^<!-- [a-z_-]*:begin/,/^<!-- [a-z_-]*:end/p' "$DOC")
     fi
     {
         echo "# Benchmarks"

@@ -1,12 +1,13 @@
-/* cli/cmd_mysql.c — MariaDB/MySQL binlogs: binlog-push, binlog-fetch,
- * binlog-list, binlog-verify. See docs/mysql.md. */
+/* cli/cmd_mysql.c — MariaDB/MySQL binlogs: binlog-push, binlog-stream,
+ * binlog-fetch, binlog-list, binlog-verify, binlog-forget. See docs/mysql.md. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
+#include <signal.h>
+#include <stdio.h>
 #include <unistd.h>
 
 #include "../agent/mysql.h"
@@ -38,69 +39,34 @@ static int need_repo(struct cli *c)
  * its index is. 0, or prints and returns an exit code. */
 static int ask_server(const char *defaults, char *index, size_t n)
 {
-    static const char *const clients[] = {"mariadb", "mysql"};
-    char opt[PATH_MAX + 32], out[PATH_MAX + 64] = "";
-    size_t got = 0, k;
-    int p[2], status = 0;
-    pid_t pid = -1;
-    snprintf(opt, sizeof opt, "--defaults-file=%s", defaults);
-    for (k = 0; k < 2; k++) {
-        if (pipe(p) != 0)
-            break;
-        pid = fork();
-        if (pid == 0) {
-            dup2(p[1], 1);
-            close(p[0]);
-            close(p[1]);
-            execlp(clients[k], clients[k], opt, "--batch", "--skip-column-names",
-                   "--connect-timeout=10", "-e", "SELECT @@log_bin, @@log_bin_index",
-                   (char *)NULL);
-            _exit(127);
-        }
-        close(p[1]);
-        got = 0;
-        if (pid > 0) {
-            ssize_t r;
-            while (got < sizeof out - 1 &&
-                   ((r = read(p[0], out + got, sizeof out - 1 - got)) > 0 ||
-                    (r < 0 && errno == EINTR)))
-                if (r > 0)
-                    got += (size_t)r;
-            out[got] = 0;
-            while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-                ;
-        }
-        close(p[0]);
-        if (pid > 0 && !(WIFEXITED(status) && WEXITSTATUS(status) == 127))
-            break;
-    }
-    if (pid <= 0 || k == 2) {
-        cli_error("--defaults-file: cannot run the mariadb (or mysql) client");
+    cairn_buf out = CAIRN_BUF_INIT;
+    cairn_err err;
+    char *tab, *nl, *text;
+    cairn_err_clear(&err);
+    if (cairn_my_client_query(defaults, "SELECT @@log_bin, @@log_bin_index", &out, &err) !=
+        CAIRN_OK) {
+        cli_error("--defaults-file: %s", err.msg);
+        cairn_buf_free(&out);
         return EXIT_ERR;
     }
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-        cli_error("--defaults-file '%s': the server could not be queried (see the client's "
-                  "message above: wrong password, server not running?)",
-                  defaults);
+    text = (char *)cairn_buf_cstr(&out);
+    if (!(tab = strchr(text, '\t'))) {
+        cli_error("--defaults-file '%s': unexpected answer from the server", defaults);
+        cairn_buf_free(&out);
         return EXIT_ERR;
     }
-    {
-        char *tab = strchr(out, '\t'), *nl;
-        if (!tab) {
-            cli_error("--defaults-file '%s': unexpected answer from the server", defaults);
-            return EXIT_ERR;
-        }
-        *tab = 0;
-        if (strcmp(out, "1") != 0) {
-            cli_error("binary logging is disabled on the server (start it with --log-bin): "
-                      "there are no binlogs to ship");
-            return EXIT_ERR;
-        }
-        if ((nl = strchr(tab + 1, '\n')) != NULL)
-            *nl = 0;
-        if (strcmp(tab + 1, "NULL") != 0 && tab[1])
-            snprintf(index, n, "%s", tab + 1);
+    *tab = 0;
+    if (strcmp(text, "1") != 0) {
+        cli_error("binary logging is disabled on the server (start it with --log-bin): "
+                  "there are no binlogs to ship");
+        cairn_buf_free(&out);
+        return EXIT_ERR;
     }
+    if ((nl = strchr(tab + 1, '\n')) != NULL)
+        *nl = 0;
+    if (strcmp(tab + 1, "NULL") != 0 && tab[1])
+        snprintf(index, n, "%s", tab + 1);
+    cairn_buf_free(&out);
     return 0;
 }
 
@@ -206,6 +172,151 @@ int cmd_binlog_push(struct cli *c, int argc, char **argv)
                 " already archived; %s%s%s\n",
                 st.pushed, st.already, st.active[0] ? "the active file " : "no binlog files",
                 st.active, st.active[0] ? " is left for a later run" : "");
+    return EXIT_OK;
+}
+
+static volatile int stream_stop;
+
+static void on_stop_signal(int sig)
+{
+    (void)sig;
+    stream_stop = 1;
+}
+
+static void stream_log(void *arg, const char *msg)
+{
+    char ts[64];
+    (void)arg;
+    cairn_format_time(cairn_now_ns(), ts, sizeof ts);
+    fprintf(stderr, "%.19sZ cairn binlog-stream: %s\n", ts, msg);
+    fflush(stderr);
+}
+
+static void stream_shipped(void *arg, const struct cairn_my_push_result *r, int partial)
+{
+    struct push_ctx *p = arg;
+    if (partial) {
+        if (!p->c->quiet) {
+            printf("partial %s  server %s  %" PRIu64 " bytes (events up to position %" PRIu64
+                   ")\n",
+                   r->meta.name, r->meta.server, r->meta.size, r->meta.end_pos);
+            fflush(stdout);
+        }
+        return;
+    }
+    on_pushed(arg, r);
+    fflush(stdout);
+}
+
+static int parse_uint(const char *s, unsigned long max, unsigned long *out)
+{
+    char *end;
+    unsigned long v;
+    errno = 0;
+    v = strtoul(s, &end, 10);
+    if (errno || *end || !*s || *s == '-' || v > max)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+int cmd_binlog_stream(struct cli *c, int argc, char **argv)
+{
+    const char *defaults = NULL, *spool = NULL, *server = NULL, *sid = NULL, *flush = NULL,
+               *level = NULL;
+    struct opt opts[] = {
+        {"defaults-file", 1, 0, &defaults, NULL, NULL, NULL},
+        {"spool", 1, 0, &spool, NULL, NULL, NULL},
+        {"server", 1, 0, &server, NULL, NULL, NULL},
+        {"server-id", 1, 0, &sid, NULL, NULL, NULL},
+        {"flush-interval", 1, 0, &flush, NULL, NULL, NULL},
+        {"level", 1, 0, &level, NULL, NULL, NULL},
+        {NULL, 0, 0, NULL, NULL, NULL, NULL},
+    };
+    struct cairn_my_stream_opts so;
+    struct cairn_my_stream_stats st;
+    struct push_ctx pc = {c, NULL};
+    struct sigaction sa;
+    cairn_pg_archive *a = NULL;
+    char defspool[PATH_MAX];
+    unsigned long v;
+    cairn_err err;
+    int lv = 0;
+    int rc = cli_parse(c, argc, argv, opts,
+                       "cairn binlog-stream --defaults-file FILE [--spool DIR] [--server ID] "
+                       "[--server-id N] [--flush-interval SECONDS] [--level 1..19]");
+    if (rc)
+        return rc;
+    if (!defaults || c->nargs) {
+        cli_error("usage: cairn binlog-stream --defaults-file FILE [--spool DIR] "
+                  "[--server-id N] [--flush-interval SECONDS]");
+        return EXIT_USAGE;
+    }
+    if ((rc = need_repo(c)) != 0)
+        return rc;
+    memset(&so, 0, sizeof so);
+    if (level && parse_level(level, &lv) != 0) {
+        cli_error("--level takes 1..19, not '%s'", level);
+        return EXIT_USAGE;
+    }
+    if (sid) {
+        if (parse_uint(sid, 4294967295ul, &v) != 0 || v == 0) {
+            cli_error("--server-id takes 1..4294967295 (a replication client id no other "
+                      "replica uses), not '%s'",
+                      sid);
+            return EXIT_USAGE;
+        }
+        so.client_server_id = (uint32_t)v;
+    }
+    if (flush) {
+        if (parse_uint(flush, 86400, &v) != 0 || v == 0) {
+            cli_error("--flush-interval takes seconds, 1..86400, not '%s'", flush);
+            return EXIT_USAGE;
+        }
+        so.flush_interval = (unsigned)v;
+    }
+    if (!spool) {
+        const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+        if (xdg && *xdg)
+            snprintf(defspool, sizeof defspool, "%s/cairn/binlog-spool", xdg);
+        else
+            snprintf(defspool, sizeof defspool, "%s/.cache/cairn/binlog-spool",
+                     home && *home ? home : "/tmp");
+        spool = defspool;
+    }
+    so.defaults_file = defaults;
+    so.spool = spool;
+    so.server = server;
+    so.level = lv;
+    so.binlog_cmd = getenv("CAIRN_MARIADB_BINLOG");
+    so.stop = &stream_stop;
+    so.log = c->quiet ? NULL : stream_log;
+    so.shipped = stream_shipped;
+    so.arg = &pc;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    cairn_err_clear(&err);
+    if (cairn_pg_archive_open(c->repo, &c->store, c->catalog, 1, &a, &err) != CAIRN_OK) {
+        cli_error("binlog-stream: %s", err.msg);
+        return EXIT_ERR;
+    }
+    rc = cairn_my_binlog_stream(a, &so, &st, &err);
+    cairn_pg_archive_free(a);
+    if (rc != CAIRN_OK) {
+        cli_error("binlog-stream: %s", err.msg);
+        return EXIT_ERR;
+    }
+    if (!c->quiet)
+        stream_log(NULL, "stopped");
+    if (!c->quiet)
+        fprintf(stderr,
+                "cairn: binlog-stream stopped: %" PRIu64 " file(s) shipped, %" PRIu64
+                " already archived, %" PRIu64 " partial object(s), %" PRIu64 " session(s)\n",
+                st.shipped, st.already, st.partials, st.sessions);
     return EXIT_OK;
 }
 
@@ -362,15 +473,36 @@ static int list_row(void *arg, const struct cairn_binlogrow *r)
     return 0;
 }
 
+/* A partial object (binlog-stream --flush-interval): not in the catalog. */
+static int list_partial(void *arg, const char *key, uint64_t size)
+{
+    struct list_ctx *l = arg;
+    const char *name = strrchr(key, '/') + 1;
+    char file[CAIRN_BINLOG_NAME_MAX];
+    uint64_t end = 0;
+    cairn_my_binlog_partial_name(name, file, sizeof file, &end);
+    if (l->arr)
+        json_array_append_new(l->arr, json_pack("{s:s, s:s, s:s, s:I, s:I, s:b}", "name", name,
+                                                "file", file, "key", key, "end_pos",
+                                                (json_int_t)end, "object_size",
+                                                (json_int_t)size, "partial", 1));
+    else
+        printf("%s  (partial: %s up to position %" PRIu64 ", not in the catalog)\n", key, file,
+               end);
+    return 0;
+}
+
 int cmd_binlog_list(struct cli *c, int argc, char **argv)
 {
     const char *server = NULL;
+    int partials = 0;
     struct opt opts[] = {{"server", 1, 0, &server, NULL, NULL, NULL},
+                         {"partial", 0, 0, NULL, NULL, NULL, &partials},
                          {NULL, 0, 0, NULL, NULL, NULL, NULL}};
     cairn_pg_archive *a = NULL;
     struct list_ctx l = {NULL};
     cairn_err err;
-    int rc = cli_parse(c, argc, argv, opts, "cairn binlog-list [--server ID] [--json]");
+    int rc = cli_parse(c, argc, argv, opts, "cairn binlog-list [--server ID] [--partial] [--json]");
     if (rc)
         return rc;
     if ((rc = open_synced(c, &a)) != 0)
@@ -379,6 +511,9 @@ int cmd_binlog_list(struct cli *c, int argc, char **argv)
         l.arr = json_array();
     cairn_err_clear(&err);
     rc = cairn_catalog_binlog_list(cairn_pg_archive_catalog(a), server, list_row, &l, &err);
+    if (rc == CAIRN_OK && partials)
+        rc = cairn_my_binlog_partials_list(cairn_pg_archive_store(a), server, list_partial, &l,
+                                           &err);
     cairn_pg_archive_free(a);
     if (rc != CAIRN_OK) {
         cli_error("%s", err.msg);

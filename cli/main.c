@@ -42,6 +42,7 @@ static const struct command commands[] = {
     {"agent", cmd_agent, "run the Kubernetes node agent (docs/agent.md)"},
     {"trigger", cmd_trigger, "request a backup now of matching PVCs (--wait for results)"},
     {"binlog-push", cmd_binlog_push, "ship the closed binlog files of a MariaDB/MySQL data directory"},
+    {"binlog-stream", cmd_binlog_stream, "stream binlogs from a MariaDB/MySQL server continuously"},
     {"binlog-fetch", cmd_binlog_fetch, "fetch an archived binlog file, verified"},
     {"binlog-verify", cmd_binlog_verify, "report gaps in the binlog archive"},
     {"binlog-forget", cmd_binlog_forget, "delete archived binlogs before a file (--server ID --before FILE)"},

@@ -1,6 +1,7 @@
 /* engine/logobj.c — see logobj.h. */
 #include "logobj.h"
 
+#include <inttypes.h>
 #include <openssl/evp.h>
 #include <string.h>
 #include <zstd.h>
@@ -60,4 +61,79 @@ int cairn_logobj_payload(const uint8_t *obj, size_t len, size_t off, uint64_t si
                            key);
     }
     return CAIRN_OK;
+}
+
+int cairn_logobj_same(cairn_store *s, const char *key, const char *magic, size_t max_head,
+                      const char *what, uint64_t size, const uint8_t sha256[32],
+                      struct cairn_logobj_sum *old, cairn_buf *head, cairn_err *err)
+{
+    struct cairn_logobj_sum dummy;
+    cairn_buf own = CAIRN_BUF_INIT, *b = head ? head : &own;
+    json_t *meta = NULL;
+    const char *hex;
+    json_t *sz;
+    uint64_t osize;
+    size_t off, want;
+    int rc, same = 0;
+    if (!old)
+        old = &dummy;
+    memset(old, 0, sizeof *old);
+    if ((rc = cairn_store_stat(s, key, &osize, err)) != CAIRN_OK)
+        return rc;
+    want = osize < max_head ? (size_t)osize : max_head;
+    rc = cairn_store_get_range(s, key, 0, want, b, err);
+    if (rc == CAIRN_OK) {
+        cairn_err e2;
+        rc = cairn_logobj_head(b->data, b->len, magic, max_head, what, &meta, &off, &e2);
+        if (rc == CAIRN_CORRUPT)
+            rc = CAIRN_OK; /* unreadable metadata: never the same file */
+        sz = json_object_get(meta, "size");
+        hex = json_string_value(json_object_get(meta, "sha256"));
+        if (meta && json_is_integer(sz) && json_integer_value(sz) >= 0 && hex &&
+            strlen(hex) == 64 && cairn_unhex(hex, old->sha256, 32) == CAIRN_OK) {
+            old->size = (uint64_t)json_integer_value(sz);
+            same = old->size == size && memcmp(old->sha256, sha256, 32) == 0;
+        } else {
+            memset(old, 0, sizeof *old);
+        }
+        json_decref(meta);
+    }
+    cairn_buf_free(&own);
+    return rc != CAIRN_OK ? rc : same;
+}
+
+int cairn_logobj_put_once(cairn_store *s, const char *key, const char *magic, size_t max_head,
+                          const char *what, const char *path, uint64_t size,
+                          const uint8_t sha256[32], cairn_buf *obj, cairn_logobj_build_fn build,
+                          void *arg, const char *hint, struct cairn_logobj_sum *old,
+                          uint64_t *stored, cairn_err *err)
+{
+    struct cairn_logobj_sum dummy;
+    int rc;
+    if (!old)
+        old = &dummy;
+    *stored = 0;
+    rc = cairn_logobj_same(s, key, magic, max_head, what, size, sha256, old, NULL, err);
+    if (rc == CAIRN_NOTFOUND) {
+        if (build && (rc = build(arg, obj, err)) != CAIRN_OK)
+            return rc;
+        rc = cairn_store_put(s, key, obj->data, obj->len, 0, err);
+        if (rc == CAIRN_EXISTS) { /* raced with another push */
+            rc = cairn_logobj_same(s, key, magic, max_head, what, size, sha256, old, NULL, err);
+        } else if (rc == CAIRN_OK && (rc = cairn_store_flush(s, err)) == CAIRN_OK) {
+            *stored = obj->len;
+            return CAIRN_OK;
+        }
+    }
+    if (rc == 0) {
+        char h1[65], h2[65];
+        cairn_hex(old->sha256, 32, h1);
+        cairn_hex(sha256, 32, h2);
+        return cairn_error(err, CAIRN_EXISTS,
+                           "REFUSING to archive '%s': the archive already holds a DIFFERENT "
+                           "file under that name ('%s': %" PRIu64 " bytes, sha256 %.16s…; "
+                           "this file: %" PRIu64 " bytes, sha256 %.16s…). %s",
+                           path, key, old->size, h1, size, h2, hint);
+    }
+    return rc == 1 ? CAIRN_OK : rc;
 }

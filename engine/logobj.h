@@ -4,12 +4,13 @@
  * module only frames and verifies.
  *
  * Ownership: *meta from cairn_logobj_head() is the caller's (json_decref);
- * raw buffers are the caller's. Threading: no shared state. */
+ * raw, head and obj buffers are the caller's. Threading: no shared state. */
 #ifndef CAIRN_LOGOBJ_H
 #define CAIRN_LOGOBJ_H
 
 #include <jansson.h>
 
+#include "../uploaders/store.h"
 #include "util.h"
 
 /* Checks the magic, finds the metadata line within max_head bytes and parses
@@ -24,5 +25,42 @@ int cairn_logobj_head(const uint8_t *obj, size_t len, const char *magic, size_t 
 int cairn_logobj_payload(const uint8_t *obj, size_t len, size_t off, uint64_t size,
                          const uint8_t sha256[32], const char *key, cairn_buf *raw,
                          cairn_err *err);
+
+/* ---- push-if-absent: log objects are written once, never overwritten ---- */
+
+/* What an archived object's metadata says of its content ("size", "sha256"). */
+struct cairn_logobj_sum {
+    uint64_t size;
+    uint8_t sha256[32];
+};
+
+/* Compares the object under key with a file of size bytes and SHA-256
+ * sha256, reading only its head (at most max_head bytes) and the metadata's
+ * "size" and "sha256". 1: the same file; 0: a different one (unreadable
+ * metadata is never taken for the same file; old is then zeroed);
+ * CAIRN_NOTFOUND: no object; else an error. old (may be NULL) gets what the
+ * archived copy says; head (may be NULL) gets the bytes read, for the
+ * caller's own metadata parser. */
+int cairn_logobj_same(cairn_store *s, const char *key, const char *magic, size_t max_head,
+                      const char *what, uint64_t size, const uint8_t sha256[32],
+                      struct cairn_logobj_sum *old, cairn_buf *head, cairn_err *err);
+
+/* Builds the object into obj when it is needed (the store lacks the key). */
+typedef int (*cairn_logobj_build_fn)(void *arg, cairn_buf *obj, cairn_err *err);
+
+/* Stores a log object unless the store already holds one under key: an
+ * identical copy (same size and SHA-256) is success, a different one is
+ * refused. obj holds the object, or build (may be NULL) fills it only when
+ * it is to be stored (so a re-push compresses nothing). After a put the
+ * store is flushed. CAIRN_OK with *stored = the object's bytes (0: an
+ * identical copy was there); CAIRN_EXISTS, nothing written, when a DIFFERENT
+ * object is under key: the message names path, key, both sizes and
+ * checksums, then hint (what may have happened). old (may be NULL) gets the
+ * archived copy's size and checksum. */
+int cairn_logobj_put_once(cairn_store *s, const char *key, const char *magic, size_t max_head,
+                          const char *what, const char *path, uint64_t size,
+                          const uint8_t sha256[32], cairn_buf *obj, cairn_logobj_build_fn build,
+                          void *arg, const char *hint, struct cairn_logobj_sum *old,
+                          uint64_t *stored, cairn_err *err);
 
 #endif

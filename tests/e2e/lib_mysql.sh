@@ -66,9 +66,10 @@ my_init() {
 }
 
 # my_start NAME [EXTRA mariadbd OPTIONS...]: start and wait until it answers.
+# MY_PORT=N my_start ... listens on port N (a restart on the same port).
 my_start() {
   local n=$1 port i; shift
-  port=$(_my_free_port)
+  port=${MY_PORT:-$(_my_free_port)}
   printf -v "MYPORT_$n" '%s' "$port"
   echo "$port" >"$MY_DIR/$n/port"
   MY_SERVERS+=("$n")
