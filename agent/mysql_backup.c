@@ -430,9 +430,9 @@ static int ask_server(const char *client, const char *defaults, const char *tmp,
     close(fd);
     if (rc != CAIRN_OK)
         return rc;
-    snprintf(what, sizeof what, "the server (asked with --defaults-file '%s')", defaults);
+    snprintf(what, sizeof what, "the mariadb client (--defaults-file '%s')", defaults);
     if ((rc = cairn_my_wait(pid, what, logp, err)) != CAIRN_OK)
-        return cairn_error_prefix(err, "cannot query the server: ");
+        return cairn_error_prefix(err, "cannot query the server");
     if ((rc = cairn_read_file(outp, &out, 65536, err)) != CAIRN_OK)
         return rc;
     p = (char *)cairn_buf_cstr(&out);
@@ -477,7 +477,7 @@ static int finish_backup(void *arg, json_t *man, cairn_err *err)
     pid_t pid = *f->pid;
     *f->pid = -1;
     if ((rc = cairn_my_wait(pid, "mariabackup", f->mblog, err)) != CAIRN_OK)
-        return cairn_error_prefix(err, "the base backup is not usable, none was recorded: ");
+        return cairn_error_prefix(err, "the base backup is not usable, none was recorded");
     if (!my)
         return cairn_error(err, CAIRN_FATAL, "the manifest has no 'mysql' section");
     cairn_my_log_line(f->mblog, "MySQL binlog position:", line, sizeof line);

@@ -315,7 +315,7 @@ static int plan_restore(cairn_repo *r, const struct cairn_my_target *t,
     if (t->kind == CAIRN_MY_TARGET_TIME)
         fmt_time(t->time_ns, tstr, sizeof tstr);
     if ((rc = cairn_my_binlog_sync(cairn_repo_store(r), cat, &sst, err)) != CAIRN_OK)
-        return cairn_error_prefix(err, "cannot read the binlog archive: ");
+        return cairn_error_prefix(err, "cannot read the binlog archive");
     if ((rc = cairn_my_basebackup_list(cat, o->server, bb_add, &bbs, err)) != CAIRN_OK) {
         free(bbs.v);
         return rc > 0 ? cairn_error(err, CAIRN_FATAL, "out of memory") : rc;
@@ -896,8 +896,12 @@ int cairn_my_restore(cairn_repo *r, const struct cairn_my_target *t,
         char path[PATH_MAX + CAIRN_BINLOG_NAME_MAX + 32];
         snprintf(path, sizeof path, "%s/%s", bindir, f->name);
         rc = cairn_my_binlog_fetch(cairn_repo_store(r), pl.base.server, f->name, path, err);
-        if (rc != CAIRN_OK)
+        if (rc != CAIRN_OK) {
+            cairn_error_prefix(err, "binlog %s %s; nothing was written to '%s'", f->name,
+                               rc == CAIRN_CORRUPT ? "failed verification" : "cannot be fetched",
+                               o->target_dir);
             goto out;
+        }
         cairn_buf_reset(&buf);
         if ((rc = cairn_read_file(path, &buf, (size_t)CAIRN_MY_MAX_FILE, err)) != CAIRN_OK)
             goto out;
@@ -907,7 +911,8 @@ int cairn_my_restore(cairn_repo *r, const struct cairn_my_target *t,
         w.in_tx = 0;
         rc = cairn_my_binlog_walk(buf.data, buf.len, on_event, &w, err);
         if (rc < 0) {
-            cairn_error_prefix(err, "archived binlog %s is damaged: ", f->name);
+            cairn_error_prefix(err, "archived binlog %s is damaged; nothing was written to '%s'",
+                               f->name, o->target_dir);
             goto out;
         }
         rc = CAIRN_OK;
