@@ -941,10 +941,10 @@ int cairn_my_restore(cairn_repo *r, const struct cairn_my_target *t,
          res->stop_file, res->stop_pos, res->transactions);
 
     /* from here on the target is written */
-    if (!existed && mkdir(o->target_dir, 0750) != 0) {
-        rc = cairn_error(err, CAIRN_FAILED, "cannot create the target '%s': %s", o->target_dir,
-                         strerror(errno));
-        goto out;
+    if (!existed) { /* parents 0755: the server's user must reach the directory */
+        if ((rc = cairn_mkdir_p(o->target_dir, 0755, err)) != CAIRN_OK)
+            goto out;
+        chmod(o->target_dir, 0750);
     }
     touched = 1;
     info(o, "restoring base backup %.12s into '%s' (mbstream -x)", pl.base.snapshot,
