@@ -6,6 +6,7 @@
 #   - a missing archived binlog: refused, naming it, before anything is written;
 #   - a target beyond the archive, a GTID not archived: clear errors;
 #   - malformed targets: usage errors;
+#   - a catalog rebuilt from the repository knows the base backup again;
 #   - backup-mysql with a wrong password, an unreachable server, and a server
 #     with binary logging off: each a clear error, exit 1, no snapshot written.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -107,7 +108,13 @@ expect_in "binary logging is disabled" "binlog off" "$ERR"
 run_cairn backup-mysql --defaults-file
 expect_rc 2 "backup-mysql without a defaults file"
 
-# --- and with everything in place again the restore works
+# --- and with everything in place again the restore works, from a catalog
+# rebuilt from the repository alone (base backups come back from manifests)
+export CAIRN_CATALOG=$T/catalog-rebuilt.db
+cairn_ok catalog rebuild >/dev/null
+cairn_ok mysql-backups --json >"$T/bb.json"
+[ "$(json_get "$T/bb.json" 'len(j)')" -eq 1 ] && [ "$(json_get "$T/bb.json" 'j[0]["binlog_file"]')" = binlog.000002 ] ||
+  fail "the rebuilt catalog does not know the base backup: $(cat "$T/bb.json")"
 run_cairn restore-mysql --target "$T/r_ok" --latest --json
 expect_rc 0 "restore-mysql --latest after the repairs"
 [ "$(json_get "$OUT" 'j["transactions"]')" -eq 3 ] || fail "expected 3 transactions replayed: $(cat "$OUT")"
