@@ -585,6 +585,7 @@ int cairn_my_backup(cairn_repo *r, const struct cairn_my_backup_opts *o,
         rc = cairn_error(err, CAIRN_FAILED, "cannot create a pipe: %s", strerror(errno));
         goto out;
     }
+    fcntl(p[0], F_SETPIPE_SZ, 1 << 20); /* fewer, larger reads; a hint, may fail */
     res->base.start_ns = cairn_now_ns();
     if ((rc = cairn_my_spawn(argv, -1, p[1], mblog, 0, &pid, err)) != CAIRN_OK)
         goto out;
