@@ -1135,17 +1135,20 @@ int cairn_backup_run(cairn_repo *r, const struct cairn_backup_opts *o,
     if (o->stream_name) {
         const char *nm = o->stream_name;
         if (o->n_paths)
-            return cairn_error(err, CAIRN_FATAL, "a stream backup takes no paths");
-        if (!*nm || strchr(nm, '/') || strcmp(nm, ".") == 0 || strcmp(nm, "..") == 0 ||
-            strlen(nm) > 255)
-            return cairn_error(err, CAIRN_FATAL,
-                               "'%s' cannot name the stream's file (one path component, "
-                               "no '/')",
-                               nm);
-        if (o->stream_fd < 0)
-            return cairn_error(err, CAIRN_FATAL, "no stream to read (bad file descriptor)");
-    } else if (o->n_paths == 0)
-        return cairn_error(err, CAIRN_FATAL, "nothing to back up (no path given)");
+            rc = cairn_error(err, CAIRN_FATAL, "a stream backup takes no paths");
+        else if (!*nm || strchr(nm, '/') || strcmp(nm, ".") == 0 || strcmp(nm, "..") == 0 ||
+                 strlen(nm) > 255)
+            rc = cairn_error(err, CAIRN_FATAL,
+                             "'%s' cannot name the stream's file (one path component, "
+                             "no '/')",
+                             nm);
+        else if (o->stream_fd < 0)
+            rc = cairn_error(err, CAIRN_FATAL, "no stream to read (bad file descriptor)");
+    } else if (o->n_paths == 0) {
+        rc = cairn_error(err, CAIRN_FATAL, "nothing to back up (no path given)");
+    }
+    if (rc != CAIRN_OK)
+        goto out;
     abspaths = calloc(o->n_paths ? o->n_paths : 1, sizeof *abspaths);
     if (!abspaths || !c.errors) {
         rc = cairn_error(err, CAIRN_FATAL, "out of memory");
