@@ -846,7 +846,7 @@ int cairn_my_restore(cairn_repo *r, const struct cairn_my_target *t,
 {
     struct plan pl;
     struct walk w;
-    char tmp[PATH_MAX] = "", bindir[PATH_MAX + 16], run[PATH_MAX + 16];
+    char tmp[PATH_MAX] = "", bindir[PATH_MAX + 16], run[PATH_MAX + 16], tdir[PATH_MAX];
     const char *user = o->user;
     struct passwd *pw = NULL;
     uint64_t seq, stop_seq;
@@ -890,6 +890,8 @@ int cairn_my_restore(cairn_repo *r, const struct cairn_my_target *t,
     w.start_pos = pl.base.binlog_pos;
     w.stop_pos = pl.base.binlog_pos;
     gstate_parse(pl.base.gtid, &w.gs);
+    if (t->kind == CAIRN_MY_TARGET_GTID && gstate_seq(&w.gs, t->gtid.domain) == t->gtid.seq)
+        w.found = w.done = 1; /* the base backup ends exactly at that transaction */
     w.stop_seq = pl.first_seq;
     for (seq = pl.first_seq; seq <= pl.last_seq && !w.done; seq++) {
         const struct binfile *f = bin_find(&pl.bins, seq);
@@ -947,20 +949,25 @@ int cairn_my_restore(cairn_repo *r, const struct cairn_my_target *t,
         chmod(o->target_dir, 0750);
     }
     touched = 1;
+    if (!realpath(o->target_dir, tdir)) { /* the programs get an absolute path */
+        rc = cairn_error(err, CAIRN_FAILED, "cannot resolve '%s': %s", o->target_dir,
+                         strerror(errno));
+        goto out;
+    }
     info(o, "restoring base backup %.12s into '%s' (mbstream -x)", pl.base.snapshot,
          o->target_dir);
-    if ((rc = extract_base(r, &pl, o->target_dir, tmp, err)) != CAIRN_OK)
+    if ((rc = extract_base(r, &pl, tdir, tmp, err)) != CAIRN_OK)
         goto out;
     info(o, "preparing it (mariabackup --prepare)");
-    if ((rc = prepare_base(o->target_dir, tmp, err)) != CAIRN_OK)
+    if ((rc = prepare_base(tdir, tmp, err)) != CAIRN_OK)
         goto out;
-    if (pw && ((rc = chown_tree(o->target_dir, pw->pw_uid, pw->pw_gid, err)) != CAIRN_OK ||
+    if (pw && ((rc = chown_tree(tdir, pw->pw_uid, pw->pw_gid, err)) != CAIRN_OK ||
                (rc = chown_tree(run, pw->pw_uid, pw->pw_gid, err)) != CAIRN_OK))
         goto out;
     if (pw)
         chmod(tmp, 0711); /* the server reaches its socket directory through it */
     if (res->transactions) {
-        if ((rc = replay(&pl, o->target_dir, tmp, bindir, user, res->stop_pos, stop_seq, o,
+        if ((rc = replay(&pl, tdir, tmp, bindir, user, res->stop_pos, stop_seq, o,
                          err)) != CAIRN_OK)
             goto out;
     } else {

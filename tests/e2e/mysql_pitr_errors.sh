@@ -118,4 +118,14 @@ cairn_ok mysql-backups --json >"$T/bb.json"
 run_cairn restore-mysql --target "$T/r_ok" --latest --json
 expect_rc 0 "restore-mysql --latest after the repairs"
 [ "$(json_get "$OUT" 'j["transactions"]')" -eq 3 ] || fail "expected 3 transactions replayed: $(cat "$OUT")"
+
+# --- a GTID target equal to the base backup's own position: nothing to
+# replay, a usable directory all the same (given as a relative path)
+BASE_GTID=$(json_get "$T/bb.json" 'j[0]["gtid"]')
+cd "$T"
+run_cairn restore-mysql --target rel_gtid --to-gtid "$BASE_GTID" --json
+cd - >/dev/null
+expect_rc 0 "restore-mysql --to-gtid at the base backup itself"
+[ "$(json_get "$OUT" 'j["transactions"]')" -eq 0 ] || fail "expected nothing replayed: $(cat "$OUT")"
+[ -f "$T/rel_gtid/ibdata1" ] || fail "no prepared data directory in the relative target"
 echo "ok"

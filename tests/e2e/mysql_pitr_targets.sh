@@ -53,7 +53,7 @@ cairn_ok backup-mysql --defaults-file "$DF" --json >"$T/base1c.json"
 new2=$(json_get "$T/base1b.json" 'j["bytes_new"]')
 new3=$(json_get "$T/base1c.json" 'j["bytes_new"]')
 note "base backup: $read1 bytes streamed; next backups of the unchanged server: $new2, then $new3 new bytes"
-[ "$new3" -lt $((read1 / 10)) ] || fail "a base backup of an unchanged server stored $new3 of $read1 bytes (dedup does not work)"
+[ "$new3" -lt $((read1 / 5)) ] || fail "a base backup of an unchanged server stored $new3 of $read1 bytes (dedup does not work)"
 ps aux | grep -v grep | grep -q "mariabackup" && fail "a mariabackup process was left running"
 # the manifest carries the coordinates, and the catalog lists the base backup
 cairn_ok mysql-backups --json >"$T/bb.json"
