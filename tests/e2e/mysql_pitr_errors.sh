@@ -4,6 +4,8 @@
 #   - a corrupted archived binlog is detected before any replay: exit 1 naming
 #     the file, no server started, the target never created;
 #   - a missing archived binlog: refused, naming it, before anything is written;
+#   - a failure during the replay: the target is removed again, the message
+#     says so, the temporary server is stopped;
 #   - a target beyond the archive, a GTID not archived: clear errors;
 #   - malformed targets: usage errors;
 #   - a catalog rebuilt from the repository knows the base backup again;
@@ -65,6 +67,21 @@ expect_in "binlog.000003" "missing file named" "$ERR"
 expect_in "not archived" "missing file reported" "$ERR"
 [ ! -e "$T/r_missing" ] || fail "the target was created although a binlog is missing"
 mv "$T/obj.away" "$OBJ"
+
+# --- a failure during the replay (a mariadb client that fails, first in
+# PATH): the half-restored directory is removed again, and the message says so
+mkdir -p "$T/fakebin"
+printf '#!/bin/sh\ncat >/dev/null\necho "ERROR 1146 (42S02) at line 12: injected failure" >&2\nexit 1\n' >"$T/fakebin/mariadb"
+chmod 755 "$T/fakebin/mariadb"
+OLDPATH=$PATH
+PATH=$T/fakebin:$PATH
+run_cairn restore-mysql --target "$T/r_fail" --latest
+PATH=$OLDPATH
+expect_rc 1 "restore-mysql with a failing replay"
+expect_in "injected failure" "the client's error passed on" "$ERR"
+expect_in "removed again" "what is left said" "$ERR"
+[ ! -e "$T/r_fail" ] || fail "a failed replay left '$T/r_fail' behind: $(ls "$T/r_fail" | head)"
+ps -eo args | grep -v grep | grep -q -- "--datadir=$T/r_fail" && fail "the temporary mariadbd was left running"
 
 # --- targets the archive cannot reach
 run_cairn restore-mysql --target "$T/r_future" --to-time "2099-01-01 00:00:00"
