@@ -271,7 +271,7 @@ int cairn_my_basebackup_list(cairn_catalog *cat, const char *server, cairn_my_ba
 #define XBS_INFO_MAX 4096
 #define XBS_INFO_FILE "xtrabackup_binlog_info"
 
-struct xbs {
+struct cairn_my_xbs {
     uint8_t hdr[8 + 1 + 1 + 4 + XBS_PATH_MAX + 20];
     size_t have;
     uint64_t skip;     /* payload bytes still to pass */
@@ -287,10 +287,30 @@ static uint32_t xle32(const uint8_t *p)
     return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 
+cairn_my_xbs *cairn_my_xbs_new(void)
+{
+    return calloc(1, sizeof(struct cairn_my_xbs));
+}
+
+void cairn_my_xbs_free(cairn_my_xbs *x)
+{
+    free(x);
+}
+
+const char *cairn_my_xbs_binlog_info(const cairn_my_xbs *x)
+{
+    return x->seen_info && !x->broken ? x->info : NULL;
+}
+
 static int xbs_tap(void *arg, const uint8_t *d, size_t len, cairn_err *err)
 {
-    struct xbs *x = arg;
     (void)err;
+    cairn_my_xbs_feed(arg, d, len);
+    return CAIRN_OK;
+}
+
+void cairn_my_xbs_feed(cairn_my_xbs *x, const uint8_t *d, size_t len)
+{
     while (len && !x->broken) {
         size_t need, take;
         if (x->skip) {
@@ -339,12 +359,10 @@ static int xbs_tap(void *arg, const uint8_t *d, size_t len, cairn_err *err)
             x->have = 0;
         }
     }
-    return CAIRN_OK;
 }
 
-/* "binlog.000003\t627\t0-1-2" */
-static int parse_info(const char *s, char *file, size_t nf, uint64_t *pos, char *gtid,
-                      size_t ng)
+int cairn_my_binlog_info_parse(const char *s, char *file, size_t nf, uint64_t *pos, char *gtid,
+                               size_t ng)
 {
     const char *t1 = strchr(s, '\t'), *t2;
     char *end;
@@ -460,7 +478,7 @@ static int ask_server(const char *client, const char *defaults, const char *tmp,
 struct finish_ctx {
     pid_t *pid;
     const char *mblog;
-    struct xbs *x;
+    struct cairn_my_xbs *x;
     struct cairn_my_backup_result *res;
 };
 
@@ -483,8 +501,8 @@ static int finish_backup(void *arg, json_t *man, cairn_err *err)
     cairn_my_log_line(f->mblog, "MySQL binlog position:", line, sizeof line);
     have_log = line[0] && parse_log_coords(line, lfile, sizeof lfile, &lpos, lgtid,
                                            sizeof lgtid) == 0;
-    if (f->x->seen_info && !f->x->broken &&
-        parse_info(f->x->info, b->binlog_file, sizeof b->binlog_file, &b->binlog_pos, b->gtid,
+    if (cairn_my_xbs_binlog_info(f->x) &&
+        cairn_my_binlog_info_parse(f->x->info, b->binlog_file, sizeof b->binlog_file, &b->binlog_pos, b->gtid,
                    sizeof b->gtid) == 0) {
         f->res->coords_from_stream = 1;
         if (have_log && (strcmp(lfile, b->binlog_file) != 0 || lpos != b->binlog_pos))
@@ -520,7 +538,7 @@ int cairn_my_backup(cairn_repo *r, const struct cairn_my_backup_opts *o,
     char mblog[PATH_MAX + 32], dfo[PATH_MAX + 32], tdo[PATH_MAX + 32], ddo[PATH_MAX + 32];
     char source[128];
     struct server_info si;
-    struct xbs *x = NULL;
+    struct cairn_my_xbs *x = NULL;
     struct cairn_backup_opts bo;
     json_t *extra = NULL, *my;
     pid_t pid = -1;
@@ -592,7 +610,7 @@ int cairn_my_backup(cairn_repo *r, const struct cairn_my_backup_opts *o,
     close(p[1]);
     p[1] = -1;
 
-    if (!(x = calloc(1, sizeof *x)) || !(extra = json_object()) || !(my = json_object())) {
+    if (!(x = cairn_my_xbs_new()) || !(extra = json_object()) || !(my = json_object())) {
         rc = cairn_error(err, CAIRN_FATAL, "out of memory");
         goto out;
     }
@@ -640,7 +658,7 @@ out:
             ;
     }
     json_decref(extra);
-    free(x);
+    cairn_my_xbs_free(x);
     if (tmp[0])
         cairn_my_rmtree(tmp, 0);
     return rc;

@@ -62,6 +62,20 @@ typedef int (*cairn_my_basebackup_cb)(void *arg, const struct cairn_my_basebacku
 int cairn_my_basebackup_list(cairn_catalog *cat, const char *server, cairn_my_basebackup_cb cb,
                              void *arg, cairn_err *err);
 
+/* The xbstream watcher: fed the stream's bytes in order (any split), it
+ * follows the chunk headers ("XBSTCK01", flags, type 'P'/'E', path, payload
+ * length/offset/checksum) and keeps the first 4 KiB of the file
+ * xtrabackup_binlog_info. A stream it does not understand makes it stop
+ * looking (binlog_info is then NULL); it never fails the backup. */
+typedef struct cairn_my_xbs cairn_my_xbs;
+cairn_my_xbs *cairn_my_xbs_new(void);          /* NULL on out of memory */
+void cairn_my_xbs_feed(cairn_my_xbs *x, const uint8_t *d, size_t len);
+const char *cairn_my_xbs_binlog_info(const cairn_my_xbs *x); /* owned by x, or NULL */
+void cairn_my_xbs_free(cairn_my_xbs *x);       /* NULL is fine */
+/* "binlog.000003\t627\t0-1-2" (file, position, optional GTID state). */
+int cairn_my_binlog_info_parse(const char *s, char *file, size_t nf, uint64_t *pos, char *gtid,
+                               size_t ng);
+
 struct cairn_my_backup_opts {
     const char *defaults_file;   /* required: [client] user, password, socket/host/port */
     const char *datadir;         /* NULL = the server's @@datadir (mariabackup's default) */
