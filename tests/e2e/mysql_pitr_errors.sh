@@ -10,7 +10,8 @@
 #   - malformed targets: usage errors;
 #   - a catalog rebuilt from the repository knows the base backup again;
 #   - backup-mysql with a wrong password, an unreachable server, and a server
-#     with binary logging off: each a clear error, exit 1, no snapshot written.
+#     with binary logging off, and mariabackup failing half-way:
+#     each a clear error, exit 1, no snapshot written.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 source "$(dirname "${BASH_SOURCE[0]}")/lib_mysql.sh"
 command -v mariabackup >/dev/null 2>&1 || skip "mariabackup missing (apt-get install mariadb-backup)"
@@ -116,6 +117,17 @@ expect_in -i "can't connect" "unreachable server" "$ERR"
 run_cairn backup-mysql --defaults-file "$T/nonexistent.cnf"
 expect_rc 1 "backup-mysql with a missing defaults file"
 expect_in "nonexistent.cnf" "missing defaults file named" "$ERR"
+# mariabackup failing after it wrote part of the stream (a stand-in first in PATH)
+mkdir -p "$T/fakemb"
+printf '#!/bin/sh\nhead -c 300000 /dev/urandom\necho "[00] FATAL ERROR: injected mariabackup failure" >&2\nexit 1\n' >"$T/fakemb/mariabackup"
+chmod 755 "$T/fakemb/mariabackup"
+OLDPATH=$PATH
+PATH=$T/fakemb:$PATH
+run_cairn backup-mysql --defaults-file "$DF"
+PATH=$OLDPATH
+expect_rc 1 "backup-mysql with mariabackup failing"
+expect_in "injected mariabackup failure" "mariabackup's message passed on" "$ERR"
+expect_in "none was recorded" "no snapshot said" "$ERR"
 my_init nobin
 my_start nobin --skip-log-bin
 run_cairn backup-mysql --defaults-file "$(my_defaults nobin)"
