@@ -260,11 +260,6 @@ static uint64_t file_last_seq(const char *gtids, uint32_t domain)
     return 0;
 }
 
-static void fmt_time(int64_t ns, char *out, size_t n)
-{
-    cairn_format_time(ns, out, n);
-}
-
 /* Is base b before target t? */
 static int base_fits(const struct cairn_my_basebackup *b, const struct cairn_my_target *t,
                      uint64_t tseq)
@@ -313,7 +308,7 @@ static int plan_restore(cairn_repo *r, const struct cairn_my_target *t,
                            "--to-position: '%s' is not a binlog file name (<base>.<number>)",
                            t->file);
     if (t->kind == CAIRN_MY_TARGET_TIME)
-        fmt_time(t->time_ns, tstr, sizeof tstr);
+        cairn_format_time(t->time_ns, tstr, sizeof tstr);
     if ((rc = cairn_my_binlog_sync(cairn_repo_store(r), cat, &sst, err)) != CAIRN_OK)
         return cairn_error_prefix(err, "cannot read the binlog archive");
     if ((rc = cairn_my_basebackup_list(cat, o->server, bb_add, &bbs, err)) != CAIRN_OK) {
@@ -351,7 +346,7 @@ static int plan_restore(cairn_repo *r, const struct cairn_my_target *t,
     }
     if (chosen < 0) {
         char first[64];
-        fmt_time(bbs.v[0].stop_ns, first, sizeof first);
+        cairn_format_time(bbs.v[0].stop_ns, first, sizeof first);
         if (o->snapshot)
             rc = cairn_error(err, CAIRN_NOTFOUND, "no MariaDB base backup has the id '%s'",
                              o->snapshot);
@@ -427,7 +422,7 @@ static int plan_restore(cairn_repo *r, const struct cairn_my_target *t,
             if (last_archived) {
                 char le[64] = "?";
                 if (f->has_times)
-                    fmt_time(f->last_ns, le, sizeof le);
+                    cairn_format_time(f->last_ns, le, sizeof le);
                 return cairn_error(err, CAIRN_FAILED,
                                    "the archived binlogs of server %s end at %s (%s), before "
                                    "the target %s: ship the newer binlogs first (FLUSH BINARY "
@@ -589,6 +584,8 @@ static int dir_empty_or_absent(const char *path, int *existed, cairn_err *err)
     return CAIRN_OK;
 }
 
+/* nftw() has no callback argument: the owner travels in these (one restore
+ * at a time per process, as the header says) */
 static uid_t own_uid;
 static gid_t own_gid;
 
@@ -613,14 +610,13 @@ static int chown_tree(const char *path, uid_t u, gid_t g, cairn_err *err)
 static int extract_base(cairn_repo *r, const struct plan *pl, const char *target,
                         const char *tmp, cairn_err *err)
 {
-    char mbs[PATH_MAX], log[PATH_MAX + 32], copt[PATH_MAX + 16];
+    char mbs[PATH_MAX], log[PATH_MAX + 32];
     const char *argv[] = {mbs, "-x", "-C", target, NULL};
     struct cairn_snapshot *snap = NULL;
     void (*old)(int);
     int p[2], rc, rc2;
     pid_t pid;
     uint64_t n = 0;
-    (void)copt;
     if (cairn_my_find_prog("mbstream", mbs, sizeof mbs) != 0)
         return cairn_error(err, CAIRN_FAILED,
                            "mbstream is not installed (apt-get install mariadb-backup)");
