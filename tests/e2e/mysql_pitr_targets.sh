@@ -18,6 +18,8 @@ command -v mariabackup >/dev/null 2>&1 || skip "mariabackup missing (apt-get ins
 command -v mariadb-dump >/dev/null 2>&1 || skip "mariadb-dump missing"
 
 export CAIRN_REPO=$T/repo CAIRN_CATALOG=$T/catalog.db
+export TMPDIR=$T/tmp # cairn's private temporary directories: checked for leftovers
+mkdir -m 1777 "$TMPDIR"
 cairn_ok init >/dev/null
 my_init main
 my_start main
@@ -54,7 +56,8 @@ new2=$(json_get "$T/base1b.json" 'j["bytes_new"]')
 new3=$(json_get "$T/base1c.json" 'j["bytes_new"]')
 note "base backup: $read1 bytes streamed; next backups of the unchanged server: $new2, then $new3 new bytes"
 [ "$new3" -lt $((read1 / 5)) ] || fail "a base backup of an unchanged server stored $new3 of $read1 bytes (dedup does not work)"
-ps aux | grep -v grep | grep -q "mariabackup" && fail "a mariabackup process was left running"
+ps -eo args | grep -v grep | grep "^mariabackup\|/mariabackup" | grep -q -- "$TMPDIR" &&
+  fail "a mariabackup process was left running"
 # the manifest carries the coordinates, and the catalog lists the base backup
 cairn_ok mysql-backups --json >"$T/bb.json"
 [ "$(json_get "$T/bb.json" 'len(j)')" -eq 3 ] || fail "mysql-backups does not list 3 base backups: $(cat "$T/bb.json")"
@@ -141,4 +144,5 @@ expect_rc 0 "restore-mysql --latest"
 [ "$(json_get "$OUT" 'j["base"]')" = "$BASE2" ] || fail "--latest did not choose the newest base backup: $(cat "$OUT")"
 check_restored rlatest "$T/r_latest" "$state_latest" "--latest"
 my_stop rlatest
+[ -z "$(ls -A "$TMPDIR")" ] || fail "temporary files were left behind: $(ls -A "$TMPDIR")"
 echo "ok"
