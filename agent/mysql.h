@@ -359,4 +359,24 @@ int cairn_my_log_retention(void *arg, cairn_repo *r, const char *source,
                            const char *oldest_kept_id, int64_t oldest_kept_ns, int dry_run,
                            cairn_err *err);
 
+/* ---- event walk (for restore-mysql's stop positions) ---- */
+
+struct cairn_my_event {
+    uint8_t type;
+    uint32_t when;              /* header timestamp, seconds since the epoch (UTC) */
+    uint32_t server_id;
+    uint64_t pos, end;          /* the event's first byte and the byte after it */
+    int has_gtid;               /* MariaDB GTID event (type 162): gtid and flags set */
+    struct cairn_my_gtid gtid;
+    uint8_t gtid_flags;         /* bit 0: standalone (no BEGIN/COMMIT) */
+};
+typedef int (*cairn_my_event_fn)(void *arg, const struct cairn_my_event *ev);
+/* Checks the whole file as cairn_my_binlog_scan() does (CAIRN_CORRUPT naming
+ * the position), then calls cb for every event in file order, the
+ * Format_description event included; a non-zero return from cb stops the
+ * walk and is returned. Events after a Start_encryption event are not
+ * walked. */
+int cairn_my_binlog_walk(const uint8_t *d, size_t len, cairn_my_event_fn cb, void *arg,
+                         cairn_err *err);
+
 #endif

@@ -1785,3 +1785,45 @@ out:
     free(rs.servers);
     return rc;
 }
+
+/* ---- event walk ---- */
+
+int cairn_my_binlog_walk(const uint8_t *d, size_t len, cairn_my_event_fn cb, void *arg,
+                         cairn_err *err)
+{
+    struct cairn_my_binscan *s = malloc(sizeof *s);
+    size_t pos = 4, end;
+    int rc, crc;
+    if (!s)
+        return cairn_error(err, CAIRN_FATAL, "out of memory");
+    rc = cairn_my_binlog_scan(d, len, s, err);
+    end = (size_t)s->end_pos;
+    crc = s->crc32;
+    free(s);
+    if (rc != CAIRN_OK)
+        return rc;
+    while (pos + HDR <= end) {
+        const uint8_t *e = d + pos;
+        struct cairn_my_event ev;
+        size_t blen = le32(e + 9) - HDR - (crc ? 4 : 0);
+        memset(&ev, 0, sizeof ev);
+        ev.type = e[4];
+        ev.when = le32(e);
+        ev.server_id = le32(e + 5);
+        ev.pos = pos;
+        ev.end = pos + le32(e + 9);
+        if (ev.type == CAIRN_MY_EV_GTID && blen >= 13) {
+            ev.has_gtid = 1;
+            ev.gtid.seq = le64(e + HDR);
+            ev.gtid.domain = le32(e + HDR + 8);
+            ev.gtid.server = ev.server_id;
+            ev.gtid_flags = e[HDR + 12];
+        }
+        if ((rc = cb(arg, &ev)) != 0)
+            return rc;
+        if (ev.type == CAIRN_MY_EV_START_ENCRYPTION)
+            break;
+        pos = (size_t)ev.end;
+    }
+    return CAIRN_OK;
+}

@@ -874,7 +874,7 @@ write_doc() {
             echo "s3rver on loopback has no network latency or bandwidth limit and shares the CPU with"
             echo "the client, so this measures the client's overhead for S3, not a real S3 service."
         fi
-        # sections other scripts own (bench/pg_bench.sh) are kept as they are
+        # sections other scripts own (bench/pg_bench.sh, bench/mysql_bench.sh) are kept as they are
         if [ -n "$kept_sections" ]; then
             echo
             printf '%s\n' "$kept_sections"

@@ -97,5 +97,8 @@ int cmd_binlog_fetch(struct cli *c, int argc, char **argv);
 int cmd_binlog_verify(struct cli *c, int argc, char **argv);
 int cmd_binlog_forget(struct cli *c, int argc, char **argv);
 int cmd_binlog_list(struct cli *c, int argc, char **argv);
+int cmd_backup_mysql(struct cli *c, int argc, char **argv);
+int cmd_mysql_backups(struct cli *c, int argc, char **argv);
+int cmd_restore_mysql(struct cli *c, int argc, char **argv);
 
 #endif

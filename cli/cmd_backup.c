@@ -34,8 +34,11 @@ int cmd_backup(struct cli *c, int argc, char **argv)
     const char **tags = NULL, **excludes = NULL, *source = NULL;
     size_t ntags = 0, nexcl = 0;
     int force = 0, ignore_dev = 0, rc;
-    const char *workers = NULL;
+    const char *workers = NULL, *stdin_name = NULL;
+    int use_stdin = 0;
     struct opt opts[] = {
+        {"stdin", 0, 0, NULL, NULL, NULL, &use_stdin},
+        {"stdin-filename", 1, 0, &stdin_name, NULL, NULL, NULL},
         {"tag", 1, 1, NULL, &tags, &ntags, NULL},
         {"exclude", 1, 1, NULL, &excludes, &nexcl, NULL},
         {"source", 1, 0, &source, NULL, NULL, NULL},
@@ -50,10 +53,21 @@ int cmd_backup(struct cli *c, int argc, char **argv)
     cairn_err err;
     rc = cli_parse(c, argc, argv, opts,
                    "cairn backup PATH... [--tag T]... [--source NAME] [--exclude GLOB]... "
-                   "[--force] [--ignore-device] [--json]");
+                   "[--force] [--ignore-device] [--json]\n"
+                   "       cairn backup --stdin [--stdin-filename NAME] [--tag T]... [--source NAME]");
     if (rc)
         goto out;
-    if (c->nargs == 0) {
+    if (use_stdin && c->nargs) {
+        cli_error("--stdin backs up standard input only: give no paths with it");
+        rc = EXIT_USAGE;
+        goto out;
+    }
+    if (stdin_name && !use_stdin) {
+        cli_error("--stdin-filename goes with --stdin");
+        rc = EXIT_USAGE;
+        goto out;
+    }
+    if (!use_stdin && c->nargs == 0) {
         cli_error("nothing to back up: give one or more paths");
         rc = EXIT_USAGE;
         goto out;
@@ -70,6 +84,10 @@ int cmd_backup(struct cli *c, int argc, char **argv)
     bo.n_excludes = nexcl;
     bo.force_read = force;
     bo.ignore_device = ignore_dev;
+    if (use_stdin) {
+        bo.stream_name = stdin_name ? stdin_name : "stdin";
+        bo.stream_fd = 0;
+    }
     bo.workers = workers ? atoi(workers) : 0;
     bo.warn = on_warn;
     bo.warn_arg = c;

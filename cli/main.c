@@ -47,6 +47,9 @@ static const struct command commands[] = {
     {"binlog-verify", cmd_binlog_verify, "report gaps in the binlog archive"},
     {"binlog-forget", cmd_binlog_forget, "delete archived binlogs before a file (--server ID --before FILE)"},
     {"binlog-list", cmd_binlog_list, "list archived binlog files"},
+    {"backup-mysql", cmd_backup_mysql, "consistent MariaDB base backup (mariabackup stream)"},
+    {"mysql-backups", cmd_mysql_backups, "list MariaDB base backups with their binlog coordinates"},
+    {"restore-mysql", cmd_restore_mysql, "restore MariaDB to a point in time"},
 };
 
 /* Store messages (retries) go to stderr, once each. */

@@ -659,6 +659,81 @@ static int read_file(struct ctx *c, int fd, const char *rel, struct cairn_node *
     return rc;
 }
 
+static int save_tree(struct ctx *c, struct cairn_tree *t, cairn_id *out);
+
+/* Reads o->stream_fd to its end through the chunker into n (a file node). */
+static int read_stream(struct ctx *c, struct cairn_node *n)
+{
+    size_t ccap = 0;
+    int rc = CAIRN_OK;
+    c->rbuf.len = 0;
+    for (;;) {
+        ssize_t got;
+        if (cairn_buf_reserve(&c->rbuf, READ_BLOCK) != CAIRN_OK)
+            return cairn_error(c->err, CAIRN_FATAL, "out of memory");
+        got = read(c->o->stream_fd, c->rbuf.data + c->rbuf.len, READ_BLOCK);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got < 0)
+            return cairn_error(c->err, CAIRN_FATAL, "cannot read the stream '%s': %s",
+                               c->o->stream_name, strerror(errno));
+        if (got == 0)
+            break;
+        if (c->o->stream_tap &&
+            (rc = c->o->stream_tap(c->o->stream_tap_arg, c->rbuf.data + c->rbuf.len,
+                                   (size_t)got, c->err)) != CAIRN_OK)
+            return rc;
+        c->rbuf.len += (size_t)got;
+        n->size += (uint64_t)got;
+        c->res->bytes_read += (uint64_t)got;
+        if (c->rbuf.len >= c->chunker.max && (rc = drain(c, n, &ccap, 0)) != CAIRN_OK)
+            return rc;
+        progress(c, c->o->stream_name);
+    }
+    return drain(c, n, &ccap, 1);
+}
+
+/* The snapshot of a stream: a root directory holding the one file. */
+static int backup_stream(struct ctx *c, int64_t t0, struct cairn_node *root)
+{
+    struct cairn_tree t;
+    struct cairn_node n;
+    int rc;
+    memset(&t, 0, sizeof t);
+    memset(&n, 0, sizeof n);
+    n.name = strdup(c->o->stream_name);
+    if (!n.name)
+        return cairn_error(c->err, CAIRN_FATAL, "out of memory");
+    n.type = CAIRN_T_FILE;
+    n.mode = 0600;
+    n.uid = (uint32_t)getuid();
+    n.gid = (uint32_t)getgid();
+    n.nlink = 1;
+    n.mtime_ns = n.atime_ns = n.ctime_ns = t0;
+    rc = read_stream(c, &n);
+    if (rc == CAIRN_OK)
+        rc = pipe_wait_hashed(&c->pipe, c->err);
+    if (rc != CAIRN_OK) {
+        pipe_fail(&c->pipe, c->err); /* workers stop writing into n.chunks */
+        cairn_node_free(&n);
+        return rc;
+    }
+    c->res->files = 1;
+    c->res->total_size = n.size;
+    if (cairn_tree_add(&t, &n) != CAIRN_OK) {
+        cairn_node_free(&n);
+        return cairn_error(c->err, CAIRN_FATAL, "out of memory");
+    }
+    rc = save_tree(c, &t, &root->subtree);
+    cairn_tree_free(&t);
+    root->type = CAIRN_T_DIR;
+    root->mode = 0755;
+    root->uid = (uint32_t)getuid();
+    root->gid = (uint32_t)getgid();
+    root->mtime_ns = root->atime_ns = root->ctime_ns = t0;
+    return rc;
+}
+
 static int excluded(const struct cairn_backup_opts *o, const char *rel, const char *name)
 {
     size_t i;
@@ -1058,9 +1133,24 @@ int cairn_backup_run(cairn_repo *r, const struct cairn_backup_opts *o,
     c.res = res;
     c.err = err;
     c.errors = json_array();
-    if (o->n_paths == 0)
-        return cairn_error(err, CAIRN_FATAL, "nothing to back up (no path given)");
-    abspaths = calloc(o->n_paths, sizeof *abspaths);
+    if (o->stream_name) {
+        const char *nm = o->stream_name;
+        if (o->n_paths)
+            rc = cairn_error(err, CAIRN_FATAL, "a stream backup takes no paths");
+        else if (!*nm || strchr(nm, '/') || strcmp(nm, ".") == 0 || strcmp(nm, "..") == 0 ||
+                 strlen(nm) > 255)
+            rc = cairn_error(err, CAIRN_FATAL,
+                             "'%s' cannot name the stream's file (one path component, "
+                             "no '/')",
+                             nm);
+        else if (o->stream_fd < 0)
+            rc = cairn_error(err, CAIRN_FATAL, "no stream to read (bad file descriptor)");
+    } else if (o->n_paths == 0) {
+        rc = cairn_error(err, CAIRN_FATAL, "nothing to back up (no path given)");
+    }
+    if (rc != CAIRN_OK)
+        goto out;
+    abspaths = calloc(o->n_paths ? o->n_paths : 1, sizeof *abspaths);
     if (!abspaths || !c.errors) {
         rc = cairn_error(err, CAIRN_FATAL, "out of memory");
         goto out;
@@ -1089,7 +1179,16 @@ int cairn_backup_run(cairn_repo *r, const struct cairn_backup_opts *o,
                 goto out;
             }
     }
-    source = o->source ? strdup(o->source) : default_source(o, abspaths);
+    if (o->stream_name && !o->source) {
+        if (gethostname(host, sizeof host) != 0)
+            snprintf(host, sizeof host, "localhost");
+        host[sizeof host - 1] = 0;
+        source = NULL;
+        if (asprintf(&source, "%s:stream:%s", host, o->stream_name) < 0)
+            source = NULL;
+    } else {
+        source = o->source ? strdup(o->source) : default_source(o, abspaths);
+    }
     if (!source) {
         rc = cairn_error(err, CAIRN_FATAL, "out of memory");
         goto out;
@@ -1131,7 +1230,9 @@ int cairn_backup_run(cairn_repo *r, const struct cairn_backup_opts *o,
         goto out;
     started = 1;
 
-    {
+    if (o->stream_name) {
+        rc = backup_stream(&c, t0, &root);
+    } else {
         struct stat st;
         int single_dir = o->n_paths == 1 && stat(abspaths[0], &st) == 0 && S_ISDIR(st.st_mode);
         if (single_dir) {
@@ -1227,6 +1328,8 @@ int cairn_backup_run(cairn_repo *r, const struct cairn_backup_opts *o,
         for (i = 0; i < o->n_paths; i++)
             json_array_append_new(arr, json_string(abspaths[i]));
         json_object_set_new(man, "paths", arr);
+        if (o->stream_name)
+            json_object_set_new(man, "stream", json_string(o->stream_name));
         arr = json_array();
         for (i = 0; i < o->n_tags; i++)
             json_array_append_new(arr, json_string(o->tags[i]));

@@ -50,6 +50,18 @@ struct cairn_backup_opts {
      * backup: no snapshot is written (the stored data stays indexed). */
     int (*before_manifest)(void *arg, json_t *manifest, cairn_err *err);
     void *before_manifest_arg;
+    /* A stream instead of paths (n_paths must then be 0): everything read
+     * from stream_fd until end of file is stored as the one file stream_name
+     * at the top of the snapshot (mode 0600, the caller's uid/gid, the time
+     * of the backup), chunked and deduplicated like any file, with bounded
+     * memory (nothing is spooled to disk). The fd stays the caller's.
+     * stream_tap (may be NULL) sees every block as it is read, in order;
+     * anything but CAIRN_OK from it aborts the backup. The manifest gets
+     * "stream": stream_name and an empty "paths". */
+    const char *stream_name;
+    int stream_fd;
+    int (*stream_tap)(void *arg, const uint8_t *data, size_t len, cairn_err *err);
+    void *stream_tap_arg;
 };
 
 struct cairn_backup_result {

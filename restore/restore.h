@@ -52,4 +52,11 @@ int cairn_restore(cairn_repo *r, const struct cairn_snapshot *snap,
 int cairn_dump(cairn_repo *r, const struct cairn_snapshot *snap, const char *path,
                const char *format, int fd, cairn_warn_fn warn, void *warn_arg, cairn_err *err);
 
+/* The bytes of one regular file of the snapshot (path as in the snapshot,
+ * e.g. "mariabackup.xbstream"), verified chunk by chunk, written to fd in
+ * order with bounded memory. *written (may be NULL) = bytes written. The
+ * caller should ignore SIGPIPE when fd is a pipe to another program. */
+int cairn_cat_file(cairn_repo *r, const struct cairn_snapshot *snap, const char *path, int fd,
+                   uint64_t *written, cairn_err *err);
+
 #endif
