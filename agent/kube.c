@@ -654,6 +654,24 @@ int cairn_kube_request(cairn_kube *k, const char *method, const char *path,
     return rc;
 }
 
+int cairn_kube_get_text(cairn_kube *k, const char *path, size_t max, cairn_buf *out,
+                        cairn_err *err)
+{
+    struct xfer x;
+    int rc;
+    memset(&x, 0, sizeof x);
+    x.k = k;
+    cairn_buf_init(&x.body, k->t.max_response + 1);
+    rc = perform(k, &x, "GET", path, NULL, NULL, 0, 60, err);
+    if (rc == CAIRN_OK) {
+        size_t n = x.body.len, off = n > max ? n - max : 0;
+        if (cairn_buf_append(out, x.body.data + off, n - off) != CAIRN_OK)
+            rc = cairn_error(err, CAIRN_FATAL, "out of memory");
+    }
+    cairn_buf_free(&x.body);
+    return rc;
+}
+
 int cairn_kube_get_json(cairn_kube *k, const char *path, json_t **out, cairn_err *err)
 {
     return cairn_kube_request(k, "GET", path, NULL, NULL, 0, out, err);

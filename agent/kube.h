@@ -95,6 +95,11 @@ int cairn_kube_request(cairn_kube *k, const char *method, const char *path,
                        json_t **out, cairn_err *err);
 int cairn_kube_get_json(cairn_kube *k, const char *path, json_t **out, cairn_err *err);
 
+/* GET of a plain-text resource (pods/NAME/log): the last max bytes of the
+ * body are appended to out. Return codes as cairn_kube_request. */
+int cairn_kube_get_text(cairn_kube *k, const char *path, size_t max, cairn_buf *out,
+                        cairn_err *err);
+
 /* GET a PVC (namespace, name) or a PV (name). */
 int cairn_kube_get_pvc(cairn_kube *k, const char *ns, const char *name, json_t **out,
                        cairn_err *err);

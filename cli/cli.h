@@ -89,6 +89,7 @@ int cmd_pg_backups(struct cli *c, int argc, char **argv);
 int cmd_restore_pg(struct cli *c, int argc, char **argv);
 int cmd_agent(struct cli *c, int argc, char **argv);
 int cmd_trigger(struct cli *c, int argc, char **argv);
+int cmd_restore_pvc(struct cli *c, int argc, char **argv);
 int cmd_binlog_push(struct cli *c, int argc, char **argv);
 int cmd_binlog_fetch(struct cli *c, int argc, char **argv);
 int cmd_binlog_verify(struct cli *c, int argc, char **argv);
