@@ -54,6 +54,7 @@ struct agent {
     cairn_metrics *metrics;
     const volatile sig_atomic_t *stop; /* the caller's */
     volatile sig_atomic_t quit;        /* the threads': set once *stop is seen */
+    int64_t stop_seen_ns;   /* scheduler thread: when *stop was first seen (0: not yet) */
     pthread_mutex_t mu;     /* guards e[] */
     struct pvc_entry *e;
     size_t max;
@@ -162,7 +163,8 @@ int cairn_agent_config_from_env(struct cairn_agent_config *cfg, cairn_err *err)
     if ((rc = env_seconds("CAIRN_AGENT_TICK", 30, &cfg->tick_s, err)) != CAIRN_OK ||
         (rc = env_seconds("CAIRN_JITTER_MAX", 300, &cfg->jitter_max_s, err)) != CAIRN_OK ||
         (rc = env_seconds("CAIRN_PRUNE_INTERVAL", 86400, &cfg->prune_interval_s, err)) !=
-            CAIRN_OK)
+            CAIRN_OK ||
+        (rc = env_seconds("CAIRN_STOP_GRACE", 60, &cfg->stop_grace_s, err)) != CAIRN_OK)
         return rc;
     if (cfg->tick_s < 1)
         return cairn_error(err, CAIRN_FAILED, "CAIRN_AGENT_TICK must be at least 1 second");
@@ -404,6 +406,49 @@ static uint64_t report_problems(struct agent *a, const struct pvc_entry *e, cons
     return h;
 }
 
+/* ---- shutdown: the abort hook of the job path ---- */
+
+/* Nonzero once the in-flight job must stop: the agent was asked to stop
+ * (SIGTERM/SIGINT) and cfg->stop_grace_s has passed since. Every long step
+ * of a job (reading data, waiting for a snapshot, a database backup) polls
+ * this and unwinds cleanly: thaw whatever it froze, write no snapshot.
+ * Scheduler thread only. */
+static int job_abort_requested(struct agent *a)
+{
+    int64_t now;
+    if (!*a->stop)
+        return 0;
+    now = cairn_now_ns();
+    if (!a->stop_seen_ns)
+        a->stop_seen_ns = now;
+    return now - a->stop_seen_ns >= a->cfg->stop_grace_s * NS_PER_S;
+}
+
+/* The same as an engine cancel hook (cairn_backup_opts.cancel). */
+static int job_cancel_hook(void *arg) { return job_abort_requested(arg); }
+
+/* An aborted job: cairn.io/last-status says so; cairn.io/last-backup is not
+ * touched, so the run is due again when an agent starts. */
+static void record_aborted(struct agent *a, const struct pvc_entry *e, const char *pvc_uid,
+                           const char *source)
+{
+    char msg[EVENT_MSG_MAX];
+    struct cairn_kube_kv kv;
+    cairn_err err;
+    snprintf(msg, sizeof msg,
+             "aborted: the agent on node %.200s was stopped during the backup of %.300s; no "
+             "snapshot was written (the next run takes it)",
+             a->cfg->node, source);
+    kv.key = ANN_LAST_STATUS;
+    kv.value = msg;
+    alog(a, CAIRN_LOG_WARN, "pvc %s/%s: %s", e->ns, e->name, msg);
+    if (cairn_kube_patch_pvc_annotations(a->kube, e->ns, e->name, &kv, 1, NULL, &err) !=
+        CAIRN_OK)
+        alog(a, CAIRN_LOG_WARN, "pvc %s/%s: cannot record the abort in its annotations: %s",
+             e->ns, e->name, err.msg);
+    event(a, e, pvc_uid, "Warning", "BackupAborted", msg);
+}
+
 struct job {
     struct agent *a;
     const struct pvc_entry *e;
@@ -482,6 +527,8 @@ static void run_backup(struct agent *a, const struct pvc_entry *e, const char *p
         bo.extra = extra;
         bo.warn = backup_warn;
         bo.warn_arg = &j;
+        bo.cancel = job_cancel_hook;
+        bo.cancel_arg = a;
         alog(a, CAIRN_LOG_INFO, "pvc %s/%s: backing up '%s'", e->ns, e->name, host_path);
         rc = extra ? cairn_backup_run(a->repo, &bo, &res, &err)
                    : cairn_error(&err, CAIRN_FATAL, "out of memory");
@@ -490,6 +537,10 @@ static void run_backup(struct agent *a, const struct pvc_entry *e, const char *p
     ok = rc == CAIRN_OK;
     cairn_metrics_job_end(a->metrics, e->ns, e->name, ok, res.duration, res.bytes_read,
                           res.bytes_new, res.bytes_stored, (double)cairn_now_ns() / 1e9);
+    if (!ok && job_abort_requested(a)) {
+        record_aborted(a, e, pvc_uid, source);
+        return;
+    }
     if (ok) {
         cairn_format_size(res.total_size, size, sizeof size);
         cairn_format_size(res.bytes_new, newsize, sizeof newsize);
@@ -752,7 +803,11 @@ int cairn_agent_run(cairn_repo *repo, const struct cairn_agent_config *cfg,
             nanosleep(&ts, NULL);
         }
     }
-    alog(&a, CAIRN_LOG_INFO, "stopping");
+    if (!a.stop_seen_ns)
+        a.stop_seen_ns = cairn_now_ns();
+    alog(&a, CAIRN_LOG_INFO, "stopping: no new jobs start; %.1f s since the stop request "
+         "(an in-flight job may use %lld s)",
+         (double)(cairn_now_ns() - a.stop_seen_ns) / 1e9, (long long)cfg->stop_grace_s);
     rc = CAIRN_OK;
 out:
     if (a.metrics)

@@ -40,7 +40,8 @@ int cmd_agent(struct cli *c, int argc, char **argv)
         "cairn agent\n"
         "Runs the Kubernetes node agent until SIGTERM. Settings come from the environment:\n"
         "NODE_NAME (required), CAIRN_REPO, CAIRN_METRICS_PORT, CAIRN_METRICS_ADDR,\n"
-        "CAIRN_AGENT_TICK, CAIRN_JITTER_MAX, CAIRN_PRUNE_INTERVAL, CAIRN_DEFAULT_RETENTION,\n"
+        "CAIRN_AGENT_TICK, CAIRN_JITTER_MAX, CAIRN_PRUNE_INTERVAL, CAIRN_STOP_GRACE,\n"
+        "CAIRN_DEFAULT_RETENTION, "
         "CAIRN_KUBELET_PODS_DIR, CAIRN_AGENT_MAX_PVCS, CAIRN_AGENT_WORKERS, CAIRN_LOG_LEVEL,\n"
         "KUBECONFIG (else in-cluster). See docs/agent.md.";
     static const struct opt opts[] = {{NULL, 0, 0, NULL, NULL, NULL, NULL}};

@@ -47,6 +47,12 @@ struct cairn_backup_opts {
      * backup: no snapshot is written (the stored data stays indexed). */
     int (*before_manifest)(void *arg, json_t *manifest, cairn_err *err);
     void *before_manifest_arg;
+    /* Polled before each directory entry and every read block (1 MiB), and
+     * once more before the manifest: nonzero cancels the backup with
+     * CAIRN_FAILED ("backup cancelled"), and no snapshot is written (data
+     * already stored stays indexed, as after any error). NULL: never. */
+    int (*cancel)(void *arg);
+    void *cancel_arg;
 };
 
 struct cairn_backup_result {
