@@ -16,6 +16,7 @@
 #include "../engine/backup.h"
 #include "../engine/policy.h"
 #include "../engine/prune.h"
+#include "../catalog/catalog.h"
 #include "annotations.h"
 #include "cron.h"
 #include "kube.h"
@@ -716,6 +717,70 @@ static void tick(struct agent *a)
     }
 }
 
+/* ---- archive-lag metrics ---- */
+
+struct newest {
+    struct cairn_archive_time v[CAIRN_METRICS_MAX_ARCHIVES + 1]; /* +1: "more" */
+    size_t n;
+};
+
+/* mu-free: scheduler thread. Keeps the max time per database id. */
+static void newest_add(struct newest *t, const char *id, int64_t ns)
+{
+    size_t i;
+    for (i = 0; i < t->n; i++) {
+        if (strcmp(t->v[i].id, id) == 0) {
+            if (ns > t->v[i].newest_ns)
+                t->v[i].newest_ns = ns;
+            return;
+        }
+    }
+    if (t->n == CAIRN_METRICS_MAX_ARCHIVES + 1)
+        return; /* beyond the limit: counted as one dropped series */
+    snprintf(t->v[t->n].id, sizeof t->v[t->n].id, "%s", id);
+    t->v[t->n].newest_ns = ns;
+    t->n++;
+}
+
+static int wal_row(void *arg, const struct cairn_walrow *row)
+{
+    if (row->has_commit)
+        newest_add(arg, row->system_id, row->max_commit_ns);
+    return 0;
+}
+
+static int binlog_row(void *arg, const struct cairn_binlogrow *row)
+{
+    if (row->has_times)
+        newest_add(arg, row->server_uuid, row->last_event_ns);
+    return 0;
+}
+
+/* The newest archived commit (WAL) and event (binlog) per database, from the
+ * catalog, for cairn_wal_archive_lag_seconds and
+ * cairn_binlog_archive_lag_seconds. One pass over the log rows of the
+ * catalog (no object-store access), once per tick. */
+static void refresh_archive_metrics(struct agent *a)
+{
+    cairn_catalog *cat = cairn_repo_catalog(a->repo);
+    struct newest *t = calloc(1, sizeof *t);
+    cairn_err err;
+    if (!t || !cat) {
+        free(t);
+        return;
+    }
+    if (cairn_catalog_wal_list(cat, NULL, 0, wal_row, t, &err) == CAIRN_OK)
+        cairn_metrics_set_archives(a->metrics, CAIRN_ARCHIVE_WAL, t->v, t->n);
+    else
+        alog(a, CAIRN_LOG_WARN, "WAL archive lag: %s", err.msg);
+    memset(t, 0, sizeof *t);
+    if (cairn_catalog_binlog_list(cat, NULL, binlog_row, t, &err) == CAIRN_OK)
+        cairn_metrics_set_archives(a->metrics, CAIRN_ARCHIVE_BINLOG, t->v, t->n);
+    else
+        alog(a, CAIRN_LOG_WARN, "binlog archive lag: %s", err.msg);
+    free(t);
+}
+
 static void prune_report(void *arg, const char *line)
 {
     alog(arg, CAIRN_LOG_DEBUG, "prune: %s", line);
@@ -797,6 +862,7 @@ int cairn_agent_run(cairn_repo *repo, const struct cairn_agent_config *cfg,
         if (*stop)
             break;
         maybe_prune(&a, &last_prune);
+        refresh_archive_metrics(&a);
         until = cairn_now_ns() + cfg->tick_s * NS_PER_S;
         while (!*stop && cairn_now_ns() < until) {
             struct timespec ts = {0, 100 * 1000 * 1000};
