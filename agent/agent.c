@@ -165,6 +165,7 @@ int cairn_agent_config_from_env(struct cairn_agent_config *cfg, cairn_err *err)
         (rc = env_seconds("CAIRN_JITTER_MAX", 300, &cfg->jitter_max_s, err)) != CAIRN_OK ||
         (rc = env_seconds("CAIRN_PRUNE_INTERVAL", 86400, &cfg->prune_interval_s, err)) !=
             CAIRN_OK ||
+        (rc = env_seconds("CAIRN_PRUNE_GRACE", 3600, &cfg->prune_grace_s, err)) != CAIRN_OK ||
         (rc = env_seconds("CAIRN_STOP_GRACE", 60, &cfg->stop_grace_s, err)) != CAIRN_OK)
         return rc;
     if (cfg->tick_s < 1)
@@ -786,26 +787,84 @@ static void prune_report(void *arg, const char *line)
     alog(arg, CAIRN_LOG_DEBUG, "prune: %s", line);
 }
 
+/* ---- prune: at most once per prune_interval_s, after the tick's backups ----
+ * The time of the last prune is kept beside the catalog (on the node's
+ * /var/lib/cairn), so restarts of the agent do not prune more often. Forget
+ * runs per PVC after each backup (apply_retention); prune gives back the
+ * space of what any forget removed, here or on other nodes. */
+
+#define PRUNE_STAMP_SUFFIX ".last-prune"
+
+static int prune_stamp_path(struct agent *a, char *out, size_t len)
+{
+    const char *cat = cairn_repo_catalog_path(a->repo);
+    int n;
+    if (!cat)
+        return -1;
+    n = snprintf(out, len, "%s%s", cat, PRUNE_STAMP_SUFFIX);
+    return n < 0 || (size_t)n >= len ? -1 : 0;
+}
+
+/* The last prune's time (Unix ns), 0 when unknown. */
+static int64_t prune_stamp_read(struct agent *a)
+{
+    char path[4200], buf[32];
+    FILE *f;
+    int64_t v = 0, now = cairn_now_ns();
+    if (prune_stamp_path(a, path, sizeof path) != 0 || !(f = fopen(path, "re")))
+        return 0;
+    if (fgets(buf, sizeof buf, f))
+        v = strtoll(buf, NULL, 10);
+    fclose(f);
+    return v > 0 && v <= now ? v : 0; /* a stamp from the future: prune when due from now */
+}
+
+static void prune_stamp_write(struct agent *a, int64_t ns)
+{
+    char path[4200], tmp[4300];
+    FILE *f;
+    if (prune_stamp_path(a, path, sizeof path) != 0)
+        return;
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    if (!(f = fopen(tmp, "we"))) {
+        alog(a, CAIRN_LOG_WARN, "prune: cannot write '%s': %s (the next start may prune "
+             "again before the interval)", tmp, strerror(errno));
+        return;
+    }
+    fprintf(f, "%lld\n", (long long)ns);
+    if (fclose(f) != 0 || rename(tmp, path) != 0) {
+        alog(a, CAIRN_LOG_WARN, "prune: cannot write '%s': %s", path, strerror(errno));
+        unlink(tmp);
+    }
+}
+
 static void maybe_prune(struct agent *a, int64_t *last_ns)
 {
     struct cairn_prune_opts po;
     struct cairn_prune_result pr;
     cairn_err err;
     int64_t now = cairn_now_ns();
-    if (a->cfg->prune_interval_s <= 0 || now - *last_ns < a->cfg->prune_interval_s * NS_PER_S)
+    int ok;
+    if (a->cfg->prune_interval_s <= 0 || *a->stop ||
+        now - *last_ns < a->cfg->prune_interval_s * NS_PER_S)
         return;
     *last_ns = now;
+    prune_stamp_write(a, now); /* first: a crash in prune does not make a restart loop prune */
     cairn_prune_opts_init(&po);
+    po.grace_ns = a->cfg->prune_grace_s * NS_PER_S;
     po.report = prune_report;
     po.report_arg = a;
     memset(&pr, 0, sizeof pr);
-    if (cairn_prune(a->repo, &po, &pr, &err) != CAIRN_OK)
+    alog(a, CAIRN_LOG_INFO, "prune: starting (every %lld s)", (long long)a->cfg->prune_interval_s);
+    ok = cairn_prune(a->repo, &po, &pr, &err) == CAIRN_OK;
+    if (!ok)
         alog(a, CAIRN_LOG_WARN, "prune: %s (next try in %lld s)", err.msg,
              (long long)a->cfg->prune_interval_s);
     else
         alog(a, CAIRN_LOG_INFO, "prune: %llu packs deleted, %llu repacked, %llu bytes freed",
              (unsigned long long)pr.deleted_packs, (unsigned long long)pr.repacked_packs,
              (unsigned long long)pr.freed_bytes);
+    cairn_metrics_prune_end(a->metrics, ok, (double)cairn_now_ns() / 1e9, pr.freed_bytes);
 }
 
 int cairn_agent_run(cairn_repo *repo, const struct cairn_agent_config *cfg,
@@ -855,7 +914,11 @@ int cairn_agent_run(cairn_repo *repo, const struct cairn_agent_config *cfg,
     }
     watch_started = 1;
 
-    last_prune = cairn_now_ns();
+    last_prune = prune_stamp_read(&a);
+    if (cfg->prune_interval_s > 0)
+        alog(&a, CAIRN_LOG_INFO, "prune every %lld s (packs younger than %lld s are kept); %s",
+             (long long)cfg->prune_interval_s, (long long)cfg->prune_grace_s,
+             last_prune ? "the last prune's time is known" : "no prune recorded on this node");
     while (!*stop) {
         int64_t until;
         tick(&a);

@@ -41,6 +41,8 @@ struct cairn_agent_config {
     int64_t tick_s;              /* CAIRN_AGENT_TICK, default 30 */
     int64_t jitter_max_s;        /* CAIRN_JITTER_MAX, default 5m */
     int64_t prune_interval_s;    /* CAIRN_PRUNE_INTERVAL, default 24h; 0 = never */
+    int64_t prune_grace_s;       /* CAIRN_PRUNE_GRACE, default 1h: packs younger than this
+                                    are never pruned (other nodes' backups in flight) */
     int64_t stop_grace_s;        /* CAIRN_STOP_GRACE, default 60: after SIGTERM a running
                                     job may finish within this, then it is aborted */
     char default_retention[4097];/* CAIRN_DEFAULT_RETENTION, "" = none */

@@ -36,6 +36,8 @@ struct cairn_metrics {
     uint64_t dropped;
     int64_t in_flight;
     int live, ready;
+    uint64_t prunes_ok, prunes_failed, pruned_bytes;
+    double last_prune;
 };
 
 int cairn_metrics_new(size_t max_series, cairn_metrics **out, cairn_err *err)
@@ -113,6 +115,19 @@ void cairn_metrics_job_end(cairn_metrics *m, const char *ns, const char *pvc, in
         s->successes++;
     } else {
         s->failures++;
+    }
+    pthread_mutex_unlock(&m->mu);
+}
+
+void cairn_metrics_prune_end(cairn_metrics *m, int ok, double end_s, uint64_t freed)
+{
+    pthread_mutex_lock(&m->mu);
+    if (ok) {
+        m->prunes_ok++;
+        m->last_prune = end_s;
+        m->pruned_bytes += freed;
+    } else {
+        m->prunes_failed++;
     }
     pthread_mutex_unlock(&m->mu);
 }
@@ -241,6 +256,25 @@ int cairn_metrics_render(cairn_metrics *m, cairn_buf *b, cairn_err *err)
                                "cairn_metrics_dropped_series %llu\n",
                                (long long)m->in_flight, m->ready,
                                (unsigned long long)m->dropped);
+    if (rc == CAIRN_OK)
+        rc = cairn_buf_appendf(b,
+                               "# HELP cairn_prunes_total Prunes run by this agent since it "
+                               "started.\n# TYPE cairn_prunes_total counter\n"
+                               "cairn_prunes_total{result=\"ok\"} %llu\n"
+                               "cairn_prunes_total{result=\"failed\"} %llu\n"
+                               "# HELP cairn_prune_freed_bytes_total Bytes given back by this "
+                               "agent's prunes.\n# TYPE cairn_prune_freed_bytes_total counter\n"
+                               "cairn_prune_freed_bytes_total %llu\n",
+                               (unsigned long long)m->prunes_ok,
+                               (unsigned long long)m->prunes_failed,
+                               (unsigned long long)m->pruned_bytes);
+    if (rc == CAIRN_OK && m->prunes_ok)
+        rc = cairn_buf_appendf(b,
+                               "# HELP cairn_last_prune_timestamp_seconds Time of this agent's "
+                               "last successful prune (Unix seconds).\n"
+                               "# TYPE cairn_last_prune_timestamp_seconds gauge\n"
+                               "cairn_last_prune_timestamp_seconds %.17g\n",
+                               m->last_prune);
     if (rc == CAIRN_OK)
         rc = archive_families(m, b, CAIRN_ARCHIVE_WAL, (double)cairn_now_ns() / 1e9);
     if (rc == CAIRN_OK)

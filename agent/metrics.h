@@ -13,6 +13,9 @@
  *   cairn_wal_archive_last_commit_timestamp_seconds{system_id}   gauge
  *   cairn_binlog_archive_lag_seconds{server}            gauge, now - newest archived event
  *   cairn_binlog_archive_last_event_timestamp_seconds{server}    gauge
+ *   cairn_prunes_total{result="ok|failed"}              counter
+ *   cairn_last_prune_timestamp_seconds                  gauge (successful prunes)
+ *   cairn_prune_freed_bytes_total                       counter
  * The archive series are computed at scrape time from the times the agent
  * last set (cairn_metrics_set_archives), at most CAIRN_METRICS_MAX_ARCHIVES
  * databases per kind.
@@ -52,6 +55,8 @@ void cairn_metrics_job_start(cairn_metrics *m);
 void cairn_metrics_job_end(cairn_metrics *m, const char *ns, const char *pvc, int ok,
                            double duration_s, uint64_t bytes_read, uint64_t bytes_new,
                            uint64_t bytes_stored, double end_s);
+/* A prune ended (ok or failed) at end_s, giving back freed bytes. */
+void cairn_metrics_prune_end(cairn_metrics *m, int ok, double end_s, uint64_t freed);
 /* /healthz answers 200 while live is set, /readyz while ready is set. */
 void cairn_metrics_set_live(cairn_metrics *m, int live);
 void cairn_metrics_set_ready(cairn_metrics *m, int ready);

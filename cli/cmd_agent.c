@@ -4,10 +4,12 @@
 #define _GNU_SOURCE
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "../agent/agent.h"
+#include "../engine/policy.h"
 #include "cli.h"
 
 static volatile sig_atomic_t stop_flag;
@@ -37,14 +39,19 @@ static void log_line(void *arg, enum cairn_log_level level, const char *msg)
 int cmd_agent(struct cli *c, int argc, char **argv)
 {
     static const char usage[] =
-        "cairn agent\n"
-        "Runs the Kubernetes node agent until SIGTERM. Settings come from the environment:\n"
+        "cairn agent [--prune-interval DURATION]\n"
+        "Runs the Kubernetes node agent until SIGTERM. --prune-interval overrides\n"
+        "CAIRN_PRUNE_INTERVAL (0: never prune). Settings come from the environment:\n"
         "NODE_NAME (required), CAIRN_REPO, CAIRN_METRICS_PORT, CAIRN_METRICS_ADDR,\n"
         "CAIRN_AGENT_TICK, CAIRN_JITTER_MAX, CAIRN_PRUNE_INTERVAL, CAIRN_STOP_GRACE,\n"
         "CAIRN_DEFAULT_RETENTION, "
         "CAIRN_KUBELET_PODS_DIR, CAIRN_AGENT_MAX_PVCS, CAIRN_AGENT_WORKERS, CAIRN_LOG_LEVEL,\n"
         "KUBECONFIG (else in-cluster). See docs/agent.md.";
-    static const struct opt opts[] = {{NULL, 0, 0, NULL, NULL, NULL, NULL}};
+    const char *prune_interval = NULL;
+    const struct opt opts[] = {
+        {"prune-interval", 1, 0, &prune_interval, NULL, NULL, NULL},
+        {NULL, 0, 0, NULL, NULL, NULL, NULL},
+    };
     struct cairn_agent_config cfg;
     struct sigaction sa;
     cairn_repo *repo = NULL;
@@ -62,6 +69,19 @@ int cmd_agent(struct cli *c, int argc, char **argv)
     if (cairn_agent_config_from_env(&cfg, &err) != CAIRN_OK) {
         cli_error("%s", err.msg);
         return EXIT_USAGE;
+    }
+    if (prune_interval) {
+        const char *p = prune_interval;
+        int64_t s;
+        while (*p >= '0' && *p <= '9')
+            p++;
+        if (*prune_interval && !*p && p - prune_interval <= 9) {
+            s = strtoll(prune_interval, NULL, 10);
+        } else if (cairn_parse_duration(prune_interval, &s, &err) != CAIRN_OK) {
+            cli_error("--prune-interval: %s", err.msg);
+            return EXIT_USAGE;
+        }
+        cfg.prune_interval_s = s;
     }
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;
