@@ -138,13 +138,13 @@ int cairn_restore_job_build(const struct cairn_restore_job_spec *s, json_t **out
                     env_value("CAIRN_PASSWORD_FILE", SECRET_DIR "/CAIRN_PASSWORD"),
                     env_value("CAIRN_CATALOG", STATE_DIR "/catalog.db"));
     container = json_pack(
-        "{s:s,s:s,s:s,s:[s,s,s,s],s:[{s:{s:s,s:b}}],s:o,"
+        "{s:s,s:s,s:s,s:[s,s,s,s,s],s:[{s:{s:s,s:b}}],s:o,"
         "s:[{s:s,s:s},{s:s,s:s,s:b},{s:s,s:s},{s:s,s:s}],"
         "s:{s:{s:s,s:s},s:{s:s,s:s}},"
         "s:{s:b,s:b,s:{s:[s],s:[s,s,s,s]}}}",
         "name", "restore", "image", s->image, "imagePullPolicy", "IfNotPresent", "args",
-        "restore", s->snapshot, "--target", CAIRN_RESTORE_MOUNT, "envFrom", "configMapRef",
-        "name", cm, "optional", 1, "env", env, "volumeMounts", "name", "target", "mountPath",
+        "restore", s->snapshot, "--target", CAIRN_RESTORE_MOUNT, "--overwrite", "envFrom",
+        "configMapRef", "name", cm, "optional", 1, "env", env, "volumeMounts", "name", "target", "mountPath",
         CAIRN_RESTORE_MOUNT, "name", "repository-secret", "mountPath", SECRET_DIR, "readOnly",
         1, "name", "cairn-state", "mountPath", STATE_DIR, "name", "tmp", "mountPath", "/tmp",
         "resources", "requests", "cpu", "100m", "memory", "64Mi", "limits", "cpu", "1",

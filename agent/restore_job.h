@@ -1,6 +1,7 @@
 /* agent/restore_job.h — the Kubernetes objects behind `cairn restore-pvc`:
  * the PersistentVolumeClaim it may create and the batch/v1 Job that mounts
- * the PVC and runs `cairn restore SNAP --target /restore` there, and how to
+ * the PVC and runs `cairn restore SNAP --target /restore --overwrite` there
+ * (a new volume is not empty either: ext4's lost+found), and how to
  * read the Job's and its pod's state. Pure functions: no I/O (cli/
  * cmd_restore_pvc.c talks to the API server through agent/kube.h).
  *

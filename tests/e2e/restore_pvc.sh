@@ -121,7 +121,7 @@ expected = {
         "restartPolicy": "Never", "automountServiceAccountToken": False,
         "containers": [{
           "name": "restore", "image": image, "imagePullPolicy": "IfNotPresent",
-          "args": ["restore", snap, "--target", "/restore"],
+          "args": ["restore", snap, "--target", "/restore", "--overwrite"],
           "envFrom": [{"configMapRef": {"name": "cairn-agent-config", "optional": True}}],
           "env": [
             {"name": "CAIRN_REPO", "valueFrom": {"secretKeyRef": {"name": "cairn-repository", "key": "CAIRN_REPO"}}},
@@ -164,10 +164,11 @@ print("CAIRN_CATALOG=" + sys.argv[3] + "/catalog.db")
 for a in c["args"]:
     print(sys.argv[2] if a == "/restore" else a)
 EOF
-mkdir -p "$T/jobstate" "$T/restored-a"
+mkdir -p "$T/jobstate" "$T/restored-a/lost+found" # a fresh ext4 volume is not empty
 mapfile -t JOBCMD <"$T/job-a.cmd"
 env "${JOBCMD[0]}" "$CAIRN" "${JOBCMD[@]:1}" >"$T/jobrun.out" 2>"$T/jobrun.err" ||
   { cat "$T/jobrun.err" >&2; fail "the Job's command '${JOBCMD[*]}' failed"; }
+rmdir "$T/restored-a/lost+found"
 diff -r --no-dereference "$SRC" "$T/restored-a" || fail "the Job's command did not restore the snapshot"
 [ -f "$T/jobstate/catalog.db" ] || fail "the Job's command did not use the catalog on its emptyDir"
 
