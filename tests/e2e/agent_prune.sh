@@ -34,7 +34,8 @@ for i in 2 3 4; do
   randfile "$VOL/data-$i" 1500000
   sleep 1.1 # cairn.io/last-backup has second resolution
   ctl GET pvc/app/data >"$T/pvc.json"
-  python3 - "$T/pvc.json" "$(date -u +%Y-%m-%dT%H:%M:%S.%NZ)" >"$T/pvc-new.json" <<'EOF'
+  # seconds, as `cairn trigger` writes it (cairn.io/last-backup has second resolution)
+  python3 - "$T/pvc.json" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" >"$T/pvc-new.json" <<'EOF'
 import json, sys
 p = json.load(open(sys.argv[1]))
 p["metadata"]["annotations"]["cairn.io/backup-requested-at"] = sys.argv[2]
