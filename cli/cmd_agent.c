@@ -4,12 +4,10 @@
 #define _GNU_SOURCE
 #include <signal.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "../agent/agent.h"
-#include "../engine/policy.h"
 #include "cli.h"
 
 static volatile sig_atomic_t stop_flag;
@@ -70,19 +68,10 @@ int cmd_agent(struct cli *c, int argc, char **argv)
         cli_error("%s", err.msg);
         return EXIT_USAGE;
     }
-    if (prune_interval) {
-        const char *p = prune_interval;
-        int64_t s;
-        while (*p >= '0' && *p <= '9')
-            p++;
-        if (*prune_interval && !*p && p - prune_interval <= 9) {
-            s = strtoll(prune_interval, NULL, 10);
-        } else if (cairn_parse_duration(prune_interval, &s, &err) != CAIRN_OK) {
-            cli_error("--prune-interval: %s", err.msg);
-            return EXIT_USAGE;
-        }
-        cfg.prune_interval_s = s;
-    }
+    if (prune_interval &&
+        (rc = cli_duration("prune-interval", prune_interval, 0, &cfg.prune_interval_s)) !=
+            EXIT_OK)
+        return rc;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;
     sigemptyset(&sa.sa_mask);

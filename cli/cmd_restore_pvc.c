@@ -6,7 +6,6 @@
  * the Job to its end. RBAC: daemonset/clusterrole-restore.yaml. See
  * docs/kubernetes.md, "Restoring into the cluster". */
 #define _GNU_SOURCE
-#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,7 +15,6 @@
 
 #include "../agent/kube.h"
 #include "../agent/restore_job.h"
-#include "../engine/policy.h"
 #include "cli.h"
 
 #define POLL_S 1.0
@@ -153,23 +151,18 @@ static int job_pods(cairn_kube *k, const char *ns, const char *job, int stuck_on
     return stuck;
 }
 
-static int parse_timeout(const char *s, int64_t *out)
+/* POSTs obj (decref'd here) as JSON to path; the created object to *out
+ * when out is not NULL. */
+static int post_json(cairn_kube *k, const char *path, json_t *obj, json_t **out, cairn_err *err)
 {
-    const char *p = s;
-    cairn_err err;
-    while (isdigit((unsigned char)*p))
-        p++;
-    if (*s && !*p && p - s <= 9)
-        *out = strtoll(s, NULL, 10);
-    else if (cairn_parse_duration(s, out, &err) != CAIRN_OK) {
-        cli_error("--timeout: %s", err.msg);
-        return EXIT_USAGE;
-    }
-    if (*out <= 0) {
-        cli_error("--timeout must be more than 0 (e.g. 30m, 6h)");
-        return EXIT_USAGE;
-    }
-    return EXIT_OK;
+    char *body = json_dumps(obj, JSON_COMPACT);
+    int rc;
+    json_decref(obj);
+    if (!body)
+        return cairn_error(err, CAIRN_FATAL, "out of memory");
+    rc = cairn_kube_request(k, "POST", path, "application/json", body, strlen(body), out, err);
+    free(body);
+    return rc;
 }
 
 int cmd_restore_pvc(struct cli *c, int argc, char **argv)
@@ -256,7 +249,7 @@ int cmd_restore_pvc(struct cli *c, int argc, char **argv)
         cli_error("--agent-namespace '%s' is not a valid namespace name", agent_ns);
         return EXIT_USAGE;
     }
-    if (timeout_opt && (rc = parse_timeout(timeout_opt, &timeout_s)) != EXIT_OK)
+    if (timeout_opt && (rc = cli_duration("timeout", timeout_opt, 1, &timeout_s)) != EXIT_OK)
         return rc;
     if (!image_opt && getenv("CAIRN_RESTORE_IMAGE") && *getenv("CAIRN_RESTORE_IMAGE"))
         image_opt = getenv("CAIRN_RESTORE_IMAGE");
@@ -313,22 +306,13 @@ int cmd_restore_pvc(struct cli *c, int argc, char **argv)
     json_decref(obj);
     obj = NULL;
     if (create) {
-        char *body;
         if (cairn_restore_pvc_build(ns, pvc, size, sc, snap, &obj, &err) != CAIRN_OK) {
             cli_error("%s", err.msg);
             goto out;
         }
-        body = json_dumps(obj, JSON_COMPACT);
-        json_decref(obj);
-        obj = NULL;
-        if (!body) {
-            cli_error("out of memory");
-            goto out;
-        }
         snprintf(path, sizeof path, "/api/v1/namespaces/%s/persistentvolumeclaims", ns);
-        rc = cairn_kube_request(k, "POST", path, "application/json", body, strlen(body), NULL,
-                                &err);
-        free(body);
+        rc = post_json(k, path, obj, NULL, &err);
+        obj = NULL;
         if (rc == CAIRN_EXISTS) {
             cli_error("PVC %s/%s was created by someone else meanwhile (409 AlreadyExists): "
                       "nothing was changed (drop --create to restore into it)",
@@ -347,22 +331,13 @@ int cmd_restore_pvc(struct cli *c, int argc, char **argv)
 
     /* ---- the Job ---- */
     {
-        char *body;
         if (cairn_restore_job_build(&spec, &obj, &err) != CAIRN_OK) {
             cli_error("%s", err.msg);
             goto out;
         }
-        body = json_dumps(obj, JSON_COMPACT);
-        json_decref(obj);
-        obj = NULL;
-        if (!body) {
-            cli_error("out of memory");
-            goto out;
-        }
         snprintf(path, sizeof path, "/apis/batch/v1/namespaces/%s/jobs", ns);
-        rc = cairn_kube_request(k, "POST", path, "application/json", body, strlen(body),
-                                &created, &err);
-        free(body);
+        rc = post_json(k, path, obj, &created, &err);
+        obj = NULL;
         if (rc != CAIRN_OK) {
             snprintf(what, sizeof what, "cannot create the restore Job in namespace '%s'%s", ns,
                      create ? " (the new PVC stays)" : "");

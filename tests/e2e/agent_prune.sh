@@ -32,16 +32,7 @@ for i in 2 3 4; do
   before=$(status)
   rm "$VOL/data-$((i - 1))"
   randfile "$VOL/data-$i" 1500000
-  sleep 1.1 # cairn.io/last-backup has second resolution
-  ctl GET pvc/app/data >"$T/pvc.json"
-  # seconds, as `cairn trigger` writes it (cairn.io/last-backup has second resolution)
-  python3 - "$T/pvc.json" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" >"$T/pvc-new.json" <<'EOF'
-import json, sys
-p = json.load(open(sys.argv[1]))
-p["metadata"]["annotations"]["cairn.io/backup-requested-at"] = sys.argv[2]
-print(json.dumps(p))
-EOF
-  ctl POST pvc "$(cat "$T/pvc-new.json")" >/dev/null
+  request_backup app data
   changed() { s=$(status) && [ "$s" != "$before" ] && [ "${s#ok }" != "$s" ]; }
   wait_for 30 "backup $i" changed
   save_state

@@ -16,6 +16,9 @@
 #   wait_for SECONDS WHAT COMMAND...   poll COMMAND every 0.1 s
 #   pvc_ann NS PVC KEY      prints the PVC's annotation KEY ("" if unset)
 #   metrics                 prints /metrics
+#   request_backup NS PVC   sets cairn.io/backup-requested-at to now (seconds,
+#                           as `cairn trigger` does), after a second has passed
+#                           since the last run's cairn.io/last-backup
 
 FAKE=$CAIRN_SRC/tests/k8s/fake_apiserver.py
 PODS=$T/kubelet/pods
@@ -89,3 +92,15 @@ pvc_ann() { # NS PVC KEY
 }
 
 metrics() { curl -fsS "http://127.0.0.1:$MPORT/metrics"; }
+
+request_backup() { # NS PVC
+  sleep 1.1 # cairn.io/last-backup has second resolution
+  ctl GET "pvc/$1/$2" >"$T/pvc.req.json"
+  python3 - "$T/pvc.req.json" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" >"$T/pvc.req-new.json" <<'EOF'
+import json, sys
+p = json.load(open(sys.argv[1]))
+p["metadata"].setdefault("annotations", {})["cairn.io/backup-requested-at"] = sys.argv[2]
+print(json.dumps(p))
+EOF
+  ctl POST pvc "$(cat "$T/pvc.req-new.json")" >/dev/null
+}

@@ -8,10 +8,9 @@
 # with --create, 409 AlreadyExists on a race, 403 on the Job, a pod that
 # cannot start (missing Secret), a timeout, usage errors.
 . "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/lib_k8s.sh"
 
-FAKE=$CAIRN_SRC/tests/k8s/fake_apiserver.py
 K8S=$CAIRN_SRC/tests/k8s
-need_cmd curl
 
 cairn_repo_init
 SRC=$T/src
@@ -21,25 +20,7 @@ head -c 200000 /dev/urandom >"$SRC/sub/random.bin"
 ln -s hello.txt "$SRC/link"
 SNAP=$(backup_id "$SRC")
 
-TOKEN=restore-pvc-token-$RANDOM
-python3 "$FAKE" --token "$TOKEN" --port-file "$T/port" >"$T/fake.log" 2>&1 &
-for _ in $(seq 1 100); do [ -s "$T/port" ] && break; sleep 0.1; done
-[ -s "$T/port" ] || { cat "$T/fake.log" >&2; fail "the fake API server did not start"; }
-API=http://127.0.0.1:$(cat "$T/port")
-ctl() { # METHOD PATH [JSON]
-  if [ $# -ge 3 ]; then
-    curl -fsS -X "$1" -H 'Content-Type: application/json' --data-binary "$3" "$API/_control/$2"
-  else
-    curl -fsS -X "$1" "$API/_control/$2"
-  fi
-}
-cat >"$T/kubeconfig.json" <<EOF
-{"apiVersion":"v1","kind":"Config","current-context":"fake",
- "clusters":[{"name":"fake","cluster":{"server":"$API"}}],
- "users":[{"name":"ops","user":{"token":"$TOKEN"}}],
- "contexts":[{"name":"fake","context":{"cluster":"fake","user":"ops","namespace":"default"}}]}
-EOF
-export KUBECONFIG=$T/kubeconfig.json
+k8s_start_fake
 IMAGE=registry.example.org/cairn:1.2.3
 ctl POST daemonset '{"apiVersion":"apps/v1","kind":"DaemonSet","metadata":{"name":"cairn-agent","namespace":"cairn-system"},"spec":{"template":{"spec":{"containers":[{"name":"sidecar","image":"busybox"},{"name":"agent","image":"'$IMAGE'"}]}}}}' >/dev/null
 ctl POST pvc '{"apiVersion":"v1","kind":"PersistentVolumeClaim","metadata":{"name":"data","namespace":"app"},"spec":{"accessModes":["ReadWriteOnce"],"resources":{"requests":{"storage":"1Gi"}},"volumeName":"pv-1"},"status":{"phase":"Bound"}}' >/dev/null
@@ -55,6 +36,19 @@ validate_obj() { # FILE (JSON: YAML's subset)
   [ -n "$VALIDATE" ] || return 0
   node "$K8S/validate.js" "$1" >"$T/validate.out" 2>&1 ||
     { cat "$T/validate.out" >&2; fail "$(basename "$1") does not validate against the Kubernetes schemas"; }
+}
+
+client_start() { # NAME ARGS...: restore-pvc in the background, output in $T/NAME.out/.err
+  local name=$1
+  shift
+  "$CAIRN" restore-pvc "$@" >"$T/$name.out" 2>"$T/$name.err" &
+  CLIENT=$!
+}
+client_rc() { # WANT NAME WHAT: the background client's exit status must be WANT
+  local rc=0
+  wait "$CLIENT" || rc=$?
+  check_no_crash "restore-pvc ($3)" "$rc" "$T/$2.err"
+  [ "$rc" -eq "$1" ] || { cat "$T/$2.err" >&2; fail "restore-pvc ($3) exited $rc, want $1"; }
 }
 
 wait_job() { # N: until N Jobs exist; prints the newest's name
@@ -85,8 +79,7 @@ ctl GET log >"$T/log.json"
 
 # ---- A: into the existing PVC app/data, --wait, the Job succeeds ----
 ctl POST reset-log >/dev/null
-"$CAIRN" restore-pvc "$SNAP" --to app/data --wait --timeout 60 >"$T/a.out" 2>"$T/a.err" &
-CLIENT=$!
+client_start a "$SNAP" --to app/data --wait --timeout 60
 JOB=$(wait_job 1)
 ctl GET log >"$T/log.json"
 # What was sent: GET DaemonSet (the image), GET PVC, POST Job; nothing else.
@@ -173,21 +166,16 @@ diff -r --no-dereference "$SRC" "$T/restored-a" || fail "the Job's command did n
 [ -f "$T/jobstate/catalog.db" ] || fail "the Job's command did not use the catalog on its emptyDir"
 
 ctl POST job '{"namespace":"app","name":"'"$JOB"'","condition":"Complete"}' >/dev/null
-rc=0
-wait "$CLIENT" || rc=$?
-[ "$rc" -eq 0 ] || { cat "$T/a.err" >&2; fail "restore-pvc --wait exited $rc after the Job completed"; }
+client_rc 0 a "--wait, the Job completed"
 expect_in "created Job app/$JOB" "restore-pvc output" "$T/a.out"
 expect_in "restored snapshot $SNAP into PVC app/data" "restore-pvc output" "$T/a.out"
 
 # ---- B: the Job fails: exit 1 with the reason and the pod's log tail ----
-"$CAIRN" restore-pvc "${SNAP:0:12}" --to app/data --wait >"$T/b.out" 2>"$T/b.err" &
-CLIENT=$!
+client_start b "${SNAP:0:12}" --to app/data --wait
 JOB=$(wait_job 2)
 LOGTEXT=$(for i in $(seq 1 30); do echo "log line $i"; done; echo "cairn: error: cannot restore 'x': boom")
 ctl POST job "$(python3 -c 'import json,sys; print(json.dumps({"namespace":"app","name":sys.argv[1],"condition":"Failed","reason":"BackoffLimitExceeded","message":"Job has reached the specified backoff limit","pod_log":sys.argv[2]+"\n"}))' "$JOB" "$LOGTEXT")" >/dev/null
-rc=0
-wait "$CLIENT" || rc=$?
-[ "$rc" -eq 1 ] || { cat "$T/b.err" >&2; fail "restore-pvc exited $rc after the Job failed (want 1)"; }
+client_rc 1 b "the Job failed"
 expect_in "BackoffLimitExceeded" "failed Job" "$T/b.err"
 expect_in "  | cairn: error: cannot restore 'x': boom" "failed Job's log tail" "$T/b.err"
 grep -q "log line 11$" "$T/b.err" && fail "more than 20 lines of the log were shown"
@@ -212,14 +200,11 @@ ctl GET log >"$T/log.json"
 
 # ---- E: --create in another namespace, storage class, --image ----
 ctl POST reset-log >/dev/null
-"$CAIRN" restore-pvc "$SNAP" --to restore-ns/data-copy.v2 --create --size 2Gi --storage-class fast-ssd \
-  --image other.example.org/cairn@sha256:0123 --wait >"$T/e.out" 2>"$T/e.err" &
-CLIENT=$!
+client_start e "$SNAP" --to restore-ns/data-copy.v2 --create --size 2Gi --storage-class fast-ssd \
+  --image other.example.org/cairn@sha256:0123 --wait
 JOB=$(wait_job 3)
 ctl POST job '{"namespace":"restore-ns","name":"'"$JOB"'","condition":"Complete"}' >/dev/null
-rc=0
-wait "$CLIENT" || rc=$?
-[ "$rc" -eq 0 ] || { cat "$T/e.err" >&2; fail "restore-pvc --create exited $rc"; }
+client_rc 0 e "--create in another namespace"
 ctl GET log >"$T/log.json"
 python3 - "$T/log.json" "$SNAP" "$T/pvc-e.json" "$T/job-e.json" "$JOB" <<'EOF' || fail "restore-pvc --create sent other objects than expected"
 import json, sys
@@ -276,16 +261,13 @@ run_cairn restore-pvc "$SNAP" --to app/data --image "$IMAGE"
 expect_rc 1 "403 on the Job"
 expect_in "not allowed to create jobs.batch in namespace 'app'" "403" "$ERR"
 expect_in "daemonset/clusterrole-restore.yaml" "403" "$ERR"
-grep -q "$TOKEN" "$ERR" && fail "the token appears in an error message"
+grep -q "$TOKEN" "$ERR" "$T"/*.err && fail "the token appears in an error message"
 
 # ---- H: the pod cannot start: the Secret is not in the namespace ----
-"$CAIRN" restore-pvc "$SNAP" --to app/data --image "$IMAGE" --wait >"$T/h.out" 2>"$T/h.err" &
-CLIENT=$!
+client_start h "$SNAP" --to app/data --image "$IMAGE" --wait
 JOB=$(wait_job 4)
 ctl POST job '{"namespace":"app","name":"'"$JOB"'","pod_waiting":{"reason":"CreateContainerConfigError","message":"secret \"cairn-repository\" not found"}}' >/dev/null
-rc=0
-wait "$CLIENT" || rc=$?
-[ "$rc" -eq 1 ] || { cat "$T/h.err" >&2; fail "restore-pvc exited $rc with a pod that cannot start"; }
+client_rc 1 h "a pod that cannot start"
 expect_in 'secret "cairn-repository" not found' "stuck pod" "$T/h.err"
 expect_in "must exist in namespace 'app'" "stuck pod" "$T/h.err"
 

@@ -595,14 +595,22 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return False
         return True
 
-    def create_pvc(self, ns, raw):
+    def new_object(self, raw, kind, api_version, resource):
+        """The body of a create request, or None after answering 400."""
         try:
-            pvc = json.loads(raw)
+            obj = json.loads(raw)
         except ValueError:
-            return self.status(400, "BadRequest", "invalid JSON")
-        if not isinstance(pvc, dict) or pvc.get("kind") != "PersistentVolumeClaim" or \
-                pvc.get("apiVersion") != "v1":
-            return self.status(400, "BadRequest", "wrong kind or apiVersion for persistentvolumeclaims")
+            self.status(400, "BadRequest", "invalid JSON")
+            return None
+        if not isinstance(obj, dict) or obj.get("kind") != kind or obj.get("apiVersion") != api_version:
+            self.status(400, "BadRequest", "wrong kind or apiVersion for " + resource)
+            return None
+        return obj
+
+    def create_pvc(self, ns, raw):
+        pvc = self.new_object(raw, "PersistentVolumeClaim", "v1", "persistentvolumeclaims")
+        if pvc is None:
+            return None
         with LOCK:
             taken = {k.split("/", 1)[1] for k in STATE["pvcs"] if k.startswith(ns + "/")}
             st = created_metadata(pvc, ns, taken)
@@ -628,12 +636,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.send_json(201, out)
 
     def create_job(self, ns, raw):
-        try:
-            job = json.loads(raw)
-        except ValueError:
-            return self.status(400, "BadRequest", "invalid JSON")
-        if not isinstance(job, dict) or job.get("kind") != "Job" or job.get("apiVersion") != "batch/v1":
-            return self.status(400, "BadRequest", "wrong kind or apiVersion for jobs.batch")
+        job = self.new_object(raw, "Job", "batch/v1", "jobs.batch")
+        if job is None:
+            return None
         with LOCK:
             taken = {k.split("/", 1)[1] for k in STATE["jobs"] if k.startswith(ns + "/")}
             st = created_metadata(job, ns, taken)
