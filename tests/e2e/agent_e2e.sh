@@ -229,22 +229,9 @@ grep -qF 'cairn_backup_failures_total{namespace="app",pvc="gone"} 1' "$T/metrics
 grep -q 'pvc="bad"' "$T/metrics" && fail "app/bad has backup series although it never ran"
 
 # ---- retention: with "* * * * *" a backup per minute; ask for more now ----
-request_backup() {
-  local now
-  sleep 1.1 # last-backup has second resolution
-  now=$(date -u +%Y-%m-%dT%H:%M:%S.%NZ)
-  ctl GET pvc/app/data >"$T/pvc.json"
-  python3 - "$T/pvc.json" "$now" >"$T/pvc-new.json" <<'EOF'
-import json, sys
-p = json.load(open(sys.argv[1]))
-p["metadata"]["annotations"]["cairn.io/backup-requested-at"] = sys.argv[2]
-print(json.dumps(p))
-EOF
-  ctl POST pvc "$(cat "$T/pvc-new.json")" >/dev/null
-}
 for i in 1 2; do
   before=$(json_get "$T/pvc.json" 'j["metadata"]["annotations"]["cairn.io/last-status"]')
-  request_backup
+  request_backup app data
   printf 'change %s\n' "$i" >>"$VOL/hello.txt"
   changed() {
     ctl GET pvc/app/data >"$T/pvc.json" 2>/dev/null &&
@@ -263,7 +250,7 @@ cp -a "$VOL" "$PODS/$UID_C/volumes/kubernetes.io~csi/pv-data/mount"
 printf 'through web-1\n' >"$PODS/$UID_C/volumes/kubernetes.io~csi/pv-data/mount/web1.txt"
 ctl POST event '{"type":"DELETED","object":{"apiVersion":"v1","kind":"Pod","metadata":{"name":"web-0","namespace":"app","uid":"'$UID_A'"},"spec":{"nodeName":"node-a"}}}' >/dev/null
 before=$(json_get "$T/pvc.json" 'j["metadata"]["annotations"]["cairn.io/last-status"]')
-request_backup
+request_backup app data
 changed() {
   ctl GET pvc/app/data >"$T/pvc.json" 2>/dev/null &&
     s=$(json_get "$T/pvc.json" 'j["metadata"]["annotations"].get("cairn.io/last-status","")') &&
