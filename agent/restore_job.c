@@ -162,6 +162,10 @@ int cairn_restore_job_build(const struct cairn_restore_job_spec *s, json_t **out
                      "repository-secret", "secret", "secretName", secret, "defaultMode", 0400,
                      "name", "cairn-state", "emptyDir", "name", "tmp", "emptyDir",
                      "sizeLimit", "64Mi");
+    if (spec) /* the baseline Pod Security Standard, and the runtime's seccomp filter */
+        json_object_set_new(json_object_get(json_object_get(spec, "template"), "spec"),
+                            "securityContext",
+                            json_pack("{s:{s:s}}", "seccompProfile", "type", "RuntimeDefault"));
     if (spec && s->deadline_s > 0)
         json_object_set_new(spec, "activeDeadlineSeconds", json_integer(s->deadline_s));
     job = spec ? json_pack("{s:s,s:s,s:{s:s,s:s,s:o,s:{s:s}},s:o}", "apiVersion", "batch/v1",

@@ -112,6 +112,7 @@ expected = {
       "metadata": {"labels": labels},
       "spec": {
         "restartPolicy": "Never", "automountServiceAccountToken": False,
+        "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
         "containers": [{
           "name": "restore", "image": image, "imagePullPolicy": "IfNotPresent",
           "args": ["restore", snap, "--target", "/restore", "--overwrite"],

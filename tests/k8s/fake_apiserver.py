@@ -355,7 +355,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self.status(403, "Forbidden",
                                '%s is forbidden: User "system:serviceaccount:cairn-system:cairn-agent" '
                                'cannot %s resource "%s" in API group "%s" %s'
-                               % (res, verb, res, group, scope))
+                               % (res + ("." + group if group else ""), verb, res, group, scope))
         if code:
             return self.status(code, "InternalError" if code >= 500 else "BadRequest",
                                "injected failure %d" % code)
