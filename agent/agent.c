@@ -410,6 +410,20 @@ static uint64_t report_problems(struct agent *a, const struct pvc_entry *e, cons
 
 /* ---- shutdown: the abort hook of the job path ---- */
 
+#define STOP_REQUEST_TIMEOUT_S 10 /* each API call after the stop request */
+
+/* The stop request was first seen at now: API calls from here on (the
+ * result of the job in flight) are bounded tighter, so that the agent exits
+ * within the DaemonSet's grace period even with a slow API server. */
+static void stop_seen(struct agent *a, int64_t now)
+{
+    struct cairn_kube_tuning t;
+    a->stop_seen_ns = now;
+    cairn_kube_get_tuning(a->kube, &t);
+    t.request_timeout_s = STOP_REQUEST_TIMEOUT_S;
+    cairn_kube_set_tuning(a->kube, &t);
+}
+
 /* Nonzero once the in-flight job must stop: the agent was asked to stop
  * (SIGTERM/SIGINT) and cfg->stop_grace_s has passed since. Every long step
  * of a job (reading data, waiting for a snapshot, a database backup) polls
@@ -422,7 +436,7 @@ static int job_abort_requested(struct agent *a)
         return 0;
     now = cairn_now_ns();
     if (!a->stop_seen_ns)
-        a->stop_seen_ns = now;
+        stop_seen(a, now);
     return now - a->stop_seen_ns >= a->cfg->stop_grace_s * NS_PER_S;
 }
 
@@ -933,7 +947,7 @@ int cairn_agent_run(cairn_repo *repo, const struct cairn_agent_config *cfg,
         }
     }
     if (!a.stop_seen_ns)
-        a.stop_seen_ns = cairn_now_ns();
+        stop_seen(&a, cairn_now_ns());
     alog(&a, CAIRN_LOG_INFO, "stopping: no new jobs start; %.1f s since the stop request "
          "(an in-flight job may use %lld s)",
          (double)(cairn_now_ns() - a.stop_seen_ns) / 1e9, (long long)cfg->stop_grace_s);
