@@ -173,11 +173,11 @@ int cmd_restore_pvc(struct cli *c, int argc, char **argv)
         "                  [--image IMAGE] [--agent-namespace NS] [--repo-secret NAME]\n"
         "                  [--config-map NAME]\n"
         "Restores a snapshot into a PVC of the cluster: creates a Job in the PVC's namespace\n"
-        "that mounts it and runs 'cairn restore SNAPSHOT --target /restore' with the agent's\n"
-        "repository Secret and ConfigMap (which must exist in that namespace). --create\n"
-        "creates the PVC first (it must not exist); without it the PVC must exist. --wait\n"
-        "follows the Job (default timeout 6h, also the Job's deadline). Image: --image,\n"
-        "$CAIRN_RESTORE_IMAGE, else the agent DaemonSet's. KUBECONFIG or in-cluster\n"
+        "that mounts it and runs 'cairn restore SNAPSHOT --target /restore --overwrite' with\n"
+        "the agent's repository Secret and ConfigMap (which must exist in that namespace).\n"
+        "--create creates the PVC first (it must not exist); without it the PVC must exist.\n"
+        "--wait follows the Job (default timeout 6h, also the Job's deadline). Image:\n"
+        "--image, $CAIRN_RESTORE_IMAGE, else the agent DaemonSet's. KUBECONFIG or in-cluster\n"
         "credentials. See docs/kubernetes.md.";
     const char *to = NULL, *size = NULL, *sc = NULL, *timeout_opt = NULL, *image_opt = NULL;
     const char *agent_ns = "cairn-system", *secret = NULL, *cm = NULL;
