@@ -61,6 +61,10 @@ k8s_volume() { # NS PVC UID ANNOTATIONS_JSON
 
 agent_start() { # [VAR=VALUE...]
   MPORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  # empty the logs now: the background shell truncates them only when it runs,
+  # and a wait_for on the previous agent's lines must not see them meanwhile
+  : >"$T/agent.out"
+  : >"$T/agent.err"
   env NODE_NAME=node-a POD_NAMESPACE=cairn-system CAIRN_KUBELET_PODS_DIR="$PODS" \
     CAIRN_METRICS_ADDR=127.0.0.1 CAIRN_METRICS_PORT="$MPORT" CAIRN_AGENT_TICK=1 \
     CAIRN_JITTER_MAX=0 CAIRN_LOG_LEVEL=debug CAIRN_PRUNE_INTERVAL=0 "$@" \
