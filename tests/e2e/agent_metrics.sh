@@ -44,20 +44,29 @@ has_wal() { [ -n "$(value "$WAL_LAG")" ]; }
 wait_for 10 "$WAL_LAG on /metrics" has_wal
 in_range() { python3 -c "import sys; v=float('$1'); sys.exit(0 if $2 <= v <= $3 else 1)"; }
 now_s_since_t0() { python3 -c "import time; print(time.time() - $T0 / 1e9)"; }
-lag1=$(value "$WAL_LAG")
-el=$(now_s_since_t0)
-in_range "$lag1" "100 + $el - 1.5" "100 + $el + 0.5" || fail "WAL lag $lag1, want about 100 + $el s"
+# bracket each scrape with the time since T0, so a slow machine cannot fail it
+sample() { # SERIES -> sets V, EL0, EL1
+  EL0=$(now_s_since_t0)
+  V=$(value "$1")
+  EL1=$(now_s_since_t0)
+}
+sample "$WAL_LAG"
+lag1=$V
+in_range "$lag1" "100 + $EL0 - 0.2" "100 + $EL1 + 0.2" || fail "WAL lag $lag1, want 100 + $EL0..$EL1 s"
 ts=$(value "cairn_wal_archive_last_commit_timestamp_seconds{system_id=\"$SYS\"}")
 in_range "$ts" "$T0 / 1e9 - 100.01" "$T0 / 1e9 - 99.99" || fail "WAL last commit timestamp $ts"
-blag=$(value "$BIN_LAG")
-in_range "$blag" "50 + $el - 1.5" "50 + $el + 0.5" || fail "binlog lag $blag, want about 50 + $el s"
+sample "$BIN_LAG"
+blag=$V
+in_range "$blag" "50 + $EL0 - 0.2" "50 + $EL1 + 0.2" || fail "binlog lag $blag, want 50 + $EL0..$EL1 s"
 # the lag grows while nothing new is archived
 sleep 2
-lag2=$(value "$WAL_LAG")
-in_range "$lag2" "$lag1 + 1.5" "$lag1 + 4" || fail "WAL lag went from $lag1 to $lag2 in 2 s"
+sample "$WAL_LAG"
+lag2=$V
+in_range "$lag2" "100 + $EL0 - 0.2" "100 + $EL1 + 0.2" || fail "WAL lag $lag2 after 2 s, want 100 + $EL0..$EL1 s"
+in_range "$lag2" "$lag1 + 1.9" "$lag1 + 60" || fail "WAL lag went from $lag1 to $lag2 in 2 s"
 # a newer segment: the lag drops within a tick
 add_wal 000000010000000000000003 "$(($(now_ns) - 5 * 1000000000))"
-dropped() { v=$(value "$WAL_LAG") && [ -n "$v" ] && in_range "$v" 4 8; }
+dropped() { v=$(value "$WAL_LAG") && [ -n "$v" ] && in_range "$v" 4 30; }
 wait_for 10 "the WAL lag to drop to about 5 s" dropped
 # a second database gets its own series
 sql "INSERT INTO wal_segments(system_id,timeline,segment,start_lsn,end_lsn,size,checksum,object_key,min_commit_ns,max_commit_ns) VALUES('42',2,'000000020000000000000009',0,1,1,'sha256:00','k',1,$(now_ns));"
