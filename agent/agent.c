@@ -16,6 +16,7 @@
 #include "../engine/backup.h"
 #include "../engine/policy.h"
 #include "../engine/prune.h"
+#include "../catalog/catalog.h"
 #include "annotations.h"
 #include "cron.h"
 #include "kube.h"
@@ -57,6 +58,7 @@ struct agent {
     const volatile sig_atomic_t *stop; /* the caller's */
     volatile sig_atomic_t quit;        /* the threads': set once *stop is seen */
     struct cairn_snap_config snap; /* quiesce and snapshot settings (snapshot.h) */
+    int64_t stop_seen_ns;   /* scheduler thread: when *stop was first seen (0: not yet) */
     pthread_mutex_t mu;     /* guards e[] */
     struct pvc_entry *e;
     size_t max;
@@ -165,7 +167,9 @@ int cairn_agent_config_from_env(struct cairn_agent_config *cfg, cairn_err *err)
     if ((rc = env_seconds("CAIRN_AGENT_TICK", 30, &cfg->tick_s, err)) != CAIRN_OK ||
         (rc = env_seconds("CAIRN_JITTER_MAX", 300, &cfg->jitter_max_s, err)) != CAIRN_OK ||
         (rc = env_seconds("CAIRN_PRUNE_INTERVAL", 86400, &cfg->prune_interval_s, err)) !=
-            CAIRN_OK)
+            CAIRN_OK ||
+        (rc = env_seconds("CAIRN_PRUNE_GRACE", 3600, &cfg->prune_grace_s, err)) != CAIRN_OK ||
+        (rc = env_seconds("CAIRN_STOP_GRACE", 60, &cfg->stop_grace_s, err)) != CAIRN_OK)
         return rc;
     if (cfg->tick_s < 1)
         return cairn_error(err, CAIRN_FAILED, "CAIRN_AGENT_TICK must be at least 1 second");
@@ -399,6 +403,63 @@ static uint64_t report_problems(struct agent *a, const struct pvc_entry *e, cons
     return h;
 }
 
+/* ---- shutdown: the abort hook of the job path ---- */
+
+#define STOP_REQUEST_TIMEOUT_S 10 /* each API call after the stop request */
+
+/* The stop request was first seen at now: API calls from here on (the
+ * result of the job in flight) are bounded tighter, so that the agent exits
+ * within the DaemonSet's grace period even with a slow API server. */
+static void stop_seen(struct agent *a, int64_t now)
+{
+    struct cairn_kube_tuning t;
+    a->stop_seen_ns = now;
+    cairn_kube_get_tuning(a->kube, &t);
+    t.request_timeout_s = STOP_REQUEST_TIMEOUT_S;
+    cairn_kube_set_tuning(a->kube, &t);
+}
+
+/* Nonzero once the in-flight job must stop: the agent was asked to stop
+ * (SIGTERM/SIGINT) and cfg->stop_grace_s has passed since. Every long step
+ * of a job (reading data, waiting for a snapshot, a database backup) polls
+ * this and unwinds cleanly: thaw whatever it froze, write no snapshot.
+ * Scheduler thread only. */
+static int job_abort_requested(struct agent *a)
+{
+    int64_t now;
+    if (!*a->stop)
+        return 0;
+    now = cairn_now_ns();
+    if (!a->stop_seen_ns)
+        stop_seen(a, now);
+    return now - a->stop_seen_ns >= a->cfg->stop_grace_s * NS_PER_S;
+}
+
+/* The same as an engine cancel hook (cairn_backup_opts.cancel). */
+static int job_cancel_hook(void *arg) { return job_abort_requested(arg); }
+
+/* An aborted job: cairn.io/last-status says so; cairn.io/last-backup is not
+ * touched, so the run is due again when an agent starts. */
+static void record_aborted(struct agent *a, const struct pvc_entry *e, const char *pvc_uid,
+                           const char *source)
+{
+    char msg[EVENT_MSG_MAX];
+    struct cairn_kube_kv kv;
+    cairn_err err;
+    snprintf(msg, sizeof msg,
+             "aborted: the agent on node %.200s was stopped during the backup of %.300s; no "
+             "snapshot was written (the next run takes it)",
+             a->cfg->node, source);
+    kv.key = ANN_LAST_STATUS;
+    kv.value = msg;
+    alog(a, CAIRN_LOG_WARN, "pvc %s/%s: %s", e->ns, e->name, msg);
+    if (cairn_kube_patch_pvc_annotations(a->kube, e->ns, e->name, &kv, 1, NULL, &err) !=
+        CAIRN_OK)
+        alog(a, CAIRN_LOG_WARN, "pvc %s/%s: cannot record the abort in its annotations: %s",
+             e->ns, e->name, err.msg);
+    event(a, e, pvc_uid, "Warning", "BackupAborted", msg);
+}
+
 struct job {
     struct agent *a;
     const struct pvc_entry *e;
@@ -485,6 +546,8 @@ static void run_backup(struct agent *a, const struct pvc_entry *e, const char *p
         bo.extra = extra;
         bo.warn = backup_warn;
         bo.warn_arg = &j;
+        bo.cancel = job_cancel_hook;
+        bo.cancel_arg = a;
         {
             /* quiesce, snapshot, copy, clean up: agent/snapshot.c */
             struct cairn_snap_job sj = {a->repo, a->kube, &a->snap, p, e->ns, e->name, pv,
@@ -497,6 +560,10 @@ static void run_backup(struct agent *a, const struct pvc_entry *e, const char *p
     ok = rc == CAIRN_OK;
     cairn_metrics_job_end(a->metrics, e->ns, e->name, ok, res.duration, res.bytes_read,
                           res.bytes_new, res.bytes_stored, (double)cairn_now_ns() / 1e9);
+    if (!ok && job_abort_requested(a)) {
+        record_aborted(a, e, pvc_uid, source);
+        return;
+    }
     if (ok) {
         cairn_format_size(res.total_size, size, sizeof size);
         cairn_format_size(res.bytes_new, newsize, sizeof newsize);
@@ -672,9 +739,124 @@ static void tick(struct agent *a)
     }
 }
 
+/* ---- archive-lag metrics ---- */
+
+struct newest {
+    struct cairn_archive_time v[CAIRN_METRICS_MAX_ARCHIVES + 1]; /* +1: "more" */
+    size_t n;
+};
+
+/* mu-free: scheduler thread. Keeps the max time per database id. */
+static void newest_add(struct newest *t, const char *id, int64_t ns)
+{
+    size_t i;
+    for (i = 0; i < t->n; i++) {
+        if (strcmp(t->v[i].id, id) == 0) {
+            if (ns > t->v[i].newest_ns)
+                t->v[i].newest_ns = ns;
+            return;
+        }
+    }
+    if (t->n == CAIRN_METRICS_MAX_ARCHIVES + 1)
+        return; /* beyond the limit: counted as one dropped series */
+    snprintf(t->v[t->n].id, sizeof t->v[t->n].id, "%s", id);
+    t->v[t->n].newest_ns = ns;
+    t->n++;
+}
+
+static int wal_row(void *arg, const struct cairn_walrow *row)
+{
+    if (row->has_commit)
+        newest_add(arg, row->system_id, row->max_commit_ns);
+    return 0;
+}
+
+static int binlog_row(void *arg, const struct cairn_binlogrow *row)
+{
+    if (row->has_times)
+        newest_add(arg, row->server_uuid, row->last_event_ns);
+    return 0;
+}
+
+/* The newest archived commit (WAL) and event (binlog) per database, from the
+ * catalog, for cairn_wal_archive_lag_seconds and
+ * cairn_binlog_archive_lag_seconds. One pass over the log rows of the
+ * catalog (no object-store access), once per tick. */
+static void refresh_archive_metrics(struct agent *a)
+{
+    cairn_catalog *cat = cairn_repo_catalog(a->repo);
+    struct newest *t = calloc(1, sizeof *t);
+    cairn_err err;
+    if (!t || !cat) {
+        free(t);
+        return;
+    }
+    if (cairn_catalog_wal_list(cat, NULL, 0, wal_row, t, &err) == CAIRN_OK)
+        cairn_metrics_set_archives(a->metrics, CAIRN_ARCHIVE_WAL, t->v, t->n);
+    else
+        alog(a, CAIRN_LOG_WARN, "WAL archive lag: %s", err.msg);
+    memset(t, 0, sizeof *t);
+    if (cairn_catalog_binlog_list(cat, NULL, binlog_row, t, &err) == CAIRN_OK)
+        cairn_metrics_set_archives(a->metrics, CAIRN_ARCHIVE_BINLOG, t->v, t->n);
+    else
+        alog(a, CAIRN_LOG_WARN, "binlog archive lag: %s", err.msg);
+    free(t);
+}
+
 static void prune_report(void *arg, const char *line)
 {
     alog(arg, CAIRN_LOG_DEBUG, "prune: %s", line);
+}
+
+/* ---- prune: at most once per prune_interval_s, after the tick's backups ----
+ * The time of the last prune is kept beside the catalog (on the node's
+ * /var/lib/cairn), so restarts of the agent do not prune more often. Forget
+ * runs per PVC after each backup (apply_retention); prune gives back the
+ * space of what any forget removed, here or on other nodes. */
+
+#define PRUNE_STAMP_SUFFIX ".last-prune"
+
+static int prune_stamp_path(struct agent *a, char *out, size_t len)
+{
+    const char *cat = cairn_repo_catalog_path(a->repo);
+    int n;
+    if (!cat)
+        return -1;
+    n = snprintf(out, len, "%s%s", cat, PRUNE_STAMP_SUFFIX);
+    return n < 0 || (size_t)n >= len ? -1 : 0;
+}
+
+/* The last prune's time (Unix ns), 0 when unknown. */
+static int64_t prune_stamp_read(struct agent *a)
+{
+    char path[4200], buf[32];
+    FILE *f;
+    int64_t v = 0, now = cairn_now_ns();
+    if (prune_stamp_path(a, path, sizeof path) != 0 || !(f = fopen(path, "re")))
+        return 0;
+    if (fgets(buf, sizeof buf, f))
+        v = strtoll(buf, NULL, 10);
+    fclose(f);
+    return v > 0 && v <= now ? v : 0; /* a stamp from the future: prune when due from now */
+}
+
+static void prune_stamp_write(struct agent *a, int64_t ns)
+{
+    char path[4200], tmp[4300];
+    FILE *f;
+    if (prune_stamp_path(a, path, sizeof path) != 0)
+        return;
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    if (!(f = fopen(tmp, "we"))) {
+        alog(a, CAIRN_LOG_WARN, "prune: cannot write '%s': %s (the next start may prune "
+             "again before the interval)", tmp, strerror(errno));
+        return;
+    }
+    fprintf(f, "%lld\n", (long long)ns);
+    if (fclose(f) != 0 || rename(tmp, path) != 0) {
+        alog(a, CAIRN_LOG_WARN, "prune: cannot write '%s': %s", path, strerror(errno));
+        unlink(tmp);
+    }
 }
 
 static void maybe_prune(struct agent *a, int64_t *last_ns)
@@ -683,20 +865,27 @@ static void maybe_prune(struct agent *a, int64_t *last_ns)
     struct cairn_prune_result pr;
     cairn_err err;
     int64_t now = cairn_now_ns();
-    if (a->cfg->prune_interval_s <= 0 || now - *last_ns < a->cfg->prune_interval_s * NS_PER_S)
+    int ok;
+    if (a->cfg->prune_interval_s <= 0 || *a->stop ||
+        now - *last_ns < a->cfg->prune_interval_s * NS_PER_S)
         return;
     *last_ns = now;
+    prune_stamp_write(a, now); /* first: a crash in prune does not make a restart loop prune */
     cairn_prune_opts_init(&po);
+    po.grace_ns = a->cfg->prune_grace_s * NS_PER_S;
     po.report = prune_report;
     po.report_arg = a;
     memset(&pr, 0, sizeof pr);
-    if (cairn_prune(a->repo, &po, &pr, &err) != CAIRN_OK)
+    alog(a, CAIRN_LOG_INFO, "prune: starting (every %lld s)", (long long)a->cfg->prune_interval_s);
+    ok = cairn_prune(a->repo, &po, &pr, &err) == CAIRN_OK;
+    if (!ok)
         alog(a, CAIRN_LOG_WARN, "prune: %s (next try in %lld s)", err.msg,
              (long long)a->cfg->prune_interval_s);
     else
         alog(a, CAIRN_LOG_INFO, "prune: %llu packs deleted, %llu repacked, %llu bytes freed",
              (unsigned long long)pr.deleted_packs, (unsigned long long)pr.repacked_packs,
              (unsigned long long)pr.freed_bytes);
+    cairn_metrics_prune_end(a->metrics, ok, (double)cairn_now_ns() / 1e9, pr.freed_bytes);
 }
 
 static void freeze_log(void *arg, const char *msg)
@@ -763,20 +952,29 @@ int cairn_agent_run(cairn_repo *repo, const struct cairn_agent_config *cfg,
     }
     watch_started = 1;
 
-    last_prune = cairn_now_ns();
+    last_prune = prune_stamp_read(&a);
+    if (cfg->prune_interval_s > 0)
+        alog(&a, CAIRN_LOG_INFO, "prune every %lld s (packs younger than %lld s are kept); %s",
+             (long long)cfg->prune_interval_s, (long long)cfg->prune_grace_s,
+             last_prune ? "the last prune's time is known" : "no prune recorded on this node");
     while (!*stop) {
         int64_t until;
         tick(&a);
         if (*stop)
             break;
         maybe_prune(&a, &last_prune);
+        refresh_archive_metrics(&a);
         until = cairn_now_ns() + cfg->tick_s * NS_PER_S;
         while (!*stop && cairn_now_ns() < until) {
             struct timespec ts = {0, 100 * 1000 * 1000};
             nanosleep(&ts, NULL);
         }
     }
-    alog(&a, CAIRN_LOG_INFO, "stopping");
+    if (!a.stop_seen_ns)
+        stop_seen(&a, cairn_now_ns());
+    alog(&a, CAIRN_LOG_INFO, "stopping: no new jobs start; %.1f s since the stop request "
+         "(an in-flight job may use %lld s)",
+         (double)(cairn_now_ns() - a.stop_seen_ns) / 1e9, (long long)cfg->stop_grace_s);
     rc = CAIRN_OK;
 out:
     if (a.metrics)

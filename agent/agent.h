@@ -41,6 +41,10 @@ struct cairn_agent_config {
     int64_t tick_s;              /* CAIRN_AGENT_TICK, default 30 */
     int64_t jitter_max_s;        /* CAIRN_JITTER_MAX, default 5m */
     int64_t prune_interval_s;    /* CAIRN_PRUNE_INTERVAL, default 24h; 0 = never */
+    int64_t prune_grace_s;       /* CAIRN_PRUNE_GRACE, default 1h: packs younger than this
+                                    are never pruned (other nodes' backups in flight) */
+    int64_t stop_grace_s;        /* CAIRN_STOP_GRACE, default 60: after SIGTERM a running
+                                    job may finish within this, then it is aborted */
     char default_retention[4097];/* CAIRN_DEFAULT_RETENTION, "" = none */
     size_t max_pvcs;             /* CAIRN_AGENT_MAX_PVCS, default 1024 */
     int workers;                 /* CAIRN_AGENT_WORKERS, default 2 */
@@ -55,10 +59,15 @@ struct cairn_agent_config {
  * seconds). */
 int cairn_agent_config_from_env(struct cairn_agent_config *cfg, cairn_err *err);
 
-/* Runs until *stop becomes nonzero: then the watch stops, a running backup
- * is finished (the engine has no cancellation point; the DaemonSet's grace
- * period allows for it), and CAIRN_OK is returned. An error before the loop
- * starts (Kubernetes configuration, metrics port) is returned. */
+/* Runs until *stop becomes nonzero: then no new job starts, the watch stops,
+ * a running backup may finish within cfg->stop_grace_s and is aborted after
+ * that (the engine's cancel hook, polled at least every 1 MiB read: no
+ * snapshot is written, the PVC's cairn.io/last-status says "aborted: ..."
+ * and cairn.io/last-backup is left alone so the next agent runs it again),
+ * and CAIRN_OK is returned. A prune that is running is finished (each of its
+ * steps is crash-safe, so a SIGKILL at the end of the grace period is safe
+ * too). An error before the loop starts (Kubernetes configuration, metrics
+ * port) is returned. */
 int cairn_agent_run(cairn_repo *repo, const struct cairn_agent_config *cfg,
                     const volatile sig_atomic_t *stop, cairn_err *err);
 

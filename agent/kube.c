@@ -74,6 +74,7 @@ static cairn_kube *kube_new(void)
     k->t.max_ms = 30000;
     k->t.auth_ms = 60000;
     k->t.watch_timeout_s = 300;
+    k->t.request_timeout_s = 60;
     snprintf(k->ns, sizeof k->ns, "default");
     return k;
 }
@@ -342,6 +343,8 @@ void cairn_kube_set_tuning(cairn_kube *k, const struct cairn_kube_tuning *t)
         k->t.max_ms = k->t.base_ms;
     if (k->t.watch_timeout_s == 0)
         k->t.watch_timeout_s = 300;
+    if (k->t.request_timeout_s == 0)
+        k->t.request_timeout_s = 60;
 }
 
 void cairn_kube_set_stop_flag(cairn_kube *k, const volatile sig_atomic_t *flag)
@@ -639,7 +642,8 @@ int cairn_kube_request(cairn_kube *k, const char *method, const char *path,
     memset(&x, 0, sizeof x);
     x.k = k;
     cairn_buf_init(&x.body, k->t.max_response + 1);
-    rc = perform(k, &x, method, path, content_type, body, body_len, 60, err);
+    rc = perform(k, &x, method, path, content_type, body, body_len, (long)k->t.request_timeout_s,
+                 err);
     if (rc == CAIRN_OK && out) {
         json_error_t je;
         char sp[320];
@@ -649,6 +653,24 @@ int cairn_kube_request(cairn_kube *k, const char *method, const char *path,
             rc = cairn_error(err, CAIRN_CORRUPT, "%s %s: the response is not JSON: %s",
                              method, sp, je.text);
         }
+    }
+    cairn_buf_free(&x.body);
+    return rc;
+}
+
+int cairn_kube_get_text(cairn_kube *k, const char *path, size_t max, cairn_buf *out,
+                        cairn_err *err)
+{
+    struct xfer x;
+    int rc;
+    memset(&x, 0, sizeof x);
+    x.k = k;
+    cairn_buf_init(&x.body, k->t.max_response + 1);
+    rc = perform(k, &x, "GET", path, NULL, NULL, 0, (long)k->t.request_timeout_s, err);
+    if (rc == CAIRN_OK) {
+        size_t n = x.body.len, off = n > max ? n - max : 0;
+        if (cairn_buf_append(out, x.body.data + off, n - off) != CAIRN_OK)
+            rc = cairn_error(err, CAIRN_FATAL, "out of memory");
     }
     cairn_buf_free(&x.body);
     return rc;

@@ -68,13 +68,15 @@ long cairn_kube_last_status(const cairn_kube *k);
  * "full jitter": a random delay in [d/2, d] where d doubles from base_ms
  * [500] up to max_ms [30000]; after 401/403 the delay is at least
  * auth_ms [60000] (a credentials or RBAC problem is not fixed by retrying
- * fast). watch_timeout_s [300] is the server-side timeoutSeconds of a watch. */
+ * fast). watch_timeout_s [300] is the server-side timeoutSeconds of a watch;
+ * request_timeout_s [60] bounds every other request. */
 struct cairn_kube_tuning {
     size_t max_response;
     size_t max_line;
     unsigned page;
     unsigned base_ms, max_ms, auth_ms;
     unsigned watch_timeout_s;
+    unsigned request_timeout_s;
 };
 void cairn_kube_get_tuning(const cairn_kube *k, struct cairn_kube_tuning *t);
 void cairn_kube_set_tuning(cairn_kube *k, const struct cairn_kube_tuning *t);
@@ -94,6 +96,11 @@ int cairn_kube_request(cairn_kube *k, const char *method, const char *path,
                        const char *content_type, const char *body, size_t body_len,
                        json_t **out, cairn_err *err);
 int cairn_kube_get_json(cairn_kube *k, const char *path, json_t **out, cairn_err *err);
+
+/* GET of a plain-text resource (pods/NAME/log): the last max bytes of the
+ * body are appended to out. Return codes as cairn_kube_request. */
+int cairn_kube_get_text(cairn_kube *k, const char *path, size_t max, cairn_buf *out,
+                        cairn_err *err);
 
 /* GET a PVC (namespace, name) or a PV (name). */
 int cairn_kube_get_pvc(cairn_kube *k, const char *ns, const char *name, json_t **out,

@@ -23,13 +23,21 @@ struct series {
     int has_job;
 };
 
+struct archives {
+    struct cairn_archive_time v[CAIRN_METRICS_MAX_ARCHIVES];
+    size_t n;
+};
+
 struct cairn_metrics {
     pthread_mutex_t mu;
+    struct archives arch[2]; /* by enum cairn_archive_kind */
     struct series *s;
     size_t n, max;
     uint64_t dropped;
     int64_t in_flight;
     int live, ready;
+    uint64_t prunes_ok, prunes_failed, pruned_bytes;
+    double last_prune;
 };
 
 int cairn_metrics_new(size_t max_series, cairn_metrics **out, cairn_err *err)
@@ -107,6 +115,19 @@ void cairn_metrics_job_end(cairn_metrics *m, const char *ns, const char *pvc, in
         s->successes++;
     } else {
         s->failures++;
+    }
+    pthread_mutex_unlock(&m->mu);
+}
+
+void cairn_metrics_prune_end(cairn_metrics *m, int ok, double end_s, uint64_t freed)
+{
+    pthread_mutex_lock(&m->mu);
+    if (ok) {
+        m->prunes_ok++;
+        m->last_prune = end_s;
+        m->pruned_bytes += freed;
+    } else {
+        m->prunes_failed++;
     }
     pthread_mutex_unlock(&m->mu);
 }
@@ -195,6 +216,9 @@ static int family(cairn_metrics *m, cairn_buf *b, const char *name, const char *
     return rc;
 }
 
+static int archive_families(cairn_metrics *m, cairn_buf *b, enum cairn_archive_kind kind,
+                            double now_s);
+
 int cairn_metrics_render(cairn_metrics *m, cairn_buf *b, cairn_err *err)
 {
     int rc;
@@ -232,10 +256,87 @@ int cairn_metrics_render(cairn_metrics *m, cairn_buf *b, cairn_err *err)
                                "cairn_metrics_dropped_series %llu\n",
                                (long long)m->in_flight, m->ready,
                                (unsigned long long)m->dropped);
+    if (rc == CAIRN_OK)
+        rc = cairn_buf_appendf(b,
+                               "# HELP cairn_prunes_total Prunes run by this agent since it "
+                               "started.\n# TYPE cairn_prunes_total counter\n"
+                               "cairn_prunes_total{result=\"ok\"} %llu\n"
+                               "cairn_prunes_total{result=\"failed\"} %llu\n"
+                               "# HELP cairn_prune_freed_bytes_total Bytes given back by this "
+                               "agent's prunes.\n# TYPE cairn_prune_freed_bytes_total counter\n"
+                               "cairn_prune_freed_bytes_total %llu\n",
+                               (unsigned long long)m->prunes_ok,
+                               (unsigned long long)m->prunes_failed,
+                               (unsigned long long)m->pruned_bytes);
+    if (rc == CAIRN_OK && m->prunes_ok)
+        rc = cairn_buf_appendf(b,
+                               "# HELP cairn_last_prune_timestamp_seconds Time of this agent's "
+                               "last successful prune (Unix seconds).\n"
+                               "# TYPE cairn_last_prune_timestamp_seconds gauge\n"
+                               "cairn_last_prune_timestamp_seconds %.17g\n",
+                               m->last_prune);
+    if (rc == CAIRN_OK)
+        rc = archive_families(m, b, CAIRN_ARCHIVE_WAL, (double)cairn_now_ns() / 1e9);
+    if (rc == CAIRN_OK)
+        rc = archive_families(m, b, CAIRN_ARCHIVE_BINLOG, (double)cairn_now_ns() / 1e9);
     pthread_mutex_unlock(&m->mu);
     if (rc != CAIRN_OK)
         return cairn_error(err, rc, "metrics exposition is too large or out of memory");
     return CAIRN_OK;
+}
+
+void cairn_metrics_set_archives(cairn_metrics *m, enum cairn_archive_kind kind,
+                                const struct cairn_archive_time *v, size_t n)
+{
+    struct archives *a = &m->arch[kind == CAIRN_ARCHIVE_BINLOG];
+    size_t i;
+    pthread_mutex_lock(&m->mu);
+    a->n = 0;
+    for (i = 0; i < n; i++) {
+        if (a->n == CAIRN_METRICS_MAX_ARCHIVES) {
+            m->dropped += n - i;
+            break;
+        }
+        a->v[a->n] = v[i];
+        a->v[a->n].id[CAIRN_METRICS_ARCHIVE_ID_MAX - 1] = 0;
+        a->n++;
+    }
+    pthread_mutex_unlock(&m->mu);
+}
+
+/* mu held: the lag and newest-time families of one kind of archive. */
+static int archive_families(cairn_metrics *m, cairn_buf *b, enum cairn_archive_kind kind,
+                            double now_s)
+{
+    static const struct {
+        const char *lag, *lag_help, *ts, *ts_help, *label;
+    } f[2] = {
+        {"cairn_wal_archive_lag_seconds",
+         "Seconds since the newest commit found in the archived WAL of the PostgreSQL system.",
+         "cairn_wal_archive_last_commit_timestamp_seconds",
+         "Time of the newest commit in the archived WAL (Unix seconds).", "system_id"},
+        {"cairn_binlog_archive_lag_seconds",
+         "Seconds since the newest event found in the archived binlogs of the server.",
+         "cairn_binlog_archive_last_event_timestamp_seconds",
+         "Time of the newest event in the archived binlogs (Unix seconds).", "server"},
+    };
+    const struct archives *a = &m->arch[kind == CAIRN_ARCHIVE_BINLOG];
+    int k = kind == CAIRN_ARCHIVE_BINLOG, pass, rc = CAIRN_OK;
+    size_t i;
+    for (pass = 0; pass < 2 && rc == CAIRN_OK; pass++) {
+        const char *name = pass ? f[k].ts : f[k].lag;
+        rc = cairn_buf_appendf(b, "# HELP %s %s\n# TYPE %s gauge\n", name,
+                               pass ? f[k].ts_help : f[k].lag_help, name);
+        for (i = 0; i < a->n && rc == CAIRN_OK; i++) {
+            double t = (double)a->v[i].newest_ns / 1e9, v = pass ? t : now_s - t;
+            if (!pass && v < 0)
+                v = 0; /* a clock step, or the database's clock ahead of ours */
+            if ((rc = cairn_buf_appendf(b, "%s{%s=\"", name, f[k].label)) == CAIRN_OK &&
+                (rc = label(b, a->v[i].id)) == CAIRN_OK)
+                rc = cairn_buf_appendf(b, "\"} %.17g\n", v);
+        }
+    }
+    return rc;
 }
 
 /* ---- the HTTP server ---- */

@@ -9,6 +9,16 @@
  *   cairn_backups_total{namespace,pvc}                  counter (successes)
  *   cairn_jobs_in_flight                                gauge
  *   cairn_agent_ready                                   gauge (0/1)
+ *   cairn_wal_archive_lag_seconds{system_id}            gauge, now - newest archived commit
+ *   cairn_wal_archive_last_commit_timestamp_seconds{system_id}   gauge
+ *   cairn_binlog_archive_lag_seconds{server}            gauge, now - newest archived event
+ *   cairn_binlog_archive_last_event_timestamp_seconds{server}    gauge
+ *   cairn_prunes_total{result="ok|failed"}              counter
+ *   cairn_last_prune_timestamp_seconds                  gauge (successful prunes)
+ *   cairn_prune_freed_bytes_total                       counter
+ * The archive series are computed at scrape time from the times the agent
+ * last set (cairn_metrics_set_archives), at most CAIRN_METRICS_MAX_ARCHIVES
+ * databases per kind.
  * Per-PVC series are kept for at most max_series PVCs (the first ones seen);
  * beyond that a PVC is counted in cairn_metrics_dropped_series and not
  * exported, so memory is bounded by configuration.
@@ -45,9 +55,26 @@ void cairn_metrics_job_start(cairn_metrics *m);
 void cairn_metrics_job_end(cairn_metrics *m, const char *ns, const char *pvc, int ok,
                            double duration_s, uint64_t bytes_read, uint64_t bytes_new,
                            uint64_t bytes_stored, double end_s);
+/* A prune ended (ok or failed) at end_s, giving back freed bytes. */
+void cairn_metrics_prune_end(cairn_metrics *m, int ok, double end_s, uint64_t freed);
 /* /healthz answers 200 while live is set, /readyz while ready is set. */
 void cairn_metrics_set_live(cairn_metrics *m, int live);
 void cairn_metrics_set_ready(cairn_metrics *m, int ready);
+
+/* The log archives the agent knows: for each database (PostgreSQL system
+ * id, or MariaDB/MySQL server uuid/id) the time of the newest commit/event
+ * in its archived log files. Replaces the previous set of that kind (a
+ * database no longer listed disappears from /metrics); entries beyond
+ * CAIRN_METRICS_MAX_ARCHIVES are ignored and counted as dropped series. */
+#define CAIRN_METRICS_MAX_ARCHIVES 64
+#define CAIRN_METRICS_ARCHIVE_ID_MAX 64
+enum cairn_archive_kind { CAIRN_ARCHIVE_WAL, CAIRN_ARCHIVE_BINLOG };
+struct cairn_archive_time {
+    char id[CAIRN_METRICS_ARCHIVE_ID_MAX];
+    int64_t newest_ns; /* Unix ns */
+};
+void cairn_metrics_set_archives(cairn_metrics *m, enum cairn_archive_kind kind,
+                                const struct cairn_archive_time *v, size_t n);
 
 /* The exposition text into out (appended). */
 int cairn_metrics_render(cairn_metrics *m, cairn_buf *out, cairn_err *err);

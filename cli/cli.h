@@ -55,6 +55,11 @@ int cli_open_repo(struct cli *c, cairn_repo **out);
 struct cairn_lock;
 int cli_read_lease(cairn_repo *repo, const char *operation, struct cairn_lock **out);
 
+/* The value of a duration option --NAME: "90" (seconds), "90s", "5m", "24h",
+ * "1d12h" into *seconds. Prints the error and returns EXIT_USAGE when it does
+ * not parse, or (positive set) when it is not more than 0; else EXIT_OK. */
+int cli_duration(const char *name, const char *text, int positive, int64_t *seconds);
+
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void cli_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Progress line on stderr (only on a terminal); done = finish with newline. */
@@ -91,6 +96,7 @@ int cmd_pg_backups(struct cli *c, int argc, char **argv);
 int cmd_restore_pg(struct cli *c, int argc, char **argv);
 int cmd_agent(struct cli *c, int argc, char **argv);
 int cmd_trigger(struct cli *c, int argc, char **argv);
+int cmd_restore_pvc(struct cli *c, int argc, char **argv);
 int cmd_binlog_push(struct cli *c, int argc, char **argv);
 int cmd_binlog_stream(struct cli *c, int argc, char **argv);
 int cmd_binlog_fetch(struct cli *c, int argc, char **argv);

@@ -37,13 +37,19 @@ static void log_line(void *arg, enum cairn_log_level level, const char *msg)
 int cmd_agent(struct cli *c, int argc, char **argv)
 {
     static const char usage[] =
-        "cairn agent\n"
-        "Runs the Kubernetes node agent until SIGTERM. Settings come from the environment:\n"
+        "cairn agent [--prune-interval DURATION]\n"
+        "Runs the Kubernetes node agent until SIGTERM. --prune-interval overrides\n"
+        "CAIRN_PRUNE_INTERVAL (0: never prune). Settings come from the environment:\n"
         "NODE_NAME (required), CAIRN_REPO, CAIRN_METRICS_PORT, CAIRN_METRICS_ADDR,\n"
-        "CAIRN_AGENT_TICK, CAIRN_JITTER_MAX, CAIRN_PRUNE_INTERVAL, CAIRN_DEFAULT_RETENTION,\n"
+        "CAIRN_AGENT_TICK, CAIRN_JITTER_MAX, CAIRN_PRUNE_INTERVAL, CAIRN_STOP_GRACE,\n"
+        "CAIRN_DEFAULT_RETENTION, "
         "CAIRN_KUBELET_PODS_DIR, CAIRN_AGENT_MAX_PVCS, CAIRN_AGENT_WORKERS, CAIRN_LOG_LEVEL,\n"
         "KUBECONFIG (else in-cluster). See docs/agent.md.";
-    static const struct opt opts[] = {{NULL, 0, 0, NULL, NULL, NULL, NULL}};
+    const char *prune_interval = NULL;
+    const struct opt opts[] = {
+        {"prune-interval", 1, 0, &prune_interval, NULL, NULL, NULL},
+        {NULL, 0, 0, NULL, NULL, NULL, NULL},
+    };
     struct cairn_agent_config cfg;
     struct sigaction sa;
     cairn_repo *repo = NULL;
@@ -62,6 +68,10 @@ int cmd_agent(struct cli *c, int argc, char **argv)
         cli_error("%s", err.msg);
         return EXIT_USAGE;
     }
+    if (prune_interval &&
+        (rc = cli_duration("prune-interval", prune_interval, 0, &cfg.prune_interval_s)) !=
+            EXIT_OK)
+        return rc;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;
     sigemptyset(&sa.sa_mask);

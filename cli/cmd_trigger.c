@@ -323,21 +323,8 @@ int cmd_trigger(struct cli *c, int argc, char **argv)
         cli_error("--namespace needs a namespace name");
         return EXIT_USAGE;
     }
-    if (timeout_opt) {
-        const char *p = timeout_opt;
-        while (isdigit((unsigned char)*p))
-            p++;
-        if (*timeout_opt && !*p && p - timeout_opt <= 9) {
-            timeout_s = strtoll(timeout_opt, NULL, 10);
-        } else if (cairn_parse_duration(timeout_opt, &timeout_s, &err) != CAIRN_OK) {
-            cli_error("--timeout: %s", err.msg);
-            return EXIT_USAGE;
-        }
-        if (timeout_s <= 0) {
-            cli_error("--timeout must be more than 0 (e.g. 30m, 1h)");
-            return EXIT_USAGE;
-        }
-    }
+    if (timeout_opt && (rc = cli_duration("timeout", timeout_opt, 1, &timeout_s)) != EXIT_OK)
+        return rc;
 
     if (cairn_kube_open_env(&k, &err) != CAIRN_OK) {
         cli_error("%s", err.msg);

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "../engine/lock.h"
+#include "../engine/policy.h"
 #include "cli.h"
 
 void cli_error(const char *fmt, ...)
@@ -247,4 +248,23 @@ void cli_rate_eta(double start, uint64_t done, uint64_t total, char *rate, size_
         double left = (double)(total - done) / ((double)done / el);
         snprintf(eta, elen, "  ETA %d:%02d", (int)(left / 60), (int)left % 60);
     }
+}
+
+int cli_duration(const char *name, const char *text, int positive, int64_t *seconds)
+{
+    const char *p = text;
+    cairn_err err;
+    while (*p >= '0' && *p <= '9')
+        p++;
+    if (*text && !*p && p - text <= 9) {
+        *seconds = strtoll(text, NULL, 10);
+    } else if (cairn_parse_duration(text, seconds, &err) != CAIRN_OK) {
+        cli_error("--%s: %s", name, err.msg);
+        return EXIT_USAGE;
+    }
+    if (positive && *seconds <= 0) {
+        cli_error("--%s must be more than 0 (e.g. 30m, 1h)", name);
+        return EXIT_USAGE;
+    }
+    return EXIT_OK;
 }

@@ -41,6 +41,7 @@ static const struct command commands[] = {
     {"restore-pg", cmd_restore_pg, "restore PostgreSQL to a point in time"},
     {"agent", cmd_agent, "run the Kubernetes node agent (docs/agent.md)"},
     {"trigger", cmd_trigger, "request a backup now of matching PVCs (--wait for results)"},
+    {"restore-pvc", cmd_restore_pvc, "restore a snapshot into a PVC of the cluster through a Job"},
     {"binlog-push", cmd_binlog_push, "ship the closed binlog files of a MariaDB/MySQL data directory"},
     {"binlog-stream", cmd_binlog_stream, "stream binlogs from a MariaDB/MySQL server continuously"},
     {"binlog-fetch", cmd_binlog_fetch, "fetch an archived binlog file, verified"},

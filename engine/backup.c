@@ -603,6 +603,15 @@ static int drain(struct ctx *c, struct cairn_node *n, size_t *ccap, int eof)
     return rc;
 }
 
+/* The caller's cancel hook (engine/backup.h). */
+static int cancelled(struct ctx *c)
+{
+    if (!c->o->cancel || !c->o->cancel(c->o->cancel_arg))
+        return 0;
+    cairn_error(c->err, CAIRN_FAILED, "backup cancelled: no snapshot was written");
+    return 1;
+}
+
 /* Reads a file's data extents through the chunker. CAIRN_WARN = read error
  * (reported by the caller), other codes are fatal. */
 static int read_file(struct ctx *c, int fd, const char *rel, struct cairn_node *n)
@@ -619,6 +628,8 @@ static int read_file(struct ctx *c, int fd, const char *rel, struct cairn_node *
         while (pos < end) {
             size_t want = end - pos < READ_BLOCK ? (size_t)(end - pos) : READ_BLOCK;
             ssize_t got;
+            if (cancelled(c))
+                return CAIRN_FAILED;
             if (cairn_buf_reserve(&c->rbuf, want) != CAIRN_OK)
                 return cairn_error(c->err, CAIRN_FATAL, "out of memory");
             got = pread(fd, c->rbuf.data + c->rbuf.len, want, (off_t)pos);
@@ -861,6 +872,8 @@ static int backup_entry(struct ctx *c, const char *abs, const char *rel, const c
     int rc, fd;
     memset(n, 0, sizeof *n);
     *unchanged = 0;
+    if (cancelled(c))
+        return CAIRN_FAILED;
     if (lstat(abs, &st) != 0) {
         if (errno == ENOENT)
             return CAIRN_WARN; /* vanished since the listing: not an error */
@@ -1359,6 +1372,10 @@ int cairn_backup_run(cairn_repo *r, const struct cairn_backup_opts *o,
     if (o->before_manifest &&
         (rc = o->before_manifest(o->before_manifest_arg, man, err)) != CAIRN_OK)
         goto out;
+    if (cancelled(&c)) {
+        rc = CAIRN_FAILED;
+        goto out;
+    }
     rc = cairn_repo_put_snapshot(r, man, res->id, err);
 out:
     if (started) {

@@ -62,6 +62,12 @@ struct cairn_backup_opts {
     int stream_fd;
     int (*stream_tap)(void *arg, const uint8_t *data, size_t len, cairn_err *err);
     void *stream_tap_arg;
+    /* Polled before each directory entry and every read block (1 MiB), and
+     * once more before the manifest: nonzero cancels the backup with
+     * CAIRN_FAILED ("backup cancelled"), and no snapshot is written (data
+     * already stored stays indexed, as after any error). NULL: never. */
+    int (*cancel)(void *arg);
+    void *cancel_arg;
 };
 
 struct cairn_backup_result {

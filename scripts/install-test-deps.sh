@@ -43,6 +43,9 @@ TEST_PACKAGES=(
                     # manifest validator (tests/k8s: kubernetes-models, npm ci)
   python3-botocore  # tests/s3/sigv4_proxy.py recomputes every SigV4 signature
   awscli            # interop: aws s3 ls/cp of what cairn wrote; creates the test bucket
+  # --- agent tests (tests/e2e/agent_*.sh) ---
+  python3-prometheus-client # parses the agent's /metrics text (exposition format)
+  sqlite3           # tests/e2e/agent_metrics.sh adds WAL/binlog rows to the agent's catalog
 )
 # npm: NodeSource's nodejs ships npm and conflicts with Debian's npm package,
 # so install it only when no npm is there.

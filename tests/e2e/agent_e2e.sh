@@ -9,28 +9,12 @@
 # snapshot restores identically; SIGTERM stops it with status 0.
 . "$(dirname "$0")/lib.sh"
 
-FAKE=$CAIRN_SRC/tests/k8s/fake_apiserver.py
-# The fake API server may still be on its way from another change: wait a bit.
-for _ in $(seq 1 60); do [ -f "$FAKE" ] && break; sleep 2; done
-[ -f "$FAKE" ] || skip "tests/k8s/fake_apiserver.py is not there (the fake API server is needed)"
-need_cmd curl
+[ -f "$CAIRN_SRC/tests/k8s/fake_apiserver.py" ] ||
+  skip "tests/k8s/fake_apiserver.py is not there (the fake API server is needed)"
+. "$(dirname "$0")/lib_k8s.sh"
 
 cairn_repo_init
-TOKEN=agent-e2e-token-$RANDOM
-python3 "$FAKE" --token "$TOKEN" --port-file "$T/port" >"$T/fake.log" 2>&1 &
-FAKE_PID=$!
-for _ in $(seq 1 100); do [ -s "$T/port" ] && break; sleep 0.1; done
-[ -s "$T/port" ] || { cat "$T/fake.log" >&2; fail "the fake API server did not start"; }
-PORT=$(cat "$T/port")
-API=http://127.0.0.1:$PORT
-
-ctl() { # METHOD PATH [JSON]
-  if [ $# -ge 3 ]; then
-    curl -fsS -X "$1" -H 'Content-Type: application/json' --data-binary "$3" "$API/_control/$2"
-  else
-    curl -fsS -X "$1" "$API/_control/$2"
-  fi
-}
+k8s_start_fake
 
 # ---- the cluster: PVs, PVCs, a pod on node-a, and one on another node ----
 PODS=$T/kubelet/pods
@@ -68,34 +52,13 @@ WEB1='{"apiVersion":"v1","kind":"Pod","metadata":{"name":"web-1","namespace":"ap
 ctl POST pod "$WEB1" >/dev/null
 ctl POST pod '{"apiVersion":"v1","kind":"Pod","metadata":{"name":"other","namespace":"app","uid":"99999999-2222-3333-4444-555555555555"},"spec":{"nodeName":"node-b","volumes":[{"name":"d","persistentVolumeClaim":{"claimName":"elsewhere"}}]},"status":{"phase":"Running"}}' >/dev/null
 
-cat >"$T/kubeconfig.json" <<EOF
-{"apiVersion":"v1","kind":"Config","current-context":"fake",
- "clusters":[{"name":"fake","cluster":{"server":"$API"}}],
- "users":[{"name":"agent","user":{"token":"$TOKEN"}}],
- "contexts":[{"name":"fake","context":{"cluster":"fake","user":"agent","namespace":"cairn-system"}}]}
-EOF
-
 # ---- the agent ----
 MPORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-env KUBECONFIG="$T/kubeconfig.json" NODE_NAME=node-a POD_NAMESPACE=cairn-system \
+env NODE_NAME=node-a POD_NAMESPACE=cairn-system \
   CAIRN_KUBELET_PODS_DIR="$PODS" CAIRN_METRICS_ADDR=127.0.0.1 CAIRN_METRICS_PORT="$MPORT" \
   CAIRN_AGENT_TICK=1 CAIRN_JITTER_MAX=0 CAIRN_LOG_LEVEL=debug CAIRN_PRUNE_INTERVAL=0 \
   "$CAIRN" agent >"$T/agent.out" 2>"$T/agent.err" &
 AGENT_PID=$!
-
-agent_alive() { kill -0 "$AGENT_PID" 2>/dev/null; }
-wait_for() { # SECONDS DESCRIPTION COMMAND...
-  local n=$(($1 * 10)) what=$2
-  shift 2
-  while [ "$n" -gt 0 ]; do
-    "$@" && return 0
-    agent_alive || { tail -n 40 "$T/agent.err" >&2; fail "the agent exited while waiting for $what"; }
-    sleep 0.1
-    n=$((n - 1))
-  done
-  tail -n 40 "$T/agent.err" >&2
-  fail "timed out waiting for $what"
-}
 
 readyz() { curl -fsS "http://127.0.0.1:$MPORT/readyz" >/dev/null 2>&1; }
 wait_for 20 "/readyz to answer 200" readyz
@@ -266,22 +229,9 @@ grep -qF 'cairn_backup_failures_total{namespace="app",pvc="gone"} 1' "$T/metrics
 grep -q 'pvc="bad"' "$T/metrics" && fail "app/bad has backup series although it never ran"
 
 # ---- retention: with "* * * * *" a backup per minute; ask for more now ----
-request_backup() {
-  local now
-  sleep 1.1 # requests a second apart
-  now=$(date -u +%Y-%m-%dT%H:%M:%S.%NZ)
-  ctl GET pvc/app/data >"$T/pvc.json"
-  python3 - "$T/pvc.json" "$now" >"$T/pvc-new.json" <<'EOF'
-import json, sys
-p = json.load(open(sys.argv[1]))
-p["metadata"]["annotations"]["cairn.io/backup-requested-at"] = sys.argv[2]
-print(json.dumps(p))
-EOF
-  ctl POST pvc "$(cat "$T/pvc-new.json")" >/dev/null
-}
 for i in 1 2; do
   before=$(json_get "$T/pvc.json" 'j["metadata"]["annotations"]["cairn.io/last-status"]')
-  request_backup
+  request_backup app data
   printf 'change %s\n' "$i" >>"$VOL/hello.txt"
   changed() {
     ctl GET pvc/app/data >"$T/pvc.json" 2>/dev/null &&
@@ -300,7 +250,7 @@ cp -a "$VOL" "$PODS/$UID_C/volumes/kubernetes.io~csi/pv-data/mount"
 printf 'through web-1\n' >"$PODS/$UID_C/volumes/kubernetes.io~csi/pv-data/mount/web1.txt"
 ctl POST event '{"type":"DELETED","object":{"apiVersion":"v1","kind":"Pod","metadata":{"name":"web-0","namespace":"app","uid":"'$UID_A'"},"spec":{"nodeName":"node-a"}}}' >/dev/null
 before=$(json_get "$T/pvc.json" 'j["metadata"]["annotations"]["cairn.io/last-status"]')
-request_backup
+request_backup app data
 changed() {
   ctl GET pvc/app/data >"$T/pvc.json" 2>/dev/null &&
     s=$(json_get "$T/pvc.json" 'j["metadata"]["annotations"].get("cairn.io/last-status","")') &&
@@ -326,5 +276,4 @@ rc=0
 wait "$AGENT_PID" || rc=$?
 [ "$rc" -eq 0 ] || { tail -n 20 "$T/agent.err" >&2; fail "the agent exited with status $rc after SIGTERM"; }
 check_no_crash "cairn agent" "$rc" "$T/agent.err"
-kill "$FAKE_PID" 2>/dev/null || true
 echo "PASS: agent_e2e"

@@ -13,7 +13,14 @@
 #     applies RFC 7386 (null removes a key);
 #  5. an Event's involvedObject.namespace must be the Event's namespace (422);
 #     a good one is 201 with a generated name;
-#  6. injected 403 carries the RBAC message of a real server.
+#  6. injected 403 carries the RBAC message of a real server;
+#  7. (cairn restore-pvc) creating a PVC or a batch/v1 Job is 201 with a
+#     generated name for generateName, a uid and creationTimestamp; a second
+#     one of the same name is 409 AlreadyExists with Status details; a PVC
+#     without accessModes is 422 Invalid; a missing Job is 404 NotFound
+#     naming "jobs.batch"; a 403 on jobs names the group "batch" and the
+#     namespace; a Job's pod log is text/plain, tailLines honoured, an unknown
+#     container is 400.
 #
 # Needs python3 and curl (skips with 77 without them); no cluster, no cairn binary.
 # By hand: bash tests/e2e/k8s_client.sh
@@ -135,6 +142,46 @@ ctl fail '{"method":"GET","path":"/api/v1/persistentvolumes","status":403}'
 api GET /api/v1/persistentvolumes/pv1 >"$T/403"
 [ "$(status)" = 403 ] || fail "injected 403: HTTP $(status)"
 grep -q 'cannot get resource \\"persistentvolumes\\"' "$T/403" || fail "403 message: $(cat "$T/403")"
+
+# 7. PVC and Job creation, as cairn restore-pvc uses them
+J='Content-Type: application/json'
+NEWPVC='{"apiVersion":"v1","kind":"PersistentVolumeClaim","metadata":{"name":"restored","namespace":"ns"},"spec":{"accessModes":["ReadWriteOnce"],"resources":{"requests":{"storage":"1Gi"}}}}'
+api POST /api/v1/namespaces/ns/persistentvolumeclaims -H "$J" -d "$NEWPVC" >"$T/new"
+[ "$(status)" = 201 ] || fail "create PVC: HTTP $(status)"
+[ "$(jq_py '(d["metadata"]["name"], bool(d["metadata"]["uid"]), bool(d["metadata"]["creationTimestamp"]), d["status"]["phase"])' <"$T/new")" = "('restored', True, True, 'Pending')" ] ||
+  fail "created PVC: $(cat "$T/new")"
+api POST /api/v1/namespaces/ns/persistentvolumeclaims -H "$J" -d "$NEWPVC" >"$T/409"
+[ "$(status)" = 409 ] || fail "second create: HTTP $(status)"
+[ "$(jq_py '(d["kind"], d["reason"], d["code"], d["details"]["name"], d["details"]["kind"], d["message"])' <"$T/409")" = \
+  "('Status', 'AlreadyExists', 409, 'restored', 'persistentvolumeclaims', 'persistentvolumeclaims \"restored\" already exists')" ] ||
+  fail "409 Status: $(cat "$T/409")"
+api POST /api/v1/namespaces/ns/persistentvolumeclaims -H "$J" \
+  -d '{"apiVersion":"v1","kind":"PersistentVolumeClaim","metadata":{"name":"x"},"spec":{"resources":{"requests":{"storage":"1Gi"}}}}' >"$T/422"
+[ "$(status)" = 422 ] && [ "$(jq_py 'd["reason"]' <"$T/422")" = Invalid ] || fail "PVC without accessModes: HTTP $(status) $(cat "$T/422")"
+JOB='{"apiVersion":"batch/v1","kind":"Job","metadata":{"generateName":"cairn-restore-x-"},"spec":{"template":{"spec":{"restartPolicy":"Never","containers":[{"name":"restore","image":"i"}]}}}}'
+api POST /apis/batch/v1/namespaces/ns/jobs -H "$J" -d "$JOB" >"$T/job"
+[ "$(status)" = 201 ] || fail "create Job: HTTP $(status)"
+JN=$(jq_py 'd["metadata"]["name"]' <"$T/job")
+case $JN in cairn-restore-x-?????) ;; *) fail "generated Job name '$JN'" ;; esac
+api GET "/apis/batch/v1/namespaces/ns/jobs/$JN" >/dev/null
+[ "$(status)" = 200 ] || fail "get Job: HTTP $(status)"
+api GET /apis/batch/v1/namespaces/ns/jobs/nope >"$T/404"
+[ "$(status)" = 404 ] && grep -q 'jobs.batch \\"nope\\" not found' "$T/404" || fail "missing Job: HTTP $(status) $(cat "$T/404")"
+ctl job "{\"namespace\":\"ns\",\"name\":\"$JN\",\"condition\":\"Failed\",\"reason\":\"BackoffLimitExceeded\",\"pod_log\":\"one\\ntwo\\nthree\\n\"}"
+api GET "/apis/batch/v1/namespaces/ns/jobs/$JN" >"$T/job"
+[ "$(jq_py '[(c["type"], c["status"], c["reason"]) for c in d["status"]["conditions"]] + [d["status"]["failed"]]' <"$T/job")" = "[('Failed', 'True', 'BackoffLimitExceeded'), 1]" ] ||
+  fail "failed Job status: $(cat "$T/job")"
+api GET "/api/v1/namespaces/ns/pods?labelSelector=job-name%3D$JN" >"$T/pods"
+POD=$(jq_py 'd["items"][0]["metadata"]["name"]' <"$T/pods")
+[ "$(api GET "/api/v1/namespaces/ns/pods/$POD/log?container=restore&tailLines=2")" = "$(printf 'two\nthree')" ] ||
+  fail "pod log tail: $(cat "$T/body")"
+api GET "/api/v1/namespaces/ns/pods/$POD/log?container=other" >/dev/null
+[ "$(status)" = 400 ] || fail "log of an unknown container: HTTP $(status)"
+ctl fail '{"method":"POST","path":"/apis/batch/v1/namespaces/ns/jobs","status":403}'
+api POST /apis/batch/v1/namespaces/ns/jobs -H "$J" -d "$JOB" >"$T/403"
+[ "$(status)" = 403 ] || fail "injected 403 on jobs: HTTP $(status)"
+grep -q 'jobs.batch is forbidden: .* cannot create resource \\"jobs\\" in API group \\"batch\\" in the namespace \\"ns\\"' "$T/403" ||
+  fail "403 message for jobs: $(cat "$T/403")"
 
 # the request log records what was sent (never the token itself)
 curl -sf "$B/_control/log" >"$T/log"

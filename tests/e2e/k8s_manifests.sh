@@ -79,7 +79,7 @@ cat "$T/good.err"
 validate --list "$DS" >"$T/objects" 2>/dev/null || fail "validate.js --list daemonset/ failed"
 # The kustomization applies what the brief asks for.
 for want in "Namespace -/cairn-system" "ServiceAccount cairn-system/cairn-agent" \
-            "ClusterRole -/cairn-agent" "ClusterRoleBinding -/cairn-agent" \
+            "ClusterRole -/cairn-agent" "ClusterRoleBinding -/cairn-agent" "ClusterRole -/cairn-restore" \
             "ConfigMap cairn-system/cairn-agent-config" "DaemonSet cairn-system/cairn-agent" \
             "CronJob cairn-system/cairn-nightly" "ServiceAccount cairn-system/cairn-trigger" \
             "Role default/cairn-trigger" "RoleBinding default/cairn-trigger"; do

@@ -32,6 +32,14 @@ the calls the agent makes, nothing more:
         "ready_after" GETs readyToUse: true (or status.error with "error")
   DELETE .../namespaces/NS/volumesnapshots/NAME
   GET   /apis/snapshot.storage.k8s.io/v1/volumesnapshotcontents/NAME
+  POST  /api/v1/namespaces/NS/persistentvolumeclaims   create (201; generateName;
+        409 AlreadyExists, 422 Invalid without accessModes or requests.storage)
+  POST  /apis/batch/v1/namespaces/NS/jobs               create (201; generateName;
+        409, 422 without restartPolicy Never/OnFailure); status.active = 1
+  GET   /apis/batch/v1/namespaces/NS/jobs[/NAME]        list / get (404 NotFound)
+  GET   /apis/apps/v1/namespaces/NS/daemonsets/NAME
+  GET   /api/v1/namespaces/NS/pods?labelSelector=...    pods of one namespace
+  GET   /api/v1/namespaces/NS/pods/NAME/log?container=C&tailLines=N   text/plain
 
 Every /api request needs "Authorization: Bearer <--token>", else 401 with a
 Status body. Failures are injected through the control API.
@@ -58,6 +66,16 @@ Control API (no authentication; the tests' side door), JSON bodies:
   POST /_control/vs-steps   {"cut_after": 1, "ready_after": 2, "error": ""}
   GET  /_control/volumesnapshots     every VolumeSnapshot (deleted ones too,
                                      with "deleted": true in the entry)
+  POST /_control/daemonset  {daemonset}   add a DaemonSet
+  GET  /_control/jobs                     every Job created
+  GET  /_control/created                  every PVC and Job POSTed, as received
+                                          (after generateName): {"kind", "object"}
+  POST /_control/job {"namespace", "name"[, "condition": "Complete"|"Failed",
+                      "reason", "message"][, "pod_log": TEXT]
+                      [, "pod_waiting": {"reason", "message"}]}
+                            finish a Job (status.conditions, succeeded/failed)
+                            and/or give it a pod (labels job-name) with that
+                            log, or one whose container waits for that reason
 
 Usage: fake_apiserver.py --token T [--port 0] [--port-file F]
                          [--tls-cert PEM --tls-key PEM]
@@ -95,6 +113,10 @@ STATE = {
     "vs": {},          # "ns/name" -> {"obj", "gets", "deleted"}
     "vsc": {},         # name -> VolumeSnapshotContent
     "vs_steps": {"cut_after": 1, "ready_after": 2, "error": ""},
+    "jobs": {},        # "ns/name" -> batch/v1 Job (restore-pvc)
+    "daemonsets": {},  # "ns/name" -> apps/v1 DaemonSet
+    "podlogs": {},     # "ns/pod" -> log text
+    "created": [],     # PVCs and Jobs as POSTed (after name generation)
 }
 
 
@@ -211,6 +233,67 @@ def labels_match(obj, reqs):
     return True
 
 
+def forbidden_target(path):
+    """(resource, API group, scope text) of a request path, for 403 messages."""
+    parts = path.strip("/").split("/")
+    group = ""
+    if parts[:1] == ["apis"] and len(parts) > 2:
+        group, parts = parts[1], ["api"] + parts[2:]
+    ns = None
+    if len(parts) > 3 and parts[2] == "namespaces":
+        ns, parts = parts[3], parts[:2] + parts[4:]
+    res = parts[2] if len(parts) > 2 else ""
+    if len(parts) > 4:
+        res += "/" + parts[4]
+    scope = 'in the namespace "%s"' % ns if ns else "at the cluster scope"
+    return res, group, scope
+
+
+def now_rfc3339():
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def already_exists(resource, group, name):
+    kind = resource + ("." + group if group else "")
+    st = status_obj(409, "AlreadyExists", '%s "%s" already exists' % (kind, name))
+    st["details"] = {"name": name, "group": group, "kind": resource}
+    return st
+
+
+def not_found(resource, group, name):
+    kind = resource + ("." + group if group else "")
+    st = status_obj(404, "NotFound", '%s "%s" not found' % (kind, name))
+    st["details"] = {"name": name, "group": group, "kind": resource}
+    return st
+
+
+def invalid(kind, name, field, msg):
+    st = status_obj(422, "Invalid", '%s "%s" is invalid: %s: %s' % (kind, name, field, msg))
+    st["details"] = {"name": name, "kind": kind,
+                     "causes": [{"reason": "FieldValueRequired", "message": msg, "field": field}]}
+    return st
+
+
+def created_metadata(obj, ns, taken):
+    """Names (generateName), uid, resourceVersion, creationTimestamp of a new
+    object; LOCK held. Returns an error Status or None."""
+    md = obj.setdefault("metadata", {})
+    if md.get("namespace", ns) != ns:
+        return status_obj(400, "BadRequest", "the namespace of the provided object does not "
+                          "match the namespace sent on the request")
+    md["namespace"] = ns
+    if not md.get("name"):
+        if not md.get("generateName"):
+            return None  # the caller reports "metadata.name: Required value"
+        while True:
+            md["name"] = md["generateName"] + uuid.uuid4().hex[:5]
+            if md["name"] not in taken:
+                break
+    md["uid"] = str(uuid.uuid4())
+    md["creationTimestamp"] = now_rfc3339()
+    return None
+
+
 class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "fake-apiserver/1"
@@ -287,11 +370,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if code == 403:
             verb = "watch" if q.get("watch") else {"GET": "list" if url.path == "/api/v1/pods" else "get",
                                                    "PATCH": "patch", "POST": "create"}.get(method, method.lower())
-            res = url.path.split("/")[-1] if url.path == "/api/v1/pods" else url.path.split("/")[-2]
+            res, group, scope = forbidden_target(url.path)
             return self.status(403, "Forbidden",
                                '%s is forbidden: User "system:serviceaccount:cairn-system:cairn-agent" '
-                               'cannot %s resource "%s" in API group "" at the cluster scope'
-                               % (res, verb, res))
+                               'cannot %s resource "%s" in API group "%s" %s'
+                               % (res + ("." + group if group else ""), verb, res, group, scope))
         if code:
             return self.status(code, "InternalError" if code >= 500 else "BadRequest",
                                "injected failure %d" % code)
@@ -318,6 +401,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 and method == "POST":
             return self.post_event(parts[3], raw)
         if self.route_secrets(method, parts) or self.route_snapshots(method, parts, raw):
+        if self.route_restore(method, url, q, parts, raw):
             return None
         return self.status(404, "NotFound", "the server could not find the requested resource")
 
@@ -575,6 +659,184 @@ class Handler(http.server.BaseHTTPRequestHandler):
             st["readyToUse"] = True
             st["restoreSize"] = "1Gi"
             STATE["vsc"][st["boundVolumeSnapshotContentName"]]["status"]["readyToUse"] = True
+    # ---- restore-pvc: PVC create, Jobs, the agent DaemonSet, pods of a Job, logs ----
+    def route_restore(self, method, url, q, parts, raw):
+        """Handles the calls of `cairn restore-pvc`; False when not one of them."""
+        ns = parts[3] if len(parts) > 3 and parts[2] == "namespaces" else None
+        if parts[:3] == ["api", "v1", "namespaces"] and len(parts) == 5 and \
+                parts[4] == "persistentvolumeclaims" and method == "POST":
+            self.create_pvc(ns, raw)
+        elif parts[:3] == ["apis", "batch", "v1"] and len(parts) in (6, 7) and \
+                parts[3] == "namespaces" and parts[5] == "jobs":
+            ns = parts[4]
+            if len(parts) == 6 and method == "POST":
+                self.create_job(ns, raw)
+            elif len(parts) == 7 and method == "GET":
+                with LOCK:
+                    job = copy.deepcopy(STATE["jobs"].get(ns + "/" + parts[6]))
+                if job is None:
+                    self.send_json(404, not_found("jobs", "batch", parts[6]))
+                else:
+                    self.send_json(200, job)
+            elif len(parts) == 6 and method == "GET":
+                with LOCK:
+                    items = [copy.deepcopy(j) for k, j in sorted(STATE["jobs"].items())
+                             if k.startswith(ns + "/")]
+                self.send_json(200, {"kind": "JobList", "apiVersion": "batch/v1",
+                                     "metadata": {"resourceVersion": str(STATE["rv"])},
+                                     "items": items})
+            else:
+                self.status(405, "MethodNotAllowed", "method not allowed")
+        elif parts[:3] == ["apis", "apps", "v1"] and len(parts) == 7 and \
+                parts[3] == "namespaces" and parts[5] == "daemonsets" and method == "GET":
+            with LOCK:
+                ds = copy.deepcopy(STATE["daemonsets"].get(parts[4] + "/" + parts[6]))
+            if ds is None:
+                self.send_json(404, not_found("daemonsets", "apps", parts[6]))
+            else:
+                self.send_json(200, ds)
+        elif parts[:3] == ["api", "v1", "namespaces"] and len(parts) == 5 and \
+                parts[4] == "pods" and method == "GET" and q.get("watch") not in ("1", "true"):
+            self.list_pods(q, "pods", ns)
+        elif parts[:3] == ["api", "v1", "namespaces"] and len(parts) == 7 and \
+                parts[4] == "pods" and parts[6] == "log" and method == "GET":
+            with LOCK:
+                pod = STATE["pods"].get(ns + "/" + parts[5])
+                text = STATE["podlogs"].get(ns + "/" + parts[5], "")
+            if pod is None:
+                self.send_json(404, not_found("pods", "", parts[5]))
+                return True
+            containers = [c.get("name") for c in (pod.get("spec") or {}).get("containers") or []]
+            if q.get("container") and q["container"] not in containers:
+                self.status(400, "BadRequest", "container %s is not valid for pod %s"
+                            % (q["container"], parts[5]))
+                return True
+            lines = text.splitlines(True)
+            if q.get("tailLines"):
+                lines = lines[-int(q["tailLines"]):]
+            data = "".join(lines).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+        else:
+            return False
+        return True
+
+    def new_object(self, raw, kind, api_version, resource):
+        """The body of a create request, or None after answering 400."""
+        try:
+            obj = json.loads(raw)
+        except ValueError:
+            self.status(400, "BadRequest", "invalid JSON")
+            return None
+        if not isinstance(obj, dict) or obj.get("kind") != kind or obj.get("apiVersion") != api_version:
+            self.status(400, "BadRequest", "wrong kind or apiVersion for " + resource)
+            return None
+        return obj
+
+    def create_pvc(self, ns, raw):
+        pvc = self.new_object(raw, "PersistentVolumeClaim", "v1", "persistentvolumeclaims")
+        if pvc is None:
+            return None
+        with LOCK:
+            taken = {k.split("/", 1)[1] for k in STATE["pvcs"] if k.startswith(ns + "/")}
+            st = created_metadata(pvc, ns, taken)
+            if st:
+                return self.send_json(st["code"], st)
+            name = pvc["metadata"].get("name")
+            spec = pvc.get("spec") or {}
+            if not name:
+                return self.send_json(422, invalid("PersistentVolumeClaim", "", "metadata.name",
+                                                   "Required value: name or generateName is required"))
+            if name in taken:
+                return self.send_json(409, already_exists("persistentvolumeclaims", "", name))
+            if not spec.get("accessModes"):
+                return self.send_json(422, invalid("PersistentVolumeClaim", name, "spec.accessModes",
+                                                   "Required value: at least 1 access mode is required"))
+            if not ((spec.get("resources") or {}).get("requests") or {}).get("storage"):
+                return self.send_json(422, invalid("PersistentVolumeClaim", name,
+                                                   "spec.resources[storage]", "Required value"))
+            pvc["status"] = {"phase": "Pending"}
+            STATE["created"].append({"kind": "PersistentVolumeClaim", "object": copy.deepcopy(pvc)})
+            record_event("persistentvolumeclaims", "ADDED", pvc)
+            out = copy.deepcopy(pvc)
+        self.send_json(201, out)
+
+    def create_job(self, ns, raw):
+        job = self.new_object(raw, "Job", "batch/v1", "jobs.batch")
+        if job is None:
+            return None
+        with LOCK:
+            taken = {k.split("/", 1)[1] for k in STATE["jobs"] if k.startswith(ns + "/")}
+            st = created_metadata(job, ns, taken)
+            if st:
+                return self.send_json(st["code"], st)
+            name = job["metadata"].get("name")
+            if not name:
+                return self.send_json(422, invalid("Job.batch", "", "metadata.name",
+                                                   "Required value: name or generateName is required"))
+            if name in taken:
+                return self.send_json(409, already_exists("jobs", "batch", name))
+            tmpl = ((job.get("spec") or {}).get("template") or {})
+            if (tmpl.get("spec") or {}).get("restartPolicy") not in ("Never", "OnFailure"):
+                return self.send_json(422, invalid("Job.batch", name, "spec.template.spec.restartPolicy",
+                                                   'Required value: valid values: "OnFailure", "Never"'))
+            STATE["created"].append({"kind": "Job", "object": copy.deepcopy(job)})
+            job["metadata"]["resourceVersion"] = str(next_rv())
+            job["status"] = {"active": 1, "startTime": now_rfc3339()}
+            STATE["jobs"][ns + "/" + name] = job
+            out = copy.deepcopy(job)
+        self.send_json(201, out)
+
+    def control_restore(self, method, what, arg):
+        """Control calls for Jobs (LOCK held); None when not one of them."""
+        if method == "GET" and what == "jobs":
+            return copy.deepcopy(list(STATE["jobs"].values()))
+        if method == "GET" and what == "created":
+            return copy.deepcopy(STATE["created"])
+        if method == "POST" and what == "daemonset":
+            md = arg.setdefault("metadata", {})
+            STATE["daemonsets"][md.get("namespace", "default") + "/" + md["name"]] = arg
+            return {}
+        if method == "POST" and what == "job":
+            key = arg["namespace"] + "/" + arg["name"]
+            job = STATE["jobs"].get(key)
+            if job is None:
+                return None
+            if arg.get("pod_log") is not None or arg.get("pod_waiting"):
+                pod_name = arg["name"] + "-" + uuid.uuid4().hex[:5]
+                pod = {"apiVersion": "v1", "kind": "Pod",
+                       "metadata": {"name": pod_name, "namespace": arg["namespace"],
+                                    "creationTimestamp": now_rfc3339(),
+                                    "labels": {"job-name": arg["name"],
+                                               "batch.kubernetes.io/job-name": arg["name"]}},
+                       "spec": copy.deepcopy(job["spec"]["template"]["spec"]),
+                       "status": {"phase": "Pending" if arg.get("pod_waiting") else "Failed"}}
+                if arg.get("pod_waiting"):
+                    pod["status"]["containerStatuses"] = [{
+                        "name": "restore", "ready": False, "restartCount": 0, "image": "",
+                        "imageID": "", "state": {"waiting": arg["pod_waiting"]}}]
+                record_pod_event("ADDED", pod)
+                STATE["podlogs"][arg["namespace"] + "/" + pod_name] = arg.get("pod_log") or ""
+            cond = arg.get("condition")
+            if cond:
+                st = job["status"]
+                st.pop("active", None)
+                st["conditions"] = [{"type": cond, "status": "True",
+                                     "lastProbeTime": now_rfc3339(),
+                                     "lastTransitionTime": now_rfc3339(),
+                                     "reason": arg.get("reason", ""),
+                                     "message": arg.get("message", "")}]
+                if cond == "Complete":
+                    st["succeeded"] = 1
+                    st["completionTime"] = now_rfc3339()
+                else:
+                    st["failed"] = 1
+            job["metadata"]["resourceVersion"] = str(next_rv())
+            return {}
+        return None
 
     # ---- control ----
     def control(self, method, what, raw):
@@ -631,6 +893,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
             elif method == "GET" and what == "volumesnapshots":
                 data = [dict(copy.deepcopy(e["obj"]), deleted=e["deleted"], sent=e["sent"], gets=e["gets"])
                         for e in STATE["vs"].values()]
+            elif what in ("jobs", "created", "daemonset", "job"):
+                data = self.control_restore(method, what, arg)
+                if data is None:
+                    return self.send_json(404, {"error": "unknown control or no such job"})
             elif method == "POST" and what == "pv":
                 arg.setdefault("metadata", {})["resourceVersion"] = str(next_rv())
                 STATE["pvs"][arg["metadata"]["name"]] = arg

@@ -9,7 +9,10 @@
 #define _GNU_SOURCE
 #include "../../agent/kube.h"
 
+#include <arpa/inet.h>
 #include <curl/curl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -877,6 +880,170 @@ static void test_incluster_tls(void)
     srv = saved;
 }
 
+/* ---- watch timeout: watch again from the same resourceVersion, no re-list ---- */
+
+struct wt {
+    char rv[CAIRN_KUBE_RV_MAX];
+    int synced, late, relists;
+    pthread_t th;
+    int th_started;
+};
+
+static void *add_late(void *arg)
+{
+    (void)arg;
+    usleep(2600 * 1000); /* two 1 s watches end meanwhile */
+    add_pod("shop", "late", "node-a");
+    return NULL;
+}
+
+static int wt_relist(void *arg)
+{
+    ((struct wt *)arg)->relists++;
+    return 0;
+}
+
+static int wt_pod(void *arg, enum cairn_kube_event ev, json_t *pod)
+{
+    struct wt *w = arg;
+    const char *name = json_string_value(json_object_get(json_object_get(pod, "metadata"), "name"));
+    if (w->synced && ev == CAIRN_KUBE_ADDED && name && strcmp(name, "late") == 0) {
+        w->late = 1;
+        return 1;
+    }
+    return 0;
+}
+
+static int wt_synced(void *arg, const char *rv)
+{
+    struct wt *w = arg;
+    w->synced++;
+    snprintf(w->rv, sizeof w->rv, "%s", rv);
+    if (w->synced == 1 && pthread_create(&w->th, NULL, add_late, NULL) == 0)
+        w->th_started = 1;
+    return 0;
+}
+
+static void test_watch_timeout(cairn_kube *k)
+{
+    struct cairn_kube_tuning t, saved;
+    struct cairn_kube_pod_handler h = {wt_relist, wt_pod, wt_synced, NULL};
+    struct wt w;
+    cairn_err err;
+    json_t *log, *e;
+    size_t i, watches = 0, lists = 0;
+    int rc;
+
+    memset(&w, 0, sizeof w);
+    cairn_kube_get_tuning(k, &saved);
+    t = saved;
+    t.watch_timeout_s = 1;
+    cairn_kube_set_tuning(k, &t);
+    ctlv("POST", "reset-log", NULL);
+    rc = cairn_kube_pods_run(k, "node-a", &h, &w, &err);
+    if (w.th_started)
+        pthread_join(w.th, NULL);
+    cairn_kube_set_tuning(k, &saved);
+    CHECK(rc == 1 && w.late, "the loop saw the late pod: rc %d late %d", rc, w.late);
+    CHECK(w.relists == 1 && w.synced == 1, "a watch timeout is not a re-list: %d lists",
+          w.relists);
+    log = ctl("GET", "log", NULL);
+    json_array_foreach(log, i, e) {
+        json_t *q = json_object_get(e, "query");
+        const char *rv = json_string_value(json_object_get(q, "resourceVersion"));
+        const char *fs = json_string_value(json_object_get(q, "fieldSelector"));
+        if (strcmp(json_string_value(json_object_get(e, "path")), "/api/v1/pods") != 0)
+            continue;
+        CHECK(fs && strcmp(fs, "spec.nodeName=node-a") == 0, "fieldSelector %s", fs ? fs : "");
+        if (!json_object_get(q, "watch")) {
+            lists++;
+            continue;
+        }
+        watches++;
+        CHECK(rv && strcmp(rv, w.rv) == 0, "watch %zu from resourceVersion %s, not the list's %s",
+              watches, rv ? rv : "(none)", w.rv);
+        CHECK(strcmp(json_string_value(json_object_get(q, "timeoutSeconds")), "1") == 0,
+              "timeoutSeconds");
+    }
+    CHECK(watches >= 3, "watches: %zu (two timed out, then the event)", watches);
+    json_decref(log);
+    (void)lists;
+}
+
+/* ---- an unreachable API server: backoff, doubling, with jitter ---- */
+
+struct unreach {
+    unsigned delays[4];
+    int n;
+    char msg[CAIRN_ERRMSG_MAX];
+};
+
+static int unreach_error(void *arg, const cairn_err *e, unsigned delay_ms)
+{
+    struct unreach *u = arg;
+    u->delays[u->n++] = delay_ms;
+    snprintf(u->msg, sizeof u->msg, "%s", e->msg);
+    return u->n == 4 ? 3 : 0;
+}
+
+static void test_unreachable(void)
+{
+    char path[300];
+    struct cairn_kube_tuning t;
+    struct cairn_kube_pod_handler h = {NULL, NULL, NULL, unreach_error};
+    struct unreach u;
+    cairn_kube *k = NULL;
+    cairn_err err;
+    int rc, i, s, port;
+
+    /* a port nobody listens on: bind one, note it, close it */
+    s = socket(AF_INET, SOCK_STREAM, 0);
+    {
+        struct sockaddr_in a;
+        socklen_t len = sizeof a;
+        memset(&a, 0, sizeof a);
+        a.sin_family = AF_INET;
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        bind(s, (struct sockaddr *)&a, sizeof a);
+        getsockname(s, (struct sockaddr *)&a, &len);
+        port = ntohs(a.sin_port);
+        close(s);
+    }
+    snprintf(path, sizeof path, "%s/kubeconfig.unreachable", tmpdir);
+    {
+        char text[600];
+        snprintf(text, sizeof text,
+                 "{\"apiVersion\":\"v1\",\"kind\":\"Config\",\"current-context\":\"c\","
+                 "\"clusters\":[{\"name\":\"x\",\"cluster\":{\"server\":"
+                 "\"http://127.0.0.1:%d\"}}],\"users\":[{\"name\":\"u\",\"user\":{\"token\":"
+                 "\"t\"}}],\"contexts\":[{\"name\":\"c\",\"context\":{\"cluster\":\"x\","
+                 "\"user\":\"u\"}}]}",
+                 port);
+        CHECK(write_text(path, text) == 0, "write %s", path);
+    }
+    if (cairn_kube_open_kubeconfig(path, &k, &err) != CAIRN_OK) {
+        CHECK(0, "open: %s", err.msg);
+        return;
+    }
+    cairn_kube_get_tuning(k, &t);
+    t.base_ms = 20;
+    t.max_ms = 80;
+    cairn_kube_set_tuning(k, &t);
+    memset(&u, 0, sizeof u);
+    rc = cairn_kube_pods_run(k, "node-a", &h, &u, &err);
+    CHECK(rc == 3 && u.n == 4, "stopped by on_error: rc %d after %d errors", rc, u.n);
+    for (i = 0; i < 4; i++) {
+        unsigned d = 20u << i;
+        if (d > 80)
+            d = 80;
+        CHECK(u.delays[i] >= d / 2 && u.delays[i] <= d, "delay %d: %u ms not in [%u,%u]", i,
+              u.delays[i], d / 2, d);
+    }
+    CHECK(strstr(u.msg, "reachable") && strstr(u.msg, "127.0.0.1"),
+          "the message names the server: %s", u.msg);
+    cairn_kube_free(k);
+}
+
 int main(void)
 {
     cairn_kube *k;
@@ -922,9 +1089,11 @@ int main(void)
         test_stop(k);
         test_pvc(k);
         test_pvc_watch(k);
+        test_watch_timeout(k);
         cairn_kube_free(k);
     }
     test_auth_errors();
+    test_unreachable();
     test_incluster_tls();
     stop_server(&srv);
     {

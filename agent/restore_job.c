@@ -1,0 +1,268 @@
+/* agent/restore_job.c — the PVC and Job of `cairn restore-pvc` (see
+ * restore_job.h). Keep the Job's repository wiring in step with
+ * daemonset/daemonset.yaml. */
+#include "restore_job.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <string.h>
+
+#define SECRET_DIR "/etc/cairn/secret"
+#define STATE_DIR "/var/lib/cairn"
+
+int cairn_k8s_label_ok(const char *s, size_t max)
+{
+    size_t i, n;
+    if (!s || !(n = strlen(s)) || n > max)
+        return 0;
+    for (i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (!(islower(c) || isdigit(c) || (c == '-' && i > 0 && i < n - 1)))
+            return 0;
+    }
+    return 1;
+}
+
+int cairn_k8s_subdomain_ok(const char *s)
+{
+    char part[254];
+    const char *p, *dot;
+    if (!s || !*s || strlen(s) > 253)
+        return 0;
+    for (p = s;; p = dot + 1) {
+        size_t n;
+        dot = strchr(p, '.');
+        n = dot ? (size_t)(dot - p) : strlen(p);
+        if (n == 0 || n > 63)
+            return 0;
+        memcpy(part, p, n);
+        part[n] = 0;
+        if (!cairn_k8s_label_ok(part, 63))
+            return 0;
+        if (!dot)
+            return 1;
+    }
+}
+
+int cairn_k8s_quantity_ok(const char *s)
+{
+    static const char *const suffixes[] = {"", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei",
+                                           "k", "M", "G", "T", "P", "E"};
+    const char *p = s;
+    size_t i, digits = 0;
+    if (!s || strlen(s) > 32)
+        return 0;
+    while (isdigit((unsigned char)*p)) {
+        p++;
+        digits++;
+    }
+    if (*p == '.') {
+        p++;
+        while (isdigit((unsigned char)*p)) {
+            p++;
+            digits++;
+        }
+    }
+    if (!digits)
+        return 0;
+    for (i = 0; i < sizeof suffixes / sizeof *suffixes; i++)
+        if (strcmp(p, suffixes[i]) == 0)
+            return 1;
+    return 0;
+}
+
+static json_t *labels(const char *pvc)
+{
+    return json_pack("{s:s,s:s,s:s,s:s}", "app.kubernetes.io/name", "cairn",
+                     "app.kubernetes.io/component", "restore", "app.kubernetes.io/part-of",
+                     "cairn", "cairn.io/restore-pvc", pvc);
+}
+
+/* name, value env entry */
+static json_t *env_value(const char *name, const char *value)
+{
+    return json_pack("{s:s,s:s}", "name", name, "value", value);
+}
+
+int cairn_restore_job_build(const struct cairn_restore_job_spec *s, json_t **out,
+                            cairn_err *err)
+{
+    const char *secret = s->repo_secret ? s->repo_secret : CAIRN_RESTORE_SECRET;
+    const char *cm = s->config_map ? s->config_map : CAIRN_RESTORE_CONFIGMAP;
+    char prefix[64];
+    json_t *job, *env, *container, *spec;
+    size_t n;
+
+    *out = NULL;
+    if (!s->snapshot || !*s->snapshot || strlen(s->snapshot) > CAIRN_HEX_LEN ||
+        (strspn(s->snapshot, "0123456789abcdef") != strlen(s->snapshot) &&
+         strcmp(s->snapshot, "latest") != 0))
+        return cairn_error(err, CAIRN_FAILED,
+                           "snapshot '%.80s' is not a snapshot id, id prefix (hex, as "
+                           "'cairn snapshots' prints it) or 'latest'",
+                           s->snapshot ? s->snapshot : "");
+    if (!cairn_k8s_label_ok(s->ns, 63))
+        return cairn_error(err, CAIRN_FAILED, "namespace '%.80s' is not a valid namespace name",
+                           s->ns ? s->ns : "");
+    if (!cairn_k8s_subdomain_ok(s->pvc))
+        return cairn_error(err, CAIRN_FAILED, "PVC name '%.80s' is not a valid name",
+                           s->pvc ? s->pvc : "");
+    if (!cairn_k8s_subdomain_ok(secret))
+        return cairn_error(err, CAIRN_FAILED, "Secret name '%.80s' is not a valid name", secret);
+    if (!cairn_k8s_subdomain_ok(cm))
+        return cairn_error(err, CAIRN_FAILED, "ConfigMap name '%.80s' is not a valid name", cm);
+    if (!s->image || !*s->image || strlen(s->image) > 512 || strpbrk(s->image, " \t\n"))
+        return cairn_error(err, CAIRN_FAILED, "image '%.80s' is not a container image name",
+                           s->image ? s->image : "");
+    if (s->deadline_s < 0)
+        return cairn_error(err, CAIRN_FAILED, "the Job's deadline must not be negative");
+
+    /* Job names end up in the job-name label of its pods: at most 63 characters,
+     * of which generateName's random suffix takes 5. */
+    n = strlen(s->pvc);
+    if (n > 63 - 5 - 1 - strlen(CAIRN_RESTORE_JOB_PREFIX))
+        n = 63 - 5 - 1 - strlen(CAIRN_RESTORE_JOB_PREFIX);
+    snprintf(prefix, sizeof prefix, "%s%.*s", CAIRN_RESTORE_JOB_PREFIX, (int)n, s->pvc);
+    n = strlen(prefix);
+    while (n && (prefix[n - 1] == '.' || prefix[n - 1] == '-'))
+        prefix[--n] = 0;
+    for (n = 0; prefix[n]; n++)
+        if (prefix[n] == '.')
+            prefix[n] = '-';
+    strncat(prefix, "-", sizeof prefix - strlen(prefix) - 1);
+
+    env = json_pack("[{s:s,s:{s:{s:s,s:s}}},o,o,o,o]", "name", "CAIRN_REPO", "valueFrom",
+                    "secretKeyRef", "name", secret, "key", "CAIRN_REPO",
+                    env_value("AWS_ACCESS_KEY_ID_FILE", SECRET_DIR "/AWS_ACCESS_KEY_ID"),
+                    env_value("AWS_SECRET_ACCESS_KEY_FILE", SECRET_DIR "/AWS_SECRET_ACCESS_KEY"),
+                    env_value("CAIRN_PASSWORD_FILE", SECRET_DIR "/CAIRN_PASSWORD"),
+                    env_value("CAIRN_CATALOG", STATE_DIR "/catalog.db"));
+    container = json_pack(
+        "{s:s,s:s,s:s,s:[s,s,s,s,s],s:[{s:{s:s,s:b}}],s:o,"
+        "s:[{s:s,s:s},{s:s,s:s,s:b},{s:s,s:s},{s:s,s:s}],"
+        "s:{s:{s:s,s:s},s:{s:s,s:s}},"
+        "s:{s:b,s:b,s:{s:[s],s:[s,s,s,s]}}}",
+        "name", "restore", "image", s->image, "imagePullPolicy", "IfNotPresent", "args",
+        "restore", s->snapshot, "--target", CAIRN_RESTORE_MOUNT, "--overwrite", "envFrom",
+        "configMapRef", "name", cm, "optional", 1, "env", env, "volumeMounts", "name", "target", "mountPath",
+        CAIRN_RESTORE_MOUNT, "name", "repository-secret", "mountPath", SECRET_DIR, "readOnly",
+        1, "name", "cairn-state", "mountPath", STATE_DIR, "name", "tmp", "mountPath", "/tmp",
+        "resources", "requests", "cpu", "100m", "memory", "64Mi", "limits", "cpu", "1",
+        "memory", "256Mi", "securityContext", "allowPrivilegeEscalation", 0,
+        "readOnlyRootFilesystem", 1, "capabilities", "drop", "ALL", "add", "CHOWN",
+        "DAC_OVERRIDE", "FOWNER", "FSETID");
+    if (!container)
+        return cairn_error(err, CAIRN_FATAL, "out of memory");
+    spec = json_pack("{s:i,s:i,s:{s:{s:o},s:{s:s,s:b,s:[o],s:[{s:s,s:{s:s}},"
+                     "{s:s,s:{s:s,s:i}},{s:s,s:{}},{s:s,s:{s:s}}]}}}",
+                     "backoffLimit", 0, "ttlSecondsAfterFinished", 7 * 86400, "template",
+                     "metadata", "labels", labels(s->pvc), "spec", "restartPolicy", "Never",
+                     "automountServiceAccountToken", 0, "containers", container, "volumes",
+                     "name", "target", "persistentVolumeClaim", "claimName", s->pvc, "name",
+                     "repository-secret", "secret", "secretName", secret, "defaultMode", 0400,
+                     "name", "cairn-state", "emptyDir", "name", "tmp", "emptyDir",
+                     "sizeLimit", "64Mi");
+    if (spec) /* the baseline Pod Security Standard, and the runtime's seccomp filter */
+        json_object_set_new(json_object_get(json_object_get(spec, "template"), "spec"),
+                            "securityContext",
+                            json_pack("{s:{s:s}}", "seccompProfile", "type", "RuntimeDefault"));
+    if (spec && s->deadline_s > 0)
+        json_object_set_new(spec, "activeDeadlineSeconds", json_integer(s->deadline_s));
+    job = spec ? json_pack("{s:s,s:s,s:{s:s,s:s,s:o,s:{s:s}},s:o}", "apiVersion", "batch/v1",
+                           "kind", "Job", "metadata", "generateName", prefix, "namespace",
+                           s->ns, "labels", labels(s->pvc), "annotations", "cairn.io/snapshot",
+                           s->snapshot, "spec", spec)
+               : NULL;
+    if (!job)
+        return cairn_error(err, CAIRN_FATAL, "out of memory");
+    *out = job;
+    return CAIRN_OK;
+}
+
+int cairn_restore_pvc_build(const char *ns, const char *name, const char *size,
+                            const char *storage_class, const char *snapshot, json_t **out,
+                            cairn_err *err)
+{
+    json_t *pvc;
+    *out = NULL;
+    if (!cairn_k8s_label_ok(ns, 63))
+        return cairn_error(err, CAIRN_FAILED, "namespace '%.80s' is not a valid namespace name",
+                           ns ? ns : "");
+    if (!cairn_k8s_subdomain_ok(name))
+        return cairn_error(err, CAIRN_FAILED, "PVC name '%.80s' is not a valid name",
+                           name ? name : "");
+    if (!cairn_k8s_quantity_ok(size))
+        return cairn_error(err, CAIRN_FAILED,
+                           "size '%.40s' is not a quantity such as 10Gi or 500Mi",
+                           size ? size : "");
+    if (storage_class && !cairn_k8s_subdomain_ok(storage_class))
+        return cairn_error(err, CAIRN_FAILED, "storage class '%.80s' is not a valid name",
+                           storage_class);
+    pvc = json_pack("{s:s,s:s,s:{s:s,s:s,s:o,s:{s:s}},s:{s:[s],s:{s:{s:s}}}}", "apiVersion",
+                    "v1", "kind", "PersistentVolumeClaim", "metadata", "name", name,
+                    "namespace", ns, "labels", labels(name), "annotations",
+                    "cairn.io/restored-from", snapshot ? snapshot : "", "spec", "accessModes",
+                    "ReadWriteOnce", "resources", "requests", "storage", size);
+    if (pvc && storage_class)
+        json_object_set_new(json_object_get(pvc, "spec"), "storageClassName",
+                            json_string(storage_class));
+    if (!pvc)
+        return cairn_error(err, CAIRN_FATAL, "out of memory");
+    *out = pvc;
+    return CAIRN_OK;
+}
+
+static const char *jstr(const json_t *o, const char *key)
+{
+    const char *s = json_string_value(json_object_get(o, key));
+    return s ? s : "";
+}
+
+enum cairn_job_state cairn_job_state(const json_t *job, char *why, size_t whylen)
+{
+    const json_t *st = json_object_get(job, "status"), *conds = json_object_get(st, "conditions");
+    const json_t *c;
+    size_t i;
+    if (whylen)
+        why[0] = 0;
+    json_array_foreach(conds, i, c) {
+        if (strcmp(jstr(c, "status"), "True") != 0)
+            continue;
+        if (strcmp(jstr(c, "type"), "Complete") == 0)
+            return CAIRN_JOB_SUCCEEDED;
+        if (strcmp(jstr(c, "type"), "Failed") == 0) {
+            if (whylen)
+                snprintf(why, whylen, "%s%s%s", jstr(c, "reason"),
+                         *jstr(c, "reason") && *jstr(c, "message") ? ": " : "",
+                         jstr(c, "message"));
+            return CAIRN_JOB_FAILED;
+        }
+    }
+    if (json_integer_value(json_object_get(st, "succeeded")) > 0)
+        return CAIRN_JOB_SUCCEEDED;
+    if (json_integer_value(json_object_get(st, "failed")) > 0)
+        return CAIRN_JOB_FAILED;
+    return CAIRN_JOB_RUNNING;
+}
+
+int cairn_job_pod_stuck(const json_t *pod, char *why, size_t whylen)
+{
+    static const char *const stuck[] = {"CreateContainerConfigError", "ErrImagePull",
+                                        "ImagePullBackOff", "InvalidImageName",
+                                        "CreateContainerError"};
+    const json_t *cs = json_object_get(json_object_get(pod, "status"), "containerStatuses"), *c;
+    size_t i, k;
+    json_array_foreach(cs, i, c) {
+        const json_t *w = json_object_get(json_object_get(c, "state"), "waiting");
+        const char *reason = jstr(w, "reason");
+        for (k = 0; k < sizeof stuck / sizeof *stuck; k++) {
+            if (strcmp(reason, stuck[k]) != 0)
+                continue;
+            if (whylen)
+                snprintf(why, whylen, "%s%s%s", reason, *jstr(w, "message") ? ": " : "",
+                         jstr(w, "message"));
+            return 1;
+        }
+    }
+    return 0;
+}
