@@ -400,8 +400,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if len(parts) == 5 and parts[:3] == ["api", "v1", "namespaces"] and parts[4] == "events" \
                 and method == "POST":
             return self.post_event(parts[3], raw)
-        if self.route_secrets(method, parts) or self.route_snapshots(method, parts, raw):
-        if self.route_restore(method, url, q, parts, raw):
+        if self.route_secrets(method, parts) or self.route_snapshots(method, parts, raw) or \
+                self.route_restore(method, url, q, parts, raw):
             return None
         return self.status(404, "NotFound", "the server could not find the requested resource")
 
