@@ -19,33 +19,15 @@
 #include "../../engine/internal.h"
 #include "../../engine/repo.h"
 
-static int failures;
-
-#define CHECK(cond, ...)                                                                 \
-    do {                                                                                 \
-        if (!(cond)) {                                                                   \
-            fprintf(stderr, "FAIL: %s:%d: ", __FILE__, __LINE__);                        \
-            fprintf(stderr, __VA_ARGS__);                                                \
-            fprintf(stderr, "  [%s]\n", #cond);                                          \
-            failures++;                                                                  \
-        }                                                                                \
-    } while (0)
+#include "check.h"
 
 static char tmpdir[] = "/tmp/cairn-test-crypto-XXXXXX";
 static int have_tmpdir;
 
-static int rm_entry(const char *p, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(p);
-}
-
 static void cleanup(void)
 {
     if (have_tmpdir)
-        nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+        test_rm_tree(tmpdir);
 }
 
 static char *P(const char *name)

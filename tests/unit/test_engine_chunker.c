@@ -2,7 +2,7 @@
  * points, size bounds, average size, shift resistance, the "need more bytes"
  * contract, and throughput (printed, not asserted). Uses the repository
  * default parameters: min 256 KiB, avg 1 MiB, max 4 MiB. */
-#define _POSIX_C_SOURCE 200809L
+#define _XOPEN_SOURCE 700
 #include "../../engine/chunker.h"
 
 #include <stdio.h>
@@ -20,17 +20,7 @@
 #define SHIFT_LEN 100
 #define SKIP_BEFORE (4 * MiB) /* compare boundaries after the first few MiB */
 
-static int failures;
-
-#define CHECK(cond, ...)                                                                 \
-    do {                                                                                 \
-        if (!(cond)) {                                                                   \
-            fprintf(stderr, "FAIL: %s:%d: ", __FILE__, __LINE__);                        \
-            fprintf(stderr, __VA_ARGS__);                                                \
-            fprintf(stderr, "  [%s]\n", #cond);                                          \
-            failures++;                                                                  \
-        }                                                                                \
-    } while (0)
+#include "check.h"
 
 static uint64_t rng_state;
 

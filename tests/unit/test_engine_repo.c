@@ -19,42 +19,15 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static int failures;
-
-#define CHECK(cond, ...)                                                                 \
-    do {                                                                                 \
-        if (!(cond)) {                                                                   \
-            fprintf(stderr, "FAIL: %s:%d: ", __FILE__, __LINE__);                        \
-            fprintf(stderr, __VA_ARGS__);                                                \
-            fprintf(stderr, "  [%s]\n", #cond);                                          \
-            failures++;                                                                  \
-        }                                                                                \
-    } while (0)
-
-/* A check the rest of the test cannot go on without. */
-#define REQUIRE(cond, ...)                                                               \
-    do {                                                                                 \
-        if (!(cond)) {                                                                   \
-            CHECK(cond, __VA_ARGS__);                                                    \
-            return;                                                                      \
-        }                                                                                \
-    } while (0)
+#include "check.h"
 
 static char base[] = "/tmp/cairn-test-engine-repo-XXXXXX";
 static int have_base;
 
-static int rm_entry(const char *p, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(p);
-}
-
 static void cleanup(void)
 {
     if (have_base)
-        nftw(base, rm_entry, 32, FTW_DEPTH | FTW_PHYS);
+        test_rm_tree(base);
 }
 
 static char *in_base(const char *rel)

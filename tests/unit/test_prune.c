@@ -20,28 +20,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static int failures;
-
-#define CHECK(cond, ...)                                                                 \
-    do {                                                                                 \
-        if (!(cond)) {                                                                   \
-            fprintf(stderr, "FAIL: %s:%d: ", __FILE__, __LINE__);                        \
-            fprintf(stderr, __VA_ARGS__);                                                \
-            fprintf(stderr, "  [%s]\n", #cond);                                          \
-            failures++;                                                                  \
-        }                                                                                \
-    } while (0)
+#include "check.h"
 
 static char base[] = "/tmp/cairn-test-prune-XXXXXX";
 static char repo_dir[256], cat_path[256], src_dir[256];
-
-static int rm_entry(const char *p, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(p);
-}
 
 static void put_file(const char *name, size_t len, unsigned seed)
 {
@@ -342,7 +324,7 @@ int main(void)
         test_forget_prune(r);
     }
     cairn_repo_free(r);
-    nftw(base, rm_entry, 32, FTW_DEPTH | FTW_PHYS);
+    test_rm_tree(base);
     if (failures) {
         fprintf(stderr, "%d failure(s)\n", failures);
         return 1;

@@ -1,22 +1,13 @@
 /* tests/unit/test_restore_job.c — agent/restore_job.c: name and quantity
  * checks against the Kubernetes rules, the objects built (and refused), and
  * reading Job and pod states. */
+#define _XOPEN_SOURCE 700
 #include "../../agent/restore_job.h"
 
 #include <stdio.h>
 #include <string.h>
 
-static int failures;
-
-#define CHECK(cond, ...)                                                                 \
-    do {                                                                                 \
-        if (!(cond)) {                                                                   \
-            fprintf(stderr, "FAIL: %s:%d: ", __FILE__, __LINE__);                        \
-            fprintf(stderr, __VA_ARGS__);                                                \
-            fprintf(stderr, "  [%s]\n", #cond);                                          \
-            failures++;                                                                  \
-        }                                                                                \
-    } while (0)
+#include "check.h"
 
 static void names(void)
 {
