@@ -337,7 +337,6 @@ int cairn_my_binobj_build(const struct cairn_my_binmeta *m, const struct cairn_m
 {
     char hex[65], ts[64];
     json_t *o = json_object();
-    char *text;
     int rc;
     cairn_hex(m->sha256, 32, hex);
     json_object_set_new(o, "version", json_integer(1));
@@ -387,28 +386,10 @@ int cairn_my_binobj_build(const struct cairn_my_binmeta *m, const struct cairn_m
             json_object_set_new(o, "last_gtid", json_string(s->mysql_last_gtid));
         }
     }
-    text = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
+    rc = cairn_logobj_encode(CAIRN_MY_BINOBJ_MAGIC, CAIRN_MY_BINOBJ_HEAD_MAX, "binlog", m->name,
+                             o, zfr, zlen, out, err);
     json_decref(o);
-    if (!text)
-        return cairn_error(err, CAIRN_FATAL, "out of memory");
-    if (strlen(text) + sizeof CAIRN_MY_BINOBJ_MAGIC + 1 > CAIRN_MY_BINOBJ_HEAD_MAX) {
-        free(text);
-        return cairn_error(err, CAIRN_FAILED, "binlog '%s': metadata too large", m->name);
-    }
-    cairn_buf_reset(out);
-    rc = cairn_buf_reserve(out, strlen(text) + zlen + 32);
-    if (rc == CAIRN_OK)
-        rc = cairn_buf_append(out, CAIRN_MY_BINOBJ_MAGIC, strlen(CAIRN_MY_BINOBJ_MAGIC));
-    if (rc == CAIRN_OK)
-        rc = cairn_buf_append(out, text, strlen(text));
-    if (rc == CAIRN_OK)
-        rc = cairn_buf_putc(out, '\n');
-    if (rc == CAIRN_OK)
-        rc = cairn_buf_append(out, zfr, zlen);
-    free(text);
-    if (rc != CAIRN_OK)
-        return cairn_error(err, CAIRN_FATAL, "out of memory");
-    return CAIRN_OK;
+    return rc;
 }
 
 static int jstr(json_t *o, const char *k, char *out, size_t n)

@@ -2,6 +2,7 @@
 #include "logobj.h"
 
 #include <inttypes.h>
+#include <stdlib.h>
 #include <openssl/evp.h>
 #include <string.h>
 #include <zstd.h>
@@ -136,4 +137,34 @@ int cairn_logobj_put_once(cairn_store *s, const char *key, const char *magic, si
                            path, key, old->size, h1, size, h2, hint);
     }
     return rc == 1 ? CAIRN_OK : rc;
+}
+
+int cairn_logobj_encode(const char *magic, size_t max_head, const char *what, const char *name,
+                        const json_t *meta, const void *zfr, size_t zlen, cairn_buf *out,
+                        cairn_err *err)
+{
+    char *text = json_dumps(meta, JSON_COMPACT | JSON_SORT_KEYS);
+    size_t tlen;
+    int rc;
+    if (!text)
+        return cairn_error(err, CAIRN_FATAL, "out of memory");
+    tlen = strlen(text);
+    if (tlen + strlen(magic) + 1 > max_head) {
+        free(text);
+        return cairn_error(err, CAIRN_FAILED, "%s file '%s': metadata too large", what, name);
+    }
+    cairn_buf_reset(out);
+    rc = cairn_buf_reserve(out, tlen + zlen + 32);
+    if (rc == CAIRN_OK)
+        rc = cairn_buf_append(out, magic, strlen(magic));
+    if (rc == CAIRN_OK)
+        rc = cairn_buf_append(out, text, tlen);
+    if (rc == CAIRN_OK)
+        rc = cairn_buf_putc(out, '\n');
+    if (rc == CAIRN_OK)
+        rc = cairn_buf_append(out, zfr, zlen);
+    free(text);
+    if (rc != CAIRN_OK)
+        return cairn_error(err, CAIRN_FATAL, "out of memory");
+    return CAIRN_OK;
 }

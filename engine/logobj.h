@@ -26,6 +26,14 @@ int cairn_logobj_payload(const uint8_t *obj, size_t len, size_t off, uint64_t si
                          const uint8_t sha256[32], const char *key, cairn_buf *raw,
                          cairn_err *err);
 
+/* Frames an object into out: magic, meta as one line of compact sorted JSON
+ * (at most max_head bytes with the magic and newline, else CAIRN_FAILED
+ * naming what and name), then the zstd frame zfr[0..zlen). meta is the
+ * caller's. */
+int cairn_logobj_encode(const char *magic, size_t max_head, const char *what, const char *name,
+                        const json_t *meta, const void *zfr, size_t zlen, cairn_buf *out,
+                        cairn_err *err);
+
 /* ---- push-if-absent: log objects are written once, never overwritten ---- */
 
 /* What an archived object's metadata says of its content ("size", "sha256"). */
