@@ -28,7 +28,9 @@
 #define RS_MAX_WORKERS 64
 #define RS_DEFAULT_RESERVE (8u << 20)
 #define RS_POOL 8                   /* spare chunk buffers kept for reuse */
-#define RS_POOL_MAX_CAP (4u << 20)  /* larger ones are freed */
+#define RS_POOL_BYTES (16u << 20)   /* at most this much capacity kept spare: a
+                                     * freed large buffer comes back as fresh
+                                     * pages (a page fault each) next time */
 #define RS_SHRINK_MIN (64u << 10)   /* a chunk using under half of a buffer larger
                                      * than this is copied into one of its size */
 
@@ -72,6 +74,7 @@ struct rs_pipe {
      * given, so reusing them saves a malloc/free and fresh page faults per chunk. */
     cairn_buf pool[RS_POOL];
     int n_pool;
+    size_t pool_bytes;       /* capacity of the spare buffers */
 
     int walker_done, stop;
     pthread_t walker;
@@ -695,17 +698,46 @@ static void *walker_main(void *arg)
 static void pool_get_locked(rs_pipe *p, cairn_buf *b)
 {
     if (p->n_pool > 0) {
-        *b = p->pool[--p->n_pool];
+        /* the largest: a load may need up to the largest chunk size */
+        int i, best = 0;
+        for (i = 1; i < p->n_pool; i++)
+            if (p->pool[i].cap > p->pool[best].cap)
+                best = i;
+        *b = p->pool[best];
+        p->pool[best] = p->pool[--p->n_pool];
+        p->pool_bytes -= b->cap;
         cairn_buf_reset(b);
     } else {
         cairn_buf_init(b, 0);
     }
 }
 
+/* A spare buffer of at least len bytes but less than twice that (or len +
+ * RS_SHRINK_MIN), the smallest such; b->data is NULL when there is none.
+ * Called with the lock held. */
+static void pool_fit_locked(rs_pipe *p, size_t len, cairn_buf *b)
+{
+    int i, best = -1;
+    size_t top = len < RS_SHRINK_MIN ? len + RS_SHRINK_MIN : 2 * len;
+    cairn_buf_init(b, 0);
+    for (i = 0; i < p->n_pool; i++) {
+        size_t cap = p->pool[i].cap;
+        if (cap >= len && cap < top && (best < 0 || cap < p->pool[best].cap))
+            best = i;
+    }
+    if (best < 0)
+        return;
+    *b = p->pool[best];
+    p->pool[best] = p->pool[--p->n_pool];
+    p->pool_bytes -= b->cap;
+    cairn_buf_reset(b);
+}
+
 /* Called with the lock held; b is emptied. */
 static void pool_put_locked(rs_pipe *p, cairn_buf *b)
 {
-    if (b->data && p->n_pool < RS_POOL && b->cap <= RS_POOL_MAX_CAP) {
+    if (b->data && p->n_pool < RS_POOL && p->pool_bytes + b->cap <= RS_POOL_BYTES) {
+        p->pool_bytes += b->cap;
         p->pool[p->n_pool++] = *b;
         cairn_buf_init(b, 0);
     } else {
@@ -756,8 +788,14 @@ static void *worker_main(void *arg)
                 }
 
                 if (rc == CAIRN_OK && b.cap > RS_SHRINK_MIN && b.len < b.cap / 2) {
+                    /* into a spare buffer that fits (its pages are already
+                     * mapped), or else one of exactly its size */
                     cairn_buf small;
-                    cairn_buf_init(&small, b.len); /* max = len: exact capacity */
+                    pthread_mutex_lock(&p->mu);
+                    pool_fit_locked(p, b.len, &small);
+                    pthread_mutex_unlock(&p->mu);
+                    if (!small.data)
+                        cairn_buf_init(&small, b.len); /* max = len: exact capacity */
                     if (cairn_buf_append(&small, b.data, b.len) == CAIRN_OK) {
                         cairn_buf tmp = b;
                         small.max = 0;
