@@ -103,6 +103,11 @@ struct rctx {
     size_t dpath_cap;
     int dfd[FAST_MAX_DEPTH + 1];
     size_t dend[FAST_MAX_DEPTH + 1];
+    /* 1 when the directory is known not to be set-group-ID, so a new entry
+     * gets our egid (then a chown to ourselves can be skipped) */
+    unsigned char dplain[FAST_MAX_DEPTH + 1];
+    uid_t euid;
+    gid_t egid;
     int depth;
 };
 
@@ -291,6 +296,7 @@ static int fast_push(struct rctx *c, const char *name, size_t end)
     c->depth++;
     c->dfd[c->depth] = fd;
     c->dend[c->depth] = end;
+    c->dplain[c->depth] = 0; /* not made here: unknown */
     return 0;
 }
 
@@ -441,13 +447,23 @@ static int fast_content(struct rctx *c, int fd, const struct cairn_node *n, cair
     return CAIRN_OK;
 }
 
+/* Whether an entry just made in the directory at the top of the stack (the
+ * parent at level `level`) needs a chown to get n's owner: not when that is
+ * who made it (a new entry gets our euid, and our egid unless the directory
+ * is set-group-ID). */
+static int fast_chown_needed(struct rctx *c, const struct cairn_node *n, int level)
+{
+    return !c->dplain[level] || fast_uid(c, n) != c->euid || fast_gid(c, n) != c->egid;
+}
+
 /* Owner, mode and times of a file just written (fd open on it). */
 static void fast_file_meta(struct rctx *c, int fd, const char *path, const struct cairn_node *n,
                            int mode_set)
 {
     uint32_t mode = n->mode & 07777;
     struct timespec ts[2];
-    if (c->is_root && fchown(fd, fast_uid(c, n), fast_gid(c, n)) != 0) {
+    if (c->is_root && fast_chown_needed(c, n, c->depth) &&
+        fchown(fd, fast_uid(c, n), fast_gid(c, n)) != 0) {
         warnf(c, "cannot fully restore '%s': cannot set its owner: %s", path, strerror(errno));
         mode &= ~(uint32_t)06000; /* no set-id bits for the wrong owner */
         mode_set = 0;
@@ -545,7 +561,12 @@ static int fast_dir(struct rctx *c, struct rs_item *it, cairn_err *err)
     }
     if (plen + 1 <= c->dpath_cap && fast_push(c, base, plen) == 0) {
         memcpy(c->dpath, it->path, plen + 1);
-        if (c->is_root && fchown(c->dfd[c->depth], fast_uid(c, n), fast_gid(c, n)) != 0)
+        /* made 0700, so set-group-ID only if inherited from its parent, or
+         * later through libarchive (the return 1 below) */
+        c->dplain[c->depth] = c->dplain[c->depth - 1] && (!(n->mode & S_ISGID) ||
+                                                          !(n->n_xattrs || n->acl || n->fflags));
+        if (c->is_root && fast_chown_needed(c, n, c->depth - 1) &&
+            fchown(c->dfd[c->depth], fast_uid(c, n), fast_gid(c, n)) != 0)
             warnf(c, "cannot fully restore '%s': cannot set its owner: %s", it->path,
                   strerror(errno));
     } else if (c->is_root) {
@@ -950,6 +971,12 @@ int cairn_restore(cairn_repo *r, const struct cairn_snapshot *snap,
     c.dfd[0] = tfd;
     c.fast = !opts->overwrite;
     c.is_root = geteuid() == 0;
+    c.euid = geteuid();
+    c.egid = getegid();
+    {
+        struct stat tsb;
+        c.dplain[0] = fstat(tfd, &tsb) == 0 && !(tsb.st_mode & S_ISGID);
+    }
     c.umask = umask(077);
     umask(c.umask);
 
