@@ -164,7 +164,8 @@ say "push median: cairn ${CP_MED} ms, pgbackrest ${PP_MED} ms"
 # Only the fetch commands are timed: a loop in one shell as postgres (as the
 # server runs restore_command: no runuser per call) that compares each fetched
 # file with the original outside the timed part. FETCH_RUNS loops per variant,
-# interleaved; the median is reported.
+# interleaved; the median is reported. As PostgreSQL does, RECOVERYXLOG is removed
+# before each call.
 FETCH_RUNS=${FETCH_RUNS:-3}
 cat >"$W/fetch_loop.sh" <<'LOOP_EOF'
 #!/bin/bash
@@ -174,6 +175,9 @@ total=0
 for f in $(ls "$segs"); do
   args=()
   for a in "$@"; do a=${a//%f/$f}; args+=("${a//%p/$dest/RECOVERYXLOG}"); done
+  # PostgreSQL removes RECOVERYXLOG before it runs restore_command (replacing
+  # a file just written costs a forced writeback on ext4)
+  rm -f "$dest/RECOVERYXLOG"
   t0=$EPOCHREALTIME
   "${args[@]}" >/dev/null 2>>"$dest/../fetch.err" || { echo "fetch $f failed: ${args[*]}" >&2; exit 1; }
   t1=$EPOCHREALTIME

@@ -203,7 +203,18 @@ static void start_prefetch(struct cli *c, const char *sysid, const char *name, u
     args[k++] = sysid;
     args[k++] = "--spool";
     args[k++] = spool;
-    snprintf(jobs, sizeof jobs, "%d", n < 8 ? n : 8);
+    {
+        /* a local repository is read at disk speed and the work is CPU
+         * (decompression, SHA-256): more threads than CPUs only delay the
+         * next segment; a remote store waits per request: 8 at once */
+        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+        int j = c->repo && strncmp(c->repo, "s3://", 5) == 0 ? 8 : (int)(cpus < 1 ? 1 : cpus);
+        if (j > n)
+            j = n;
+        if (j > 8)
+            j = 8;
+        snprintf(jobs, sizeof jobs, "%d", j);
+    }
     args[k++] = "--jobs";
     args[k++] = jobs;
     snprintf(segs, sizeof segs, "%" PRIu64, segsize);
