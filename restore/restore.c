@@ -185,9 +185,22 @@ static int write_block(struct rctx *c, const void *buf, size_t len, uint64_t off
     return cairn_error(ce, CAIRN_FAILED, "%s", aerr(c->a));
 }
 
+/* Writes one block of a file at off: through libarchive (arg NULL) or the
+ * direct writer (arg points at the fd). */
+typedef int (*block_fn)(struct rctx *c, void *arg, const uint8_t *d, size_t len, uint64_t off,
+                        cairn_err *ce);
+
+static int archive_block(struct rctx *c, void *arg, const uint8_t *d, size_t len, uint64_t off,
+                         cairn_err *ce)
+{
+    (void)arg;
+    return write_block(c, d, len, off, ce);
+}
+
 /* Writes a file's content: the chunks in order, spread over the data extents
  * of a sparse file. */
-static int write_content(struct rctx *c, const struct cairn_node *n, cairn_err *ce)
+static int write_content(struct rctx *c, const struct cairn_node *n, block_fn fn, void *arg,
+                         cairn_err *ce)
 {
     uint64_t expected = n->size, pos = 0, xdone = 0;
     size_t x = 0, i;
@@ -206,7 +219,7 @@ static int write_content(struct rctx *c, const struct cairn_node *n, cairn_err *
                                "its stored content is longer than its size (%" PRIu64 " bytes)",
                                expected);
         if (!n->sparse) {
-            if ((rc = write_block(c, d, len, pos, ce)) != CAIRN_OK)
+            if ((rc = fn(c, arg, d, len, pos, ce)) != CAIRN_OK)
                 return rc;
         } else {
             size_t done = 0;
@@ -221,7 +234,7 @@ static int write_content(struct rctx *c, const struct cairn_node *n, cairn_err *
                 take = n->sparse[x].len - xdone;
                 if (take > len - done)
                     take = len - done;
-                rc = write_block(c, d + done, (size_t)take, n->sparse[x].off + xdone, ce);
+                rc = fn(c, arg, d + done, (size_t)take, n->sparse[x].off + xdone, ce);
                 if (rc != CAIRN_OK)
                     return rc;
                 done += (size_t)take;
@@ -357,12 +370,15 @@ static int errno_is_fatal(int e)
     return e == ENOSPC || e == EDQUOT || e == EROFS || e == EIO;
 }
 
-/* Writes all of buf at off (sparse) or at the current position. */
-static int fast_write(struct rctx *c, int fd, const uint8_t *d, size_t len, int64_t off,
+/* The direct writer's block_fn: all of d at off (arg: the fd). */
+static int fast_block(struct rctx *c, void *arg, const uint8_t *d, size_t len, uint64_t off,
                       cairn_err *ce)
 {
+    int fd = *(int *)arg;
+    if (off > (uint64_t)INT64_MAX - len)
+        return cairn_error(ce, CAIRN_CORRUPT, "its sparse map is out of range");
     while (len > 0) {
-        ssize_t w = off >= 0 ? pwrite(fd, d, len, off) : write(fd, d, len);
+        ssize_t w = pwrite(fd, d, len, (off_t)off);
         if (w < 0 && errno == EINTR)
             continue;
         if (w <= 0) {
@@ -373,73 +389,21 @@ static int fast_write(struct rctx *c, int fd, const uint8_t *d, size_t len, int6
         }
         d += w;
         len -= (size_t)w;
-        if (off >= 0)
-            off += w;
+        off += (uint64_t)w;
     }
     return CAIRN_OK;
 }
 
-/* The content of a file onto fd: the chunks in order, spread over the data
- * extents of a sparse file (holes are left unwritten; the size is set by
- * ftruncate). */
+/* The content of a file onto fd; holes are left unwritten and the size set
+ * by ftruncate. */
 static int fast_content(struct rctx *c, int fd, const struct cairn_node *n, cairn_err *ce)
 {
-    uint64_t expected = n->size, pos = 0, xdone = 0;
-    size_t x = 0, i;
-    const uint8_t *d;
-    size_t len;
-    int rc;
-
-    if (n->sparse) {
-        expected = 0;
-        for (i = 0; i < n->n_sparse; i++)
-            expected += n->sparse[i].len;
-    }
-    while ((rc = rs_pipe_chunk(c->p, &d, &len, ce)) == CAIRN_OK) {
-        if (len > expected - pos)
-            return cairn_error(ce, CAIRN_CORRUPT,
-                               "its stored content is longer than its size (%" PRIu64 " bytes)",
-                               expected);
-        if (!n->sparse) {
-            if ((rc = fast_write(c, fd, d, len, -1, ce)) != CAIRN_OK)
-                return rc;
-        } else {
-            size_t done = 0;
-            while (done < len) {
-                uint64_t take;
-                while (x < n->n_sparse && xdone == n->sparse[x].len) {
-                    x++;
-                    xdone = 0;
-                }
-                if (x == n->n_sparse)
-                    return cairn_error(ce, CAIRN_CORRUPT, "its sparse map is inconsistent");
-                if (n->sparse[x].off + xdone > (uint64_t)INT64_MAX)
-                    return cairn_error(ce, CAIRN_CORRUPT, "its sparse map is out of range");
-                take = n->sparse[x].len - xdone;
-                if (take > len - done)
-                    take = len - done;
-                rc = fast_write(c, fd, d + done, (size_t)take,
-                                (int64_t)(n->sparse[x].off + xdone), ce);
-                if (rc != CAIRN_OK)
-                    return rc;
-                done += (size_t)take;
-                xdone += take;
-            }
-        }
-        pos += len;
-        c->st->bytes += len;
-        progress(c, 0);
-    }
-    if (rc != RS_END)
+    int rc = write_content(c, n, fast_block, &fd, ce);
+    if (rc != CAIRN_OK || !n->sparse)
         return rc;
-    if (pos != expected)
-        return cairn_error(ce, CAIRN_CORRUPT,
-                           "its stored content is shorter than its size (%" PRIu64 " of %" PRIu64
-                           " bytes)",
-                           pos, expected);
-    if (n->sparse && n->size > (uint64_t)INT64_MAX)
+    if (n->size > (uint64_t)INT64_MAX)
         return cairn_error(ce, CAIRN_CORRUPT, "its size is out of range");
-    if (n->sparse && ftruncate(fd, (off_t)n->size) != 0) {
+    if (ftruncate(fd, (off_t)n->size) != 0) {
         if (errno_is_fatal(errno))
             c->fatal = 1;
         return cairn_error(ce, CAIRN_FAILED, "cannot set its size: %s", strerror(errno));
@@ -681,7 +645,7 @@ static int restore_item(struct rctx *c, struct rs_item *it, cairn_err *err)
 
     if (n->type == CAIRN_T_FILE && !it->link) {
         cairn_err_clear(&ce);
-        rc = write_content(c, n, &ce);
+        rc = write_content(c, n, archive_block, NULL, &ce);
         if (rc != CAIRN_OK) {
             archive_write_finish_entry(c->a);
             if (c->fatal)
