@@ -544,7 +544,6 @@ static int fast_dir(struct rctx *c, struct rs_item *it, cairn_err *err)
     return CAIRN_OK;
 }
 
-
 /* Restores one item. Returns CAIRN_OK (also when the entry was skipped and
  * reported) or CAIRN_FAILED when the restore cannot go on (err set). */
 static int restore_item(struct rctx *c, struct rs_item *it, cairn_err *err)
