@@ -681,6 +681,8 @@ struct prefetch {
     const char *sysid;
     char (*names)[25];
     size_t n, next, fetched;
+    unsigned char missing[64]; /* not in the archive: not asked again until
+                                * the window moves */
     const char *dir;
     pthread_mutex_t mu;
     int rc;
@@ -689,8 +691,9 @@ struct prefetch {
 
 /* Downloads one object, verifies it (zstd frame checksum, size, SHA-256
  * against its metadata) and spools the raw segment with its trailer. */
-static void prefetch_one(struct prefetch *p, const char *name)
+static void prefetch_one(struct prefetch *p, size_t idx)
 {
+    const char *name = p->names[idx];
     char path[PATH_MAX], part[PATH_MAX], key[CAIRN_WAL_KEY_MAX];
     cairn_buf b = CAIRN_BUF_INIT, raw = CAIRN_BUF_INIT;
     struct cairn_pg_walmeta m;
@@ -731,7 +734,9 @@ static void prefetch_one(struct prefetch *p, const char *name)
     pthread_mutex_lock(&p->mu);
     if (rc == CAIRN_OK)
         p->fetched++;
-    else if (rc != CAIRN_NOTFOUND && p->rc == CAIRN_OK) {
+    else if (rc == CAIRN_NOTFOUND)
+        p->missing[idx] = 1;
+    else if (p->rc == CAIRN_OK) {
         p->rc = rc;
         p->err = e;
     }
@@ -748,7 +753,8 @@ static void *prefetch_thread(void *arg)
         pthread_mutex_unlock(&p->mu);
         if (i >= p->n)
             return NULL;
-        prefetch_one(p, p->names[i]);
+        if (!p->missing[i])
+            prefetch_one(p, i);
     }
 }
 
@@ -824,6 +830,7 @@ int cairn_pg_wal_prefetch(cairn_store *s, const char *system_id, const char *nam
         if (strcmp(cur, last) != 0) { /* recovery moved on: a new window */
             snprintf(last, sizeof last, "%s", cur);
             idle_since = cairn_mono();
+            memset(p.missing, 0, sizeof p.missing);
         }
         for (i = 0; i < n; i++)
             cairn_pg_segname(cw.tli, cairn_pg_segno(cw.log, cw.seg, segsize) + (uint64_t)i + 1,
@@ -831,7 +838,16 @@ int cairn_pg_wal_prefetch(cairn_store *s, const char *system_id, const char *nam
         p.n = (size_t)n;
         p.next = 0;
         p.fetched = 0;
-        for (i = 1; i < jobs && i < n; i++)
+        for (i = 0; i < n; i++) { /* anything left to do in this window? */
+            char path[PATH_MAX];
+            if (!p.missing[i] &&
+                (spool_path(spool_dir, system_id, names[i], "", path, sizeof path) != 0 ||
+                 access(path, F_OK) != 0))
+                break;
+        }
+        if (i == n)
+            p.n = 0; /* no: only watch the served mark */
+        for (i = 1; i < jobs && (size_t)i < p.n; i++)
             if (pthread_create(&th[started], NULL, prefetch_thread, &p) == 0)
                 started++;
         prefetch_thread(&p);

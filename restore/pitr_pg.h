@@ -144,7 +144,7 @@ int cairn_pg_wal_write_verified(const uint8_t *obj, size_t len, const char *key,
  * and spool_dir/<sysid>.served; segsize gives the names) in spool_dir, with
  * `jobs` threads, each through <file>.part (locked with flock while written)
  * and rename; segments already spooled or being fetched are skipped, as are
- * segments not in the archive. Runs while recovery moves on: returns when the
+ * segments not in the archive (asked for once per position of the window). Runs while recovery moves on: returns when the
  * window is spooled and the served mark has not moved for 2 s (or after an
  * hour, or on the first hard error). Only one runs per spool and system:
  * another one holding spool_dir/<sysid>.lock makes this return CAIRN_OK at
