@@ -26,10 +26,10 @@
  *   returns CAIRN_WARN.
  * - A tree that cannot be read: reported naming the directory (which is
  *   restored empty), its contents skipped, counted in st->failed.
- * - Sparse files: each data extent is written at its offset with
- *   archive_write_data_block(), so the holes stay holes; archive_write_disk
- *   truncates the file to its size at the end of the entry, which covers a
- *   trailing hole. (ARCHIVE_EXTRACT_SPARSE is not used: the stored map already
+ * - Sparse files: each data extent is written at its offset (pwrite, or
+ *   archive_write_data_block()), so the holes stay holes; the file is then
+ *   truncated to its size (ftruncate, or archive_write_disk at the end of the
+ *   entry), which covers a trailing hole. (ARCHIVE_EXTRACT_SPARSE is not used: the stored map already
  *   says where the holes are, and scanning every block for zeros costs CPU.)
  * - Sockets are skipped without a warning (the program that listens creates
  *   them), as tar does.
