@@ -797,6 +797,8 @@ write_doc() {
         echo "sets the number of runs (default 5), \`--s3-runs N\` that of the two S3 tools (default: as"
         echo "\`--runs\`), \`--keep\` keeps the repositories and restored trees of the last run in"
         echo "\`bench/work\`, \`--no-doc\` leaves this page alone; \`CAIRN=PATH\` times another binary."
+        echo "The sections at the end (PostgreSQL against pgBackRest, retention against restic) are"
+        echo "written by \`bench/pg_bench.sh\` and \`bench/prune_bench.sh\`; this script keeps them as they are."
         echo "This run ($RUN_DESC) took $ELAPSED_DESC on $(nproc) cores, dataset already built."
         echo
         echo "## Run"

@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -157,17 +158,17 @@ static void dir_of(const char *path, char *out, size_t n)
         snprintf(out, n, "%.*s", (int)(s - path), path);
 }
 
-/* Starts a detached `cairn wal-fetch --prefetch-worker` for the next n
- * segments after name (a fresh process: nothing of this one's state is
- * shared, and PostgreSQL does not wait for it). */
+/* Starts a detached `cairn wal-fetch --prefetch-worker` that keeps the next n
+ * segments after name spooled (a fresh process: nothing of this one's state
+ * is shared, and PostgreSQL does not wait for it). Not when one is running
+ * already (it holds <spool>/<sysid>.lock and follows recovery by itself). */
 static void start_prefetch(struct cli *c, const char *sysid, const char *name, uint64_t segsize,
                            int n, const char *spool)
 {
     struct cairn_pg_walname wn;
-    char exe[PATH_MAX], conn[16], jobs[16];
-    char names[64][25];
-    const char *args[96];
-    int i, k = 0;
+    char exe[PATH_MAX], conn[16], jobs[16], segs[32], count[16], lockpath[PATH_MAX + 64];
+    const char *args[32];
+    int k = 0, lfd;
     ssize_t el;
     pid_t pid;
     if (cairn_pg_walname_parse(name, &wn) != 0 || wn.kind != CAIRN_PG_SEGMENT ||
@@ -175,6 +176,13 @@ static void start_prefetch(struct cli *c, const char *sysid, const char *name, u
         return;
     if (n > 64)
         n = 64;
+    snprintf(lockpath, sizeof lockpath, "%s/%s.lock", spool, sysid);
+    if ((lfd = open(lockpath, O_RDONLY | O_CLOEXEC)) >= 0) {
+        int busy = flock(lfd, LOCK_EX | LOCK_NB) != 0;
+        close(lfd);
+        if (busy)
+            return;
+    }
     el = readlink("/proc/self/exe", exe, sizeof exe - 1);
     if (el <= 0)
         return;
@@ -195,14 +203,27 @@ static void start_prefetch(struct cli *c, const char *sysid, const char *name, u
     args[k++] = sysid;
     args[k++] = "--spool";
     args[k++] = spool;
-    snprintf(jobs, sizeof jobs, "%d", n < 8 ? n : 8);
+    {
+        /* a local repository is read at disk speed and the work is CPU
+         * (decompression, SHA-256): more threads than CPUs only delay the
+         * next segment; a remote store waits per request: 8 at once */
+        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+        int j = c->repo && strncmp(c->repo, "s3://", 5) == 0 ? 8 : (int)(cpus < 1 ? 1 : cpus);
+        if (j > n)
+            j = n;
+        if (j > 8)
+            j = 8;
+        snprintf(jobs, sizeof jobs, "%d", j);
+    }
     args[k++] = "--jobs";
     args[k++] = jobs;
-    for (i = 0; i < n; i++) {
-        cairn_pg_segname(wn.tli, cairn_pg_segno(wn.log, wn.seg, segsize) + (uint64_t)i + 1,
-                         segsize, names[i]);
-        args[k++] = names[i];
-    }
+    snprintf(segs, sizeof segs, "%" PRIu64, segsize);
+    args[k++] = "--segsize";
+    args[k++] = segs;
+    snprintf(count, sizeof count, "%d", n);
+    args[k++] = "--prefetch";
+    args[k++] = count;
+    args[k++] = name;
     args[k] = NULL;
     pid = fork();
     if (pid < 0)
@@ -226,15 +247,17 @@ static void start_prefetch(struct cli *c, const char *sysid, const char *name, u
     waitpid(pid, NULL, 0);
 }
 
-static int prefetch_worker(struct cli *c, const char *sysid, const char *spool, const char *jobs)
+static int prefetch_worker(struct cli *c, const char *sysid, const char *spool, const char *jobs,
+                           const char *segsize, const char *count)
 {
     cairn_store *s = NULL;
     cairn_err err;
-    int j = jobs ? atoi(jobs) : 4;
-    if (!sysid || !spool || cairn_repo_store_open(c->repo, &c->store, NULL, &s, &err) != CAIRN_OK)
+    int j = jobs ? atoi(jobs) : 4, n = count ? atoi(count) : 8;
+    uint64_t segsz = segsize ? strtoull(segsize, NULL, 10) : 0;
+    if (!sysid || !spool || c->nargs != 1 || !cairn_pg_segsize_valid(segsz) ||
+        cairn_repo_store_open(c->repo, &c->store, NULL, &s, &err) != CAIRN_OK)
         return EXIT_ERR;
-    cairn_pg_wal_prefetch(s, sysid, (const char *const *)c->args, (size_t)c->nargs, spool, j,
-                          &err);
+    cairn_pg_wal_prefetch(s, sysid, c->args[0], segsz, n, spool, j, &err);
     cairn_store_free(s);
     return EXIT_OK;
 }
@@ -242,7 +265,7 @@ static int prefetch_worker(struct cli *c, const char *sysid, const char *spool, 
 int cmd_wal_fetch(struct cli *c, int argc, char **argv)
 {
     const char *sysid_opt = NULL, *pgdata = NULL, *prefetch = NULL, *spool = NULL,
-               *jobs = NULL;
+               *jobs = NULL, *segsize = NULL;
     int worker = 0, nprefetch = 8, rc, attempt, use_spool;
     struct opt opts[] = {
         {"system-id", 1, 0, &sysid_opt, NULL, NULL, NULL},
@@ -251,6 +274,7 @@ int cmd_wal_fetch(struct cli *c, int argc, char **argv)
         {"prefetch-worker", 0, 0, NULL, NULL, NULL, &worker},
         {"spool", 1, 0, &spool, NULL, NULL, NULL},
         {"jobs", 1, 0, &jobs, NULL, NULL, NULL},
+        {"segsize", 1, 0, &segsize, NULL, NULL, NULL},
         {NULL, 0, 0, NULL, NULL, NULL, NULL},
     };
     char sysid[CAIRN_WAL_SYSID_MAX], spooldir[PATH_MAX + 32], dir[PATH_MAX];
@@ -262,7 +286,7 @@ int cmd_wal_fetch(struct cli *c, int argc, char **argv)
     if (rc)
         return FETCH_CONFIG;
     if (worker)
-        return prefetch_worker(c, sysid_opt, spool, jobs);
+        return prefetch_worker(c, sysid_opt, spool, jobs, segsize, prefetch);
     if (c->nargs != 2) {
         cli_error("usage: cairn wal-fetch NAME DEST (as restore_command: 'cairn wal-fetch %%f "
                   "%%p')");
@@ -282,6 +306,18 @@ int cmd_wal_fetch(struct cli *c, int argc, char **argv)
     }
     if (resolve_sysid(sysid_opt, pgdata, sysid, sizeof sysid) != 0)
         return FETCH_CONFIG;
+    cairn_err_clear(&err);
+    dir_of(c->args[1], dir, sizeof dir);
+    snprintf(spooldir, sizeof spooldir, "%s/.cairn-prefetch", dir);
+    /* a spool hit needs no repository: the spooled segment was verified when
+     * it was spooled and its SHA-256 is checked again now */
+    if (wn.kind == CAIRN_PG_SEGMENT && access(spooldir, F_OK) == 0 &&
+        cairn_pg_wal_fetch_spooled(sysid, c->args[0], c->args[1], spooldir, &err) == CAIRN_OK) {
+        struct stat st;
+        if (nprefetch > 0 && stat(c->args[1], &st) == 0)
+            start_prefetch(c, sysid, c->args[0], (uint64_t)st.st_size, nprefetch, spooldir);
+        return EXIT_OK;
+    }
     cairn_err_clear(&err);
     /* the repository must be there: a wrong --repo must never look like the
      * normal end of the archive (PostgreSQL would then promote too early) */
@@ -303,8 +339,6 @@ int cmd_wal_fetch(struct cli *c, int argc, char **argv)
         }
         usleep((useconds_t)(250000u << attempt));
     }
-    dir_of(c->args[1], dir, sizeof dir);
-    snprintf(spooldir, sizeof spooldir, "%s/.cairn-prefetch", dir);
     if (nprefetch > 0 && mkdir(spooldir, 0700) != 0 && errno != EEXIST)
         nprefetch = 0;
     use_spool = wn.kind == CAIRN_PG_SEGMENT && access(spooldir, F_OK) == 0;

@@ -24,11 +24,14 @@
 
 #define RS_SLOTS 4096        /* chunk jobs queued ahead of the consumer */
 #define RS_ITEMS 4096        /* items queued ahead of the consumer */
+#define RS_BATCH 32          /* items (or chunk jobs) the walker queues at once */
 #define RS_MAX_DEPTH 4096    /* directory nesting we follow */
 #define RS_MAX_WORKERS 64
 #define RS_DEFAULT_RESERVE (8u << 20)
 #define RS_POOL 8                   /* spare chunk buffers kept for reuse */
-#define RS_POOL_MAX_CAP (4u << 20)  /* larger ones are freed */
+#define RS_POOL_BYTES (16u << 20)   /* at most this much capacity kept spare: a
+                                     * freed large buffer comes back as fresh
+                                     * pages (a page fault each) next time */
 #define RS_SHRINK_MIN (64u << 10)   /* a chunk using under half of a buffer larger
                                      * than this is copied into one of its size */
 
@@ -72,8 +75,13 @@ struct rs_pipe {
      * given, so reusing them saves a malloc/free and fresh page faults per chunk. */
     cairn_buf pool[RS_POOL];
     int n_pool;
+    size_t pool_bytes;       /* capacity of the spare buffers */
 
     int walker_done, stop;
+    /* Waiters, for waking them in batches rather than once per step: the
+     * walker is woken when the rings are at most half full, an idle reader
+     * when half the memory is free (or whenever the consumer must wait). */
+    int walker_waiting, workers_waiting;
     pthread_t walker;
     int walker_started;
     pthread_t *workers;
@@ -96,6 +104,9 @@ struct rs_pipe {
     unsigned char *gprune;   /* 1 if the glob may be used to prune directories */
     int links_as_copies;
     struct strmap remap;
+    struct rs_item *wbatch[RS_BATCH]; /* items not queued yet */
+    int n_wbatch;
+    size_t wbatch_jobs;
     struct rs_item **pending; /* ancestors not yet queued, by depth */
     size_t n_pending, cap_pending;
 };
@@ -354,45 +365,104 @@ static void pipe_stop_locked(rs_pipe *p)
     pthread_cond_broadcast(&p->c_space);
 }
 
-/* Queues an item and its chunk jobs. Takes ownership of it. -1 when stopping. */
-static int emit(rs_pipe *p, struct rs_item *it)
+static void space_wait_locked(rs_pipe *p)
 {
-    size_t i, n = it->n_jobs;
-    const cairn_id *chunks = it->node.chunks;
-    int stopped;
-    pthread_mutex_lock(&p->mu);
-    while (p->itail - p->ihead >= RS_ITEMS && !p->stop)
-        pthread_cond_wait(&p->c_space, &p->mu);
-    if (p->stop) {
-        pthread_mutex_unlock(&p->mu);
-        item_free(it);
-        return -1;
-    }
-    it->chunk_first = p->tail;
-    p->items[p->itail % RS_ITEMS] = it;
-    p->itail++;
+    /* what was queued so far must be worked on for room to appear */
+    pthread_cond_broadcast(&p->c_work);
     pthread_cond_signal(&p->c_cons);
-    /* From here the consumer may hold the item; it cannot free it before all
-     * its jobs are queued and consumed, and we read chunks[] under the lock. */
-    for (i = 0; i < n; i++) {
-        struct slot *s;
-        while (p->tail - p->head >= RS_SLOTS && !p->stop)
-            pthread_cond_wait(&p->c_space, &p->mu);
+    p->walker_waiting = 1;
+    pthread_cond_wait(&p->c_space, &p->mu);
+    p->walker_waiting = 0;
+}
+
+/* Wakes the walker and the readers if they wait and there is room for them:
+ * when the consumer frees something (force = 0: only once the rings or the
+ * memory are half free) and before it waits itself (force = 1). */
+static void wake_producers_locked(rs_pipe *p, int force)
+{
+    if (p->walker_waiting &&
+        (force || (p->itail - p->ihead <= RS_ITEMS / 2 && p->tail - p->head <= RS_SLOTS / 2))) {
+        p->walker_waiting = 0;
+        pthread_cond_signal(&p->c_space);
+    }
+    if (p->workers_waiting && p->fetch < p->tail &&
+        (force || p->used == 0 || p->used + p->reserve <= p->limit / 2)) {
+        pthread_cond_broadcast(&p->c_work);
+    }
+}
+
+/* The consumer waits for the pipeline. */
+static void cons_wait_locked(rs_pipe *p)
+{
+    wake_producers_locked(p, 1);
+    pthread_cond_wait(&p->c_cons, &p->mu);
+}
+
+/* Queues the walker's batch of items and their chunk jobs under one lock.
+ * -1 when stopping (the items not queued are freed). */
+static int emit_flush(rs_pipe *p)
+{
+    int k, n_items = p->n_wbatch, stopped;
+    size_t jobs = 0;
+    if (n_items == 0)
+        return p->stop ? -1 : 0;
+    p->n_wbatch = 0;
+    p->wbatch_jobs = 0;
+    pthread_mutex_lock(&p->mu);
+    for (k = 0; k < n_items; k++) {
+        struct rs_item *it = p->wbatch[k];
+        const cairn_id *chunks = it->node.chunks;
+        size_t i, n = it->n_jobs;
+        while (p->itail - p->ihead >= RS_ITEMS && !p->stop)
+            space_wait_locked(p);
         if (p->stop)
             break;
-        s = &p->slots[p->tail % RS_SLOTS];
-        s->id = chunks[i];
-        s->state = SLOT_QUEUED;
-        s->rc = CAIRN_OK;
-        s->charged = 0;
-        p->tail++;
-        pthread_cond_signal(&p->c_work);
-        if (p->tail - 1 == p->head)
-            pthread_cond_signal(&p->c_cons);
+        it->chunk_first = p->tail;
+        p->items[p->itail % RS_ITEMS] = it;
+        p->itail++;
+        p->wbatch[k] = NULL;
+        /* From here the consumer may hold the item; it cannot free it before
+         * all its jobs are queued and consumed, and we read chunks[] under
+         * the lock. */
+        for (i = 0; i < n; i++) {
+            struct slot *s;
+            while (p->tail - p->head >= RS_SLOTS && !p->stop)
+                space_wait_locked(p);
+            if (p->stop)
+                break;
+            s = &p->slots[p->tail % RS_SLOTS];
+            s->id = chunks[i];
+            s->state = SLOT_QUEUED;
+            s->rc = CAIRN_OK;
+            s->charged = 0;
+            p->tail++;
+            jobs++;
+        }
     }
+    if (jobs > 1)
+        pthread_cond_broadcast(&p->c_work);
+    else if (jobs)
+        pthread_cond_signal(&p->c_work);
+    pthread_cond_signal(&p->c_cons);
     stopped = p->stop;
     pthread_mutex_unlock(&p->mu);
+    for (; k < n_items; k++) {
+        item_free(p->wbatch[k]);
+        p->wbatch[k] = NULL;
+    }
     return stopped ? -1 : 0;
+}
+
+/* Queues an item and its chunk jobs (in batches of RS_BATCH items or chunk
+ * jobs, so the threads meet once per batch). Takes ownership of it. -1 when
+ * stopping. */
+static int emit(rs_pipe *p, struct rs_item *it)
+{
+    p->wbatch[p->n_wbatch++] = it;
+    p->wbatch_jobs += it->n_jobs;
+    if (p->n_wbatch == RS_BATCH || p->wbatch_jobs >= RS_BATCH)
+        return emit_flush(p);
+    return 0;
 }
 
 static int emit_warn(rs_pipe *p, char *msg)
@@ -572,6 +642,9 @@ static int descend(rs_pipe *p, const cairn_id *subtree, cairn_buf *path, size_t 
                                          "deeper than %d levels",
                                       p->verb, cairn_buf_cstr(path), RS_MAX_DEPTH));
     cairn_err_clear(&e);
+    /* the consumer may be waiting for what is batched while the tree loads */
+    if (emit_flush(p) < 0)
+        return -1;
     if (cairn_repo_load_tree(p->r, subtree, &t, &e) != CAIRN_OK)
         return emit_warn(p, xasprintf("cannot %s the contents of '%s': %s", p->verb,
                                       cairn_buf_cstr(path), e.msg));
@@ -681,6 +754,7 @@ static void *walker_main(void *arg)
         free(alive);
     }
     cairn_buf_free(&path);
+    emit_flush(p);
     pthread_mutex_lock(&p->mu);
     p->walker_done = 1;
     pthread_cond_broadcast(&p->c_cons);
@@ -695,17 +769,46 @@ static void *walker_main(void *arg)
 static void pool_get_locked(rs_pipe *p, cairn_buf *b)
 {
     if (p->n_pool > 0) {
-        *b = p->pool[--p->n_pool];
+        /* the largest: a load may need up to the largest chunk size */
+        int i, best = 0;
+        for (i = 1; i < p->n_pool; i++)
+            if (p->pool[i].cap > p->pool[best].cap)
+                best = i;
+        *b = p->pool[best];
+        p->pool[best] = p->pool[--p->n_pool];
+        p->pool_bytes -= b->cap;
         cairn_buf_reset(b);
     } else {
         cairn_buf_init(b, 0);
     }
 }
 
+/* A spare buffer of at least len bytes but less than twice that (or len +
+ * RS_SHRINK_MIN), the smallest such; b->data is NULL when there is none.
+ * Called with the lock held. */
+static void pool_fit_locked(rs_pipe *p, size_t len, cairn_buf *b)
+{
+    int i, best = -1;
+    size_t top = len < RS_SHRINK_MIN ? len + RS_SHRINK_MIN : 2 * len;
+    cairn_buf_init(b, 0);
+    for (i = 0; i < p->n_pool; i++) {
+        size_t cap = p->pool[i].cap;
+        if (cap >= len && cap < top && (best < 0 || cap < p->pool[best].cap))
+            best = i;
+    }
+    if (best < 0)
+        return;
+    *b = p->pool[best];
+    p->pool[best] = p->pool[--p->n_pool];
+    p->pool_bytes -= b->cap;
+    cairn_buf_reset(b);
+}
+
 /* Called with the lock held; b is emptied. */
 static void pool_put_locked(rs_pipe *p, cairn_buf *b)
 {
-    if (b->data && p->n_pool < RS_POOL && b->cap <= RS_POOL_MAX_CAP) {
+    if (b->data && p->n_pool < RS_POOL && p->pool_bytes + b->cap <= RS_POOL_BYTES) {
+        p->pool_bytes += b->cap;
         p->pool[p->n_pool++] = *b;
         cairn_buf_init(b, 0);
     } else {
@@ -756,8 +859,14 @@ static void *worker_main(void *arg)
                 }
 
                 if (rc == CAIRN_OK && b.cap > RS_SHRINK_MIN && b.len < b.cap / 2) {
+                    /* into a spare buffer that fits (its pages are already
+                     * mapped), or else one of exactly its size */
                     cairn_buf small;
-                    cairn_buf_init(&small, b.len); /* max = len: exact capacity */
+                    pthread_mutex_lock(&p->mu);
+                    pool_fit_locked(p, b.len, &small);
+                    pthread_mutex_unlock(&p->mu);
+                    if (!small.data)
+                        cairn_buf_init(&small, b.len); /* max = len: exact capacity */
                     if (cairn_buf_append(&small, b.data, b.len) == CAIRN_OK) {
                         cairn_buf tmp = b;
                         small.max = 0;
@@ -786,7 +895,9 @@ static void *worker_main(void *arg)
                 continue;
             }
         }
+        p->workers_waiting++;
         pthread_cond_wait(&p->c_work, &p->mu);
+        p->workers_waiting--;
     }
     pthread_mutex_unlock(&p->mu);
     return NULL;
@@ -804,20 +915,19 @@ static void release_head_locked(rs_pipe *p)
     p->used -= s->charged;
     s->charged = 0;
     p->head++;
-    pthread_cond_signal(&p->c_space);
-    pthread_cond_signal(&p->c_work);
+    wake_producers_locked(p, 0);
 }
 
 static void drop_rest_locked(rs_pipe *p)
 {
-    if (p->skip_until < p->cur_end) {
+    if (p->skip_until < p->cur_end && p->head < p->cur_end) {
         p->skip_until = p->cur_end;
         pthread_cond_broadcast(&p->c_work);
     }
     while (p->head < p->cur_end && !p->stop) {
         struct slot *s;
         if (p->head == p->tail) {
-            pthread_cond_wait(&p->c_cons, &p->mu);
+            cons_wait_locked(p);
             continue;
         }
         s = &p->slots[p->head % RS_SLOTS];
@@ -827,7 +937,7 @@ static void drop_rest_locked(rs_pipe *p)
             s->rc = SLOT_DROPPED;
         }
         if (s->state != SLOT_DONE) {
-            pthread_cond_wait(&p->c_cons, &p->mu);
+            cons_wait_locked(p);
             continue;
         }
         release_head_locked(p);
@@ -843,13 +953,13 @@ struct rs_item *rs_pipe_next(rs_pipe *p)
     old = p->cur;
     p->cur = NULL;
     while (p->ihead == p->itail && !p->walker_done && !p->stop)
-        pthread_cond_wait(&p->c_cons, &p->mu);
+        cons_wait_locked(p);
     if (p->ihead != p->itail && !p->stop) {
         it = p->items[p->ihead % RS_ITEMS];
         p->ihead++;
         p->cur = it;
         p->cur_end = it->chunk_first + it->n_jobs;
-        pthread_cond_signal(&p->c_space);
+        wake_producers_locked(p, 0);
     }
     pthread_mutex_unlock(&p->mu);
     item_free(old);
@@ -872,7 +982,7 @@ int rs_pipe_chunk(rs_pipe *p, const uint8_t **data, size_t *len, cairn_err *err)
         }
         if (p->head < p->tail && p->slots[p->head % RS_SLOTS].state == SLOT_DONE)
             break;
-        pthread_cond_wait(&p->c_cons, &p->mu);
+        cons_wait_locked(p);
     }
     s = &p->slots[p->head % RS_SLOTS];
     rc = s->rc;
@@ -923,6 +1033,8 @@ void rs_pipe_free(rs_pipe *p)
     }
     item_free(p->cur);
     item_free(p->start_item);
+    for (i = 0; i < p->n_wbatch; i++)
+        item_free(p->wbatch[i]);
     cairn_buf_free(&p->cur_buf);
     for (i = 0; i < p->n_pool; i++)
         cairn_buf_free(&p->pool[i]);

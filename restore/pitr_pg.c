@@ -533,15 +533,78 @@ static int served_past(const char *dir, const char *sysid, const char *name)
     return wn.log < last.log || (wn.log == last.log && wn.seg <= last.seg);
 }
 
+/* A spool file is the verified raw segment followed by a trailer: the magic,
+ * the SHA-256 of the raw bytes (from the archived object's metadata, checked
+ * when the prefetcher decoded it) and the raw length. A hit reads the file
+ * once to check the SHA-256 again (the file may have been damaged since),
+ * cuts the trailer off and renames the file into place: no repository, no
+ * decompression, no copy. */
+#define SPOOL_MAGIC "CAIRNSP1"
+#define SPOOL_TRAILER (8 + 32 + 8)
+
+static void spool_trailer(uint8_t out[SPOOL_TRAILER], const uint8_t sha[32], uint64_t len)
+{
+    int i;
+    memcpy(out, SPOOL_MAGIC, 8);
+    memcpy(out + 8, sha, 32);
+    for (i = 0; i < 8; i++)
+        out[40 + i] = (uint8_t)(len >> (8 * i));
+}
+
+/* Checks an open spool file: 0 when its trailer is sound and the SHA-256 of
+ * the raw bytes matches it (*raw_len set), -1 otherwise. */
+static int spool_check(int fd, uint64_t *raw_len)
+{
+    struct stat st;
+    uint8_t tr[SPOOL_TRAILER], want[SPOOL_TRAILER], got[32];
+    uint64_t len = 0, off = 0;
+    unsigned int n = 32;
+    EVP_MD_CTX *ctx;
+    uint8_t *buf;
+    int i, ok = 0;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size < SPOOL_TRAILER ||
+        (uint64_t)st.st_size > (uint64_t)CAIRN_PG_MAX_FILE + SPOOL_TRAILER ||
+        pread(fd, tr, SPOOL_TRAILER, st.st_size - SPOOL_TRAILER) != SPOOL_TRAILER ||
+        memcmp(tr, SPOOL_MAGIC, 8) != 0)
+        return -1;
+    for (i = 0; i < 8; i++)
+        len |= (uint64_t)tr[40 + i] << (8 * i);
+    if (len != (uint64_t)st.st_size - SPOOL_TRAILER)
+        return -1;
+    if (!(buf = malloc(1u << 20)))
+        return -1;
+    if ((ctx = EVP_MD_CTX_new()) != NULL && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1) {
+        ok = 1;
+        while (ok && off < len) {
+            size_t want_n = len - off < (1u << 20) ? (size_t)(len - off) : (1u << 20);
+            ssize_t r = pread(fd, buf, want_n, (off_t)off);
+            if (r < 0 && errno == EINTR)
+                continue;
+            if (r <= 0 || EVP_DigestUpdate(ctx, buf, (size_t)r) != 1)
+                ok = 0;
+            else
+                off += (uint64_t)r;
+        }
+        ok = ok && EVP_DigestFinal_ex(ctx, got, &n) == 1;
+    }
+    EVP_MD_CTX_free(ctx);
+    free(buf);
+    spool_trailer(want, got, len);
+    if (!ok || memcmp(want, tr, SPOOL_TRAILER) != 0)
+        return -1;
+    *raw_len = len;
+    return 0;
+}
+
 /* Serves name from the spool when a prefetcher has it (waiting up to 60 s for
- * one still downloading it). CAIRN_OK when served, CAIRN_NOTFOUND otherwise. */
+ * one still downloading it). CAIRN_OK when served, CAIRN_NOTFOUND otherwise
+ * (a damaged spool file is removed: the caller fetches it from the store). */
 static int fetch_spooled(const char *dir, const char *sysid, const char *name,
                          const char *dest, cairn_err *err)
 {
     char path[PATH_MAX], part[PATH_MAX];
-    cairn_buf b = CAIRN_BUF_INIT;
-    cairn_err e2;
-    int fd, rc;
+    uint64_t raw_len;
+    int fd;
     if (spool_path(dir, sysid, name, "", path, sizeof path) ||
         spool_path(dir, sysid, name, ".part", part, sizeof part))
         return CAIRN_NOTFOUND;
@@ -551,17 +614,28 @@ static int fetch_spooled(const char *dir, const char *sysid, const char *name,
             usleep(5000);
         close(fd);
     }
-    if (cairn_read_file(path, &b, WALOBJ_MAX, &e2) != CAIRN_OK) {
-        cairn_buf_free(&b);
+    fd = open(path, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return CAIRN_NOTFOUND;
+    if (spool_check(fd, &raw_len) != 0) {
+        close(fd);
+        unlink(path); /* damaged (or from an older cairn): fetch it again */
         return CAIRN_NOTFOUND;
     }
-    served_set(dir, sysid, name); /* before the unlink: see served_set */
-    unlink(path);
-    rc = cairn_pg_wal_write_verified(b.data, b.len, path, dest, err);
-    cairn_buf_free(&b);
-    if (rc == CAIRN_CORRUPT) /* a damaged spool file: fetch it again from the store */
+    served_set(dir, sysid, name); /* before it leaves the spool: see served_set */
+    if (ftruncate(fd, (off_t)raw_len) != 0) {
+        int e = errno;
+        close(fd);
+        unlink(path);
+        return cairn_error(err, CAIRN_FAILED, "cannot cut the spool file '%s': %s", path,
+                           strerror(e));
+    }
+    close(fd);
+    if (rename(path, dest) != 0) {
+        unlink(path); /* the caller fetches it from the store */
         return CAIRN_NOTFOUND;
-    return rc;
+    }
+    return CAIRN_OK;
 }
 
 int cairn_pg_wal_fetch(cairn_store *s, const char *system_id, const char *name,
@@ -581,6 +655,13 @@ int cairn_pg_wal_fetch(cairn_store *s, const char *system_id, const char *name,
     return rc;
 }
 
+int cairn_pg_wal_fetch_spooled(const char *system_id, const char *name, const char *dest,
+                               const char *spool_dir, cairn_err *err)
+{
+    spool_clean(spool_dir, system_id, name);
+    return fetch_spooled(spool_dir, system_id, name, dest, err);
+}
+
 int cairn_pg_wal_fetch_spool(cairn_store *s, const char *system_id, const char *name,
                              const char *dest, const char *spool_dir, cairn_err *err)
 {
@@ -598,18 +679,25 @@ int cairn_pg_wal_fetch_spool(cairn_store *s, const char *system_id, const char *
 struct prefetch {
     cairn_store *s;
     const char *sysid;
-    const char *const *names;
-    size_t n, next;
+    char (*names)[25];
+    size_t n, next, fetched;
+    unsigned char missing[64]; /* not in the archive: not asked again until
+                                * the window moves */
     const char *dir;
     pthread_mutex_t mu;
     int rc;
     cairn_err err;
 };
 
-static void prefetch_one(struct prefetch *p, const char *name)
+/* Downloads one object, verifies it (zstd frame checksum, size, SHA-256
+ * against its metadata) and spools the raw segment with its trailer. */
+static void prefetch_one(struct prefetch *p, size_t idx)
 {
+    const char *name = p->names[idx];
     char path[PATH_MAX], part[PATH_MAX], key[CAIRN_WAL_KEY_MAX];
-    cairn_buf b = CAIRN_BUF_INIT;
+    cairn_buf b = CAIRN_BUF_INIT, raw = CAIRN_BUF_INIT;
+    struct cairn_pg_walmeta m;
+    uint8_t tr[SPOOL_TRAILER];
     cairn_err e;
     int fd, rc;
     if (spool_path(p->dir, p->sysid, name, "", path, sizeof path) ||
@@ -620,7 +708,7 @@ static void prefetch_one(struct prefetch *p, const char *name)
      * file is consumed, so one of the two checks sees it) */
     if (access(path, F_OK) == 0 || served_past(p->dir, p->sysid, name))
         return;
-    fd = open(part, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    fd = open(part, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (fd < 0)
         return;
     if (flock(fd, LOCK_EX | LOCK_NB) != 0 || access(path, F_OK) == 0 ||
@@ -628,22 +716,31 @@ static void prefetch_one(struct prefetch *p, const char *name)
         close(fd); /* another prefetcher has it */
         return;
     }
+    cairn_err_clear(&e);
     rc = cairn_store_get(p->s, key, &b, WALOBJ_MAX, &e);
-    if (rc == CAIRN_OK && (ftruncate(fd, 0) != 0 || write_all(fd, b.data, b.len) != 0 ||
-                           rename(part, path) != 0))
-        rc = cairn_error(&e, CAIRN_FAILED, "cannot write '%s': %s", part, strerror(errno));
+    if (rc == CAIRN_OK)
+        rc = cairn_pg_walobj_decode(b.data, b.len, key, &m, &raw, &e);
+    cairn_buf_free(&b);
+    if (rc == CAIRN_OK) {
+        spool_trailer(tr, m.sha256, raw.len);
+        if (ftruncate(fd, 0) != 0 || write_all(fd, raw.data, raw.len) != 0 ||
+            write_all(fd, tr, sizeof tr) != 0 || rename(part, path) != 0)
+            rc = cairn_error(&e, CAIRN_FAILED, "cannot write '%s': %s", part, strerror(errno));
+    }
     if (rc != CAIRN_OK)
         unlink(part);
     close(fd);
-    cairn_buf_free(&b);
-    if (rc != CAIRN_OK && rc != CAIRN_NOTFOUND) {
-        pthread_mutex_lock(&p->mu);
-        if (p->rc == CAIRN_OK) {
-            p->rc = rc;
-            p->err = e;
-        }
-        pthread_mutex_unlock(&p->mu);
+    cairn_buf_free(&raw);
+    pthread_mutex_lock(&p->mu);
+    if (rc == CAIRN_OK)
+        p->fetched++;
+    else if (rc == CAIRN_NOTFOUND)
+        p->missing[idx] = 1;
+    else if (p->rc == CAIRN_OK) {
+        p->rc = rc;
+        p->err = e;
     }
+    pthread_mutex_unlock(&p->mu);
 }
 
 static void *prefetch_thread(void *arg)
@@ -656,37 +753,124 @@ static void *prefetch_thread(void *arg)
         pthread_mutex_unlock(&p->mu);
         if (i >= p->n)
             return NULL;
-        prefetch_one(p, p->names[i]);
+        if (!p->missing[i])
+            prefetch_one(p, i);
     }
 }
 
-int cairn_pg_wal_prefetch(cairn_store *s, const char *system_id, const char *const *names,
-                          size_t n, const char *spool_dir, int jobs, cairn_err *err)
+/* The segment last served (the .served mark), or name if that is later. */
+static void served_or(const char *dir, const char *sysid, const char *name, char out[25])
+{
+    char path[PATH_MAX], buf[CAIRN_WAL_NAME_MAX];
+    struct cairn_pg_walname a, b;
+    ssize_t n;
+    int fd;
+    snprintf(out, 25, "%.24s", name);
+    if ((size_t)snprintf(path, sizeof path, "%s/%s.served", dir, sysid) >= sizeof path ||
+        (fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+        return;
+    n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return;
+    buf[n] = 0;
+    if (cairn_pg_walname_parse(buf, &b) == 0 && b.kind == CAIRN_PG_SEGMENT &&
+        cairn_pg_walname_parse(name, &a) == 0 && a.kind == CAIRN_PG_SEGMENT && a.tli == b.tli &&
+        (b.log > a.log || (b.log == a.log && b.seg > a.seg)))
+        snprintf(out, 25, "%.24s", buf);
+}
+
+#define PREFETCH_IDLE 2.0      /* seconds without progress before a worker exits */
+#define PREFETCH_MAX_LIFE 3600 /* seconds a worker runs at most */
+
+int cairn_pg_wal_prefetch(cairn_store *s, const char *system_id, const char *name,
+                          uint64_t segsize, int n, const char *spool_dir, int jobs,
+                          cairn_err *err)
 {
     struct prefetch p;
+    struct cairn_pg_walname wn;
+    char names[64][25], lockpath[PATH_MAX], last[25] = "";
     pthread_t th[32];
-    int i, started = 0;
-    memset(&p, 0, sizeof p);
-    p.s = s;
-    p.sysid = system_id;
-    p.names = names;
-    p.n = n;
-    p.dir = spool_dir;
-    pthread_mutex_init(&p.mu, NULL);
+    double idle_since = cairn_mono(), born = idle_since;
+    int i, lockfd, rc = CAIRN_OK;
+    if (cairn_pg_walname_parse(name, &wn) != 0 || wn.kind != CAIRN_PG_SEGMENT ||
+        !cairn_pg_segsize_valid(segsize) || n < 1)
+        return CAIRN_OK;
+    if (n > 64)
+        n = 64;
     if (jobs < 1)
         jobs = 1;
     if (jobs > 32)
         jobs = 32;
-    for (i = 1; i < jobs && (size_t)i < n; i++)
-        if (pthread_create(&th[started], NULL, prefetch_thread, &p) == 0)
-            started++;
-    prefetch_thread(&p);
-    for (i = 0; i < started; i++)
-        pthread_join(th[i], NULL);
+    /* one prefetcher per spool and system at a time */
+    if ((size_t)snprintf(lockpath, sizeof lockpath, "%s/%s.lock", spool_dir, system_id) >=
+        sizeof lockpath)
+        return CAIRN_OK;
+    lockfd = open(lockpath, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (lockfd < 0)
+        return cairn_error(err, CAIRN_FAILED, "cannot open '%s': %s", lockpath,
+                           strerror(errno));
+    if (flock(lockfd, LOCK_EX | LOCK_NB) != 0) {
+        close(lockfd);
+        return CAIRN_OK; /* another one is at work */
+    }
+    memset(&p, 0, sizeof p);
+    p.s = s;
+    p.sysid = system_id;
+    p.names = names;
+    p.dir = spool_dir;
+    pthread_mutex_init(&p.mu, NULL);
+    for (;;) {
+        char cur[25];
+        struct cairn_pg_walname cw;
+        int started = 0;
+        served_or(spool_dir, system_id, name, cur);
+        if (cairn_pg_walname_parse(cur, &cw) != 0)
+            break;
+        if (strcmp(cur, last) != 0) { /* recovery moved on: a new window */
+            snprintf(last, sizeof last, "%s", cur);
+            idle_since = cairn_mono();
+            memset(p.missing, 0, sizeof p.missing);
+        }
+        for (i = 0; i < n; i++)
+            cairn_pg_segname(cw.tli, cairn_pg_segno(cw.log, cw.seg, segsize) + (uint64_t)i + 1,
+                             segsize, names[i]);
+        p.n = (size_t)n;
+        p.next = 0;
+        p.fetched = 0;
+        for (i = 0; i < n; i++) { /* anything left to do in this window? */
+            char path[PATH_MAX];
+            if (!p.missing[i] &&
+                (spool_path(spool_dir, system_id, names[i], "", path, sizeof path) != 0 ||
+                 access(path, F_OK) != 0))
+                break;
+        }
+        if (i == n)
+            p.n = 0; /* no: only watch the served mark */
+        for (i = 1; i < jobs && (size_t)i < p.n; i++)
+            if (pthread_create(&th[started], NULL, prefetch_thread, &p) == 0)
+                started++;
+        prefetch_thread(&p);
+        for (i = 0; i < started; i++)
+            pthread_join(th[i], NULL);
+        if (p.rc != CAIRN_OK) {
+            rc = p.rc;
+            if (err)
+                *err = p.err;
+            break;
+        }
+        if (p.fetched)
+            idle_since = cairn_mono();
+        else if (cairn_mono() - idle_since > PREFETCH_IDLE)
+            break; /* the window is spooled and recovery does not move */
+        if (cairn_mono() - born > PREFETCH_MAX_LIFE)
+            break;
+        if (!p.fetched)
+            usleep(20000);
+    }
     pthread_mutex_destroy(&p.mu);
-    if (p.rc != CAIRN_OK && err)
-        *err = p.err;
-    return p.rc;
+    close(lockfd);
+    return rc;
 }
 
 /* ---- catalog sync ---- */

@@ -124,21 +124,34 @@ void cairn_pg_walrow_from_meta(const struct cairn_pg_walmeta *m, const char *key
 int cairn_pg_wal_fetch(cairn_store *s, const char *system_id, const char *name,
                        const char *dest, cairn_err *err);
 /* The same, but first from spool_dir (where cairn_pg_wal_prefetch() puts
- * objects) when it is not NULL: a spooled object is verified like a fetched
- * one (a damaged one is dropped and fetched again), waiting up to 60 s for a
- * prefetcher still downloading it; spooled files of earlier segments are
- * removed. */
+ * verified segments) when it is not NULL: a spool file is the raw segment
+ * plus a trailer with its SHA-256 (from the archived object, checked when it
+ * was spooled); a hit checks the SHA-256 again, cuts the trailer off and
+ * renames the file to dest. A damaged spool file is removed and the segment
+ * fetched from the store. Waits up to 60 s for a prefetcher still
+ * downloading it; spooled files of earlier segments are removed. */
 int cairn_pg_wal_fetch_spool(cairn_store *s, const char *system_id, const char *name,
                              const char *dest, const char *spool_dir, cairn_err *err);
-/* The same, from an object already read (a prefetched spool file). */
+/* Only the spool part of the above, without a store: CAIRN_OK when name was
+ * served from spool_dir, CAIRN_NOTFOUND when it is not there (or was damaged
+ * and removed), other codes on errors. */
+int cairn_pg_wal_fetch_spooled(const char *system_id, const char *name, const char *dest,
+                               const char *spool_dir, cairn_err *err);
+/* The same, from an object already read. */
 int cairn_pg_wal_write_verified(const uint8_t *obj, size_t len, const char *key,
                                 const char *dest, cairn_err *err);
-/* Downloads the objects for names[0..n) into spool_dir/<sysid>-<name> with
+/* Keeps the n (<= 64) segments after the one last served (the later of name
+ * and spool_dir/<sysid>.served; segsize gives the names) in spool_dir, with
  * `jobs` threads, each through <file>.part (locked with flock while written)
- * and rename; names already spooled or being fetched are skipped, objects
- * not in the archive are skipped silently. Returns the first hard error. */
-int cairn_pg_wal_prefetch(cairn_store *s, const char *system_id, const char *const *names,
-                          size_t n, const char *spool_dir, int jobs, cairn_err *err);
+ * and rename; segments already spooled or being fetched are skipped, as are
+ * segments not in the archive (asked for once per position of the window). Runs while recovery moves on: returns when the
+ * window is spooled and the served mark has not moved for 2 s (or after an
+ * hour, or on the first hard error). Only one runs per spool and system:
+ * another one holding spool_dir/<sysid>.lock makes this return CAIRN_OK at
+ * once. */
+int cairn_pg_wal_prefetch(cairn_store *s, const char *system_id, const char *name,
+                          uint64_t segsize, int n, const char *spool_dir, int jobs,
+                          cairn_err *err);
 
 /* ---- the catalog view of the archive ---- */
 

@@ -1,5 +1,10 @@
-/* restore/restore.c — cairn_restore(): a snapshot (or part of it) onto disk
- * through libarchive's archive_write_disk.
+/* restore/restore.c — cairn_restore(): a snapshot (or part of it) onto disk.
+ *
+ * Into an empty target (no --overwrite), regular files and directories are
+ * written by a direct writer here (dirfd-relative openat/mkdirat with
+ * O_NOFOLLOW/O_EXCL; see "the direct writer" below); everything else, and
+ * every entry of a restore with --overwrite, through libarchive's
+ * archive_write_disk.
  *
  * The snapshot is walked in depth-first name order by restore/pipeline.c, whose
  * worker threads read and decompress chunks ahead of this (the calling) thread,
@@ -21,10 +26,10 @@
  *   returns CAIRN_WARN.
  * - A tree that cannot be read: reported naming the directory (which is
  *   restored empty), its contents skipped, counted in st->failed.
- * - Sparse files: each data extent is written at its offset with
- *   archive_write_data_block(), so the holes stay holes; archive_write_disk
- *   truncates the file to its size at the end of the entry, which covers a
- *   trailing hole. (ARCHIVE_EXTRACT_SPARSE is not used: the stored map already
+ * - Sparse files: each data extent is written at its offset (pwrite, or
+ *   archive_write_data_block()), so the holes stay holes; the file is then
+ *   truncated to its size (ftruncate, or archive_write_disk at the end of the
+ *   entry), which covers a trailing hole. (ARCHIVE_EXTRACT_SPARSE is not used: the stored map already
  *   says where the holes are, and scanning every block for zeros costs CPU.)
  * - Sockets are skipped without a warning (the program that listens creates
  *   them), as tar does.
@@ -54,7 +59,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <limits.h>
+#include <linux/openat2.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "pipeline.h"
@@ -69,6 +77,8 @@ struct dirfix {
     int64_t atime_ns, mtime_ns;
 };
 
+#define FAST_MAX_DEPTH 64 /* directory fds kept open by the direct writer */
+
 struct rctx {
     const struct cairn_restore_opts *o;
     struct cairn_restore_stats *st;
@@ -81,6 +91,24 @@ struct rctx {
     int fatal;    /* the writer cannot go on */
     struct dirfix *fix;
     size_t n_fix, cap_fix;
+    /* The direct writer (see fast_file()): on when restoring into a target
+     * that was empty, without --overwrite. */
+    int fast;
+    int tfd;             /* the target directory */
+    int is_root;
+    mode_t umask;
+    /* fds of the directories along dpath: dfd[i] is the directory dpath[0,
+     * dend[i]), opened one component at a time from tfd with O_NOFOLLOW */
+    char *dpath;
+    size_t dpath_cap;
+    int dfd[FAST_MAX_DEPTH + 1];
+    size_t dend[FAST_MAX_DEPTH + 1];
+    /* 1 when the directory is known not to be set-group-ID, so a new entry
+     * gets our egid (then a chown to ourselves can be skipped) */
+    unsigned char dplain[FAST_MAX_DEPTH + 1];
+    uid_t euid;
+    gid_t egid;
+    int depth;
 };
 
 __attribute__((format(printf, 2, 3))) static void warnf(struct rctx *c, const char *fmt, ...)
@@ -157,9 +185,22 @@ static int write_block(struct rctx *c, const void *buf, size_t len, uint64_t off
     return cairn_error(ce, CAIRN_FAILED, "%s", aerr(c->a));
 }
 
+/* Writes one block of a file at off: through libarchive (arg NULL) or the
+ * direct writer (arg points at the fd). */
+typedef int (*block_fn)(struct rctx *c, void *arg, const uint8_t *d, size_t len, uint64_t off,
+                        cairn_err *ce);
+
+static int archive_block(struct rctx *c, void *arg, const uint8_t *d, size_t len, uint64_t off,
+                         cairn_err *ce)
+{
+    (void)arg;
+    return write_block(c, d, len, off, ce);
+}
+
 /* Writes a file's content: the chunks in order, spread over the data extents
  * of a sparse file. */
-static int write_content(struct rctx *c, const struct cairn_node *n, cairn_err *ce)
+static int write_content(struct rctx *c, const struct cairn_node *n, block_fn fn, void *arg,
+                         cairn_err *ce)
 {
     uint64_t expected = n->size, pos = 0, xdone = 0;
     size_t x = 0, i;
@@ -178,7 +219,7 @@ static int write_content(struct rctx *c, const struct cairn_node *n, cairn_err *
                                "its stored content is longer than its size (%" PRIu64 " bytes)",
                                expected);
         if (!n->sparse) {
-            if ((rc = write_block(c, d, len, pos, ce)) != CAIRN_OK)
+            if ((rc = fn(c, arg, d, len, pos, ce)) != CAIRN_OK)
                 return rc;
         } else {
             size_t done = 0;
@@ -193,7 +234,7 @@ static int write_content(struct rctx *c, const struct cairn_node *n, cairn_err *
                 take = n->sparse[x].len - xdone;
                 if (take > len - done)
                     take = len - done;
-                rc = write_block(c, d + done, (size_t)take, n->sparse[x].off + xdone, ce);
+                rc = fn(c, arg, d + done, (size_t)take, n->sparse[x].off + xdone, ce);
                 if (rc != CAIRN_OK)
                     return rc;
                 done += (size_t)take;
@@ -225,6 +266,283 @@ static void count(struct rctx *c, const struct cairn_node *n)
 }
 
 static int add_dirfix(struct rctx *c, const char *path, const struct cairn_node *n);
+static void ns_to_timespec(int64_t ns, struct timespec *ts);
+
+/* ---- the direct writer ----
+ *
+ * Regular files and directories of a restore into an empty target are written
+ * here instead of through archive_write_disk, whose secure-path checks cost
+ * several openat/fstatat per entry. Safety does not depend on those checks:
+ * every directory is reached from the target's fd one component at a time with
+ * O_DIRECTORY | O_NOFOLLOW (a symlink anywhere on the way fails the open), and
+ * the entry itself is made with mkdirat or O_CREAT | O_EXCL | O_NOFOLLOW, which
+ * never follow or reuse anything already there. Paths passed rs_path_problem()
+ * first (no "..", ".", empty or absolute components). Whatever this writer does
+ * not handle (hard links, symlinks, devices, ACLs, xattrs, file flags, a name
+ * that already exists, nesting deeper than FAST_MAX_DEPTH) goes to libarchive
+ * as before. Directories are made 0700 and get their mode and times at the end
+ * (the dirfix list), like the ones that existed before. */
+
+#define FAST_FALLBACK 2 /* not handled here: use archive_write_disk */
+
+static void fast_pop(struct rctx *c)
+{
+    close(c->dfd[c->depth]);
+    c->depth--;
+}
+
+static void fast_close_all(struct rctx *c)
+{
+    while (c->depth > 0)
+        fast_pop(c);
+}
+
+/* Opens one directory below the top of the stack and pushes it; 0 or -1. */
+static int fast_push(struct rctx *c, const char *name, size_t end)
+{
+    int fd;
+    if (c->depth >= FAST_MAX_DEPTH)
+        return -1;
+    fd = openat(c->dfd[c->depth], name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    c->depth++;
+    c->dfd[c->depth] = fd;
+    c->dend[c->depth] = end;
+    c->dplain[c->depth] = 0; /* not made here: unknown */
+    return 0;
+}
+
+/* The fd of the directory that holds path (snapshot-relative, checked), with
+ * *base set to its last component; -1 when it cannot be reached this way. */
+static int fast_parent(struct rctx *c, const char *path, const char **base)
+{
+    const char *slash = strrchr(path, '/');
+    size_t plen = slash ? (size_t)(slash - path) : 0, pos;
+    char comp[NAME_MAX + 1];
+
+    *base = slash ? slash + 1 : path;
+    /* keep the levels that are a prefix of the parent */
+    while (c->depth > 0) {
+        size_t e = c->dend[c->depth];
+        if (e <= plen && memcmp(c->dpath, path, e) == 0 && (e == plen || path[e] == '/'))
+            break;
+        fast_pop(c);
+    }
+    if (plen + 1 > c->dpath_cap) {
+        size_t cap = plen + 256;
+        char *np = realloc(c->dpath, cap);
+        if (!np)
+            return -1;
+        c->dpath = np;
+        c->dpath_cap = cap;
+    }
+    memcpy(c->dpath, path, plen);
+    c->dpath[plen] = 0;
+    pos = c->dend[c->depth];
+    while (pos < plen) {
+        size_t start = pos == 0 ? 0 : pos + 1, end = start;
+        while (end < plen && path[end] != '/')
+            end++;
+        if (end - start > NAME_MAX)
+            return -1;
+        memcpy(comp, path + start, end - start);
+        comp[end - start] = 0;
+        if (fast_push(c, comp, end) != 0)
+            return -1;
+        pos = end;
+    }
+    return c->dfd[c->depth];
+}
+
+static uid_t fast_uid(struct rctx *c, const struct cairn_node *n)
+{
+    return c->o->numeric_owner ? n->uid : (uid_t)archive_write_disk_uid(c->a, n->user, n->uid);
+}
+
+static gid_t fast_gid(struct rctx *c, const struct cairn_node *n)
+{
+    return c->o->numeric_owner ? n->gid : (gid_t)archive_write_disk_gid(c->a, n->group, n->gid);
+}
+
+static int errno_is_fatal(int e)
+{
+    return e == ENOSPC || e == EDQUOT || e == EROFS || e == EIO;
+}
+
+/* The direct writer's block_fn: all of d at off (arg: the fd). */
+static int fast_block(struct rctx *c, void *arg, const uint8_t *d, size_t len, uint64_t off,
+                      cairn_err *ce)
+{
+    int fd = *(int *)arg;
+    if (off > (uint64_t)INT64_MAX - len)
+        return cairn_error(ce, CAIRN_CORRUPT, "its sparse map is out of range");
+    while (len > 0) {
+        ssize_t w = pwrite(fd, d, len, (off_t)off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            int e = w < 0 ? errno : ENOSPC;
+            if (errno_is_fatal(e))
+                c->fatal = 1;
+            return cairn_error(ce, CAIRN_FAILED, "write failed: %s", strerror(e));
+        }
+        d += w;
+        len -= (size_t)w;
+        off += (uint64_t)w;
+    }
+    return CAIRN_OK;
+}
+
+/* The content of a file onto fd; holes are left unwritten and the size set
+ * by ftruncate. */
+static int fast_content(struct rctx *c, int fd, const struct cairn_node *n, cairn_err *ce)
+{
+    int rc = write_content(c, n, fast_block, &fd, ce);
+    if (rc != CAIRN_OK || !n->sparse)
+        return rc;
+    if (n->size > (uint64_t)INT64_MAX)
+        return cairn_error(ce, CAIRN_CORRUPT, "its size is out of range");
+    if (ftruncate(fd, (off_t)n->size) != 0) {
+        if (errno_is_fatal(errno))
+            c->fatal = 1;
+        return cairn_error(ce, CAIRN_FAILED, "cannot set its size: %s", strerror(errno));
+    }
+    return CAIRN_OK;
+}
+
+/* Whether an entry just made in the directory at the top of the stack (the
+ * parent at level `level`) needs a chown to get n's owner: not when that is
+ * who made it (a new entry gets our euid, and our egid unless the directory
+ * is set-group-ID). */
+static int fast_chown_needed(struct rctx *c, const struct cairn_node *n, int level)
+{
+    return !c->dplain[level] || fast_uid(c, n) != c->euid || fast_gid(c, n) != c->egid;
+}
+
+/* Owner, mode and times of a file just written (fd open on it). */
+static void fast_file_meta(struct rctx *c, int fd, const char *path, const struct cairn_node *n,
+                           int mode_set)
+{
+    uint32_t mode = n->mode & 07777;
+    struct timespec ts[2];
+    if (c->is_root && fast_chown_needed(c, n, c->depth) &&
+        fchown(fd, fast_uid(c, n), fast_gid(c, n)) != 0) {
+        warnf(c, "cannot fully restore '%s': cannot set its owner: %s", path, strerror(errno));
+        mode &= ~(uint32_t)06000; /* no set-id bits for the wrong owner */
+        mode_set = 0;
+    }
+    /* chown clears the set-id bits: the mode goes after it */
+    if ((!mode_set || (mode & 07000)) && fchmod(fd, mode) != 0)
+        warnf(c, "cannot fully restore '%s': cannot set its mode: %s", path, strerror(errno));
+    ns_to_timespec(n->atime_ns, &ts[0]);
+    ns_to_timespec(n->mtime_ns, &ts[1]);
+    if (futimens(fd, ts) != 0)
+        warnf(c, "cannot fully restore '%s': cannot set its times: %s", path, strerror(errno));
+}
+
+/* A regular file through the direct writer: CAIRN_OK (written, or reported and
+ * counted as failed), FAST_FALLBACK, or CAIRN_FAILED (err set) when the restore
+ * cannot go on. */
+static int fast_file(struct rctx *c, struct rs_item *it, cairn_err *err)
+{
+    const struct cairn_node *n = &it->node;
+    const char *base;
+    int pfd = fast_parent(c, it->path, &base), fd, rc, mode_set;
+    uint32_t create;
+    cairn_err ce;
+
+    if (pfd < 0)
+        return FAST_FALLBACK;
+    /* created with its final permissions when the umask leaves them alone */
+    create = n->mode & 0777;
+    mode_set = (create & ~(uint32_t)c->umask) == (n->mode & 07777);
+    fd = openat(pfd, base, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+                (mode_t)(mode_set ? create : 0600));
+    if (fd < 0) {
+        if (errno_is_fatal(errno))
+            return cairn_error(err, CAIRN_FAILED, "cannot restore '%s': %s", it->path,
+                               strerror(errno));
+        return FAST_FALLBACK; /* e.g. it exists: libarchive decides */
+    }
+    cairn_err_clear(&ce);
+    rc = fast_content(c, fd, n, &ce);
+    if (rc == CAIRN_OK) {
+        fast_file_meta(c, fd, it->path, n, mode_set);
+        if (close(fd) != 0) {
+            if (errno_is_fatal(errno))
+                c->fatal = 1;
+            rc = cairn_error(&ce, CAIRN_FAILED, "write failed: %s", strerror(errno));
+        }
+        fd = -1;
+    }
+    if (rc != CAIRN_OK) {
+        if (fd >= 0)
+            close(fd);
+        if (c->fatal)
+            return cairn_error(err, CAIRN_FAILED, "cannot restore '%s': %s", it->path, ce.msg);
+        /* no silently wrong file: remove what was written */
+        if (unlinkat(pfd, base, 0) != 0 && errno != ENOENT)
+            warnf(c, "cannot remove the partly restored '%s': %s", it->path, strerror(errno));
+        warnf(c, "cannot restore '%s': %s", it->path, ce.msg);
+        c->st->failed++;
+        return CAIRN_OK;
+    }
+    count(c, n);
+    progress(c, 0);
+    return CAIRN_OK;
+}
+
+/* A directory through the direct writer: made 0700, owned as in the snapshot,
+ * its mode and times set at the end. Returns CAIRN_OK when it was made and
+ * needs nothing else, 1 when it was made but its xattrs/ACLs/flags still go
+ * through libarchive (as an existing directory), FAST_FALLBACK, or
+ * CAIRN_FAILED (err set). */
+static int fast_dir(struct rctx *c, struct rs_item *it, cairn_err *err)
+{
+    const struct cairn_node *n = &it->node;
+    const char *base;
+    int pfd = fast_parent(c, it->path, &base);
+    size_t plen = strlen(it->path);
+
+    if (pfd < 0)
+        return FAST_FALLBACK;
+    if (mkdirat(pfd, base, 0700) != 0) {
+        if (errno_is_fatal(errno))
+            return cairn_error(err, CAIRN_FAILED, "cannot restore '%s': %s", it->path,
+                               strerror(errno));
+        return FAST_FALLBACK;
+    }
+    if (add_dirfix(c, it->path, n) != CAIRN_OK)
+        return cairn_error(err, CAIRN_FAILED, "out of memory");
+    /* the next entries are most likely inside it */
+    if (plen + 1 > c->dpath_cap) {
+        char *np = realloc(c->dpath, plen + 256);
+        if (np) {
+            c->dpath = np;
+            c->dpath_cap = plen + 256;
+        }
+    }
+    if (plen + 1 <= c->dpath_cap && fast_push(c, base, plen) == 0) {
+        memcpy(c->dpath, it->path, plen + 1);
+        /* made 0700, so set-group-ID only if inherited from its parent, or
+         * later through libarchive (the return 1 below) */
+        c->dplain[c->depth] = c->dplain[c->depth - 1] && (!(n->mode & S_ISGID) ||
+                                                          !(n->n_xattrs || n->acl || n->fflags));
+        if (c->is_root && fast_chown_needed(c, n, c->depth - 1) &&
+            fchown(c->dfd[c->depth], fast_uid(c, n), fast_gid(c, n)) != 0)
+            warnf(c, "cannot fully restore '%s': cannot set its owner: %s", it->path,
+                  strerror(errno));
+    } else if (c->is_root) {
+        /* not reachable by fd (too deep): libarchive sets owner and the rest */
+        return 1;
+    }
+    if (n->n_xattrs || n->acl || n->fflags)
+        return 1;
+    count(c, n);
+    progress(c, 0);
+    return CAIRN_OK;
+}
 
 /* Restores one item. Returns CAIRN_OK (also when the entry was skipped and
  * reported) or CAIRN_FAILED when the restore cannot go on (err set). */
@@ -233,7 +551,7 @@ static int restore_item(struct rctx *c, struct rs_item *it, cairn_err *err)
     const struct cairn_node *n = &it->node;
     const char *why;
     cairn_err ce;
-    int ar, rc, existing_dir_locked = 0;
+    int ar, rc, existing_dir_locked = 0, made_dir = 0;
 
     if (it->kind == RS_WARN) {
         warnf(c, "%s", it->msg);
@@ -254,6 +572,18 @@ static int restore_item(struct rctx *c, struct rs_item *it, cairn_err *err)
         return CAIRN_OK;
     }
 
+    if (c->fast && !it->link) {
+        int fr = FAST_FALLBACK;
+        if (n->type == CAIRN_T_FILE && !n->n_xattrs && !n->acl && !n->fflags)
+            fr = fast_file(c, it, err);
+        else if (n->type == CAIRN_T_DIR)
+            fr = fast_dir(c, it, err);
+        if (fr == 1)
+            made_dir = 1; /* made here; its other metadata through libarchive */
+        else if (fr != FAST_FALLBACK)
+            return fr;
+    }
+
     archive_entry_clear(c->e);
     cairn_err_clear(&ce);
     rc = cairn_node_to_entry(n, c->e, &ce);
@@ -265,7 +595,11 @@ static int restore_item(struct rctx *c, struct rs_item *it, cairn_err *err)
         return CAIRN_OK;
     }
     archive_entry_copy_pathname(c->e, it->path);
-    if (c->o->overwrite && n->type == CAIRN_T_DIR) {
+    if (made_dir) {
+        /* an existing directory to libarchive: its mode and times are set at
+         * the end (dirfix), writable until then */
+        archive_entry_set_perm(c->e, (n->mode & 07777) | 0700);
+    } else if ((c->o->overwrite || c->fast) && n->type == CAIRN_T_DIR) {
         struct stat sb;
         if (lstat(it->path, &sb) == 0 && S_ISDIR(sb.st_mode)) {
             if (add_dirfix(c, it->path, n) != CAIRN_OK)
@@ -310,7 +644,7 @@ static int restore_item(struct rctx *c, struct rs_item *it, cairn_err *err)
 
     if (n->type == CAIRN_T_FILE && !it->link) {
         cairn_err_clear(&ce);
-        rc = write_content(c, n, &ce);
+        rc = write_content(c, n, archive_block, NULL, &ce);
         if (rc != CAIRN_OK) {
             archive_write_finish_entry(c->a);
             if (c->fatal)
@@ -372,6 +706,43 @@ static int dirfix_cmp(const void *a, const void *b)
     return strcmp(((const struct dirfix *)b)->path, ((const struct dirfix *)a)->path);
 }
 
+/* Opens a directory below tfd without following any symlink on the way. */
+static int open_dir_beneath(int tfd, const char *path)
+{
+    const int flags = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC;
+    const char *p = path;
+    char comp[NAME_MAX + 1];
+    int fd = -1, dfd = tfd;
+#ifdef SYS_openat2
+    struct open_how how;
+    memset(&how, 0, sizeof how);
+    how.flags = (uint64_t)flags;
+    how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
+    fd = (int)syscall(SYS_openat2, tfd, path, &how, sizeof how);
+    if (fd >= 0 || (errno != ENOSYS && errno != EPERM && errno != E2BIG))
+        return fd;
+#endif
+    /* one component at a time */
+    for (;;) {
+        size_t len = strcspn(p, "/");
+        if (len == 0 || len > NAME_MAX) {
+            errno = len ? ENAMETOOLONG : EINVAL;
+            fd = -1;
+            break;
+        }
+        memcpy(comp, p, len);
+        comp[len] = 0;
+        fd = openat(dfd, comp, flags);
+        if (dfd != tfd)
+            close(dfd);
+        if (fd < 0 || !p[len])
+            break;
+        dfd = fd;
+        p += len + 1;
+    }
+    return fd;
+}
+
 static void apply_dirfixes(struct rctx *c)
 {
     size_t i;
@@ -380,7 +751,7 @@ static void apply_dirfixes(struct rctx *c)
     for (i = 0; i < c->n_fix; i++) {
         struct dirfix *f = &c->fix[i];
         struct timespec ts[2];
-        int fd = open(f->path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        int fd = open_dir_beneath(c->tfd, f->path);
         if (fd < 0) {
             warnf(c, "cannot set the mode and times of '%s': %s", f->path, strerror(errno));
             continue;
@@ -559,6 +930,18 @@ int cairn_restore(cairn_repo *r, const struct cairn_snapshot *snap,
     }
     moved = 1;
     c.last_progress = cairn_mono();
+    c.tfd = tfd;
+    c.dfd[0] = tfd;
+    c.fast = !opts->overwrite;
+    c.is_root = geteuid() == 0;
+    c.euid = geteuid();
+    c.egid = getegid();
+    {
+        struct stat tsb;
+        c.dplain[0] = fstat(tfd, &tsb) == 0 && !(tsb.st_mode & S_ISGID);
+    }
+    c.umask = umask(077);
+    umask(c.umask);
 
     rc = CAIRN_OK;
     while ((it = rs_pipe_next(c.p)) != NULL) {
@@ -566,6 +949,7 @@ int cairn_restore(cairn_repo *r, const struct cairn_snapshot *snap,
             break;
     }
     /* directory permissions and times are applied here (libarchive's fixups) */
+    fast_close_all(&c);
     ar = archive_write_close(c.a);
     if (rc == CAIRN_OK && ar < ARCHIVE_OK)
         warnf(&c, "cannot fully restore the directories under '%s': %s", opts->target,
@@ -583,6 +967,8 @@ int cairn_restore(cairn_repo *r, const struct cairn_snapshot *snap,
     }
 
 out:
+    fast_close_all(&c);
+    free(c.dpath);
     free_dirfixes(&c);
     rs_pipe_free(c.p);
     if (c.a)

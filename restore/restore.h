@@ -1,9 +1,11 @@
 /* restore/restore.h — restoring snapshots to disk and streaming them as archives.
  *
  * cairn_restore() writes a snapshot (or the parts matching include globs) under
- * a target directory through libarchive's archive_write_disk with the secure
- * flags: nothing is ever written outside the target (no "..", no absolute
- * paths, no writes through symlinks). cairn_dump() writes a snapshot (or one
+ * a target directory: plain files and directories of a restore into an empty
+ * target by dirfd-relative system calls that never follow a symlink, the rest
+ * through libarchive's archive_write_disk with the secure flags. Nothing is
+ * ever written outside the target (no "..", no absolute paths, no writes
+ * through symlinks). cairn_dump() writes a snapshot (or one
  * path in it) as a tar/pax/zip stream to a file descriptor.
  *
  * Ownership: options and snapshots stay the caller's. Warnings (one per file

@@ -67,9 +67,16 @@ static cairn_buf warnings = CAIRN_BUF_INIT;
 
 /* ---- helpers ---- */
 
+static void (*warn_hook)(void); /* runs on the first warning, then is cleared */
+
 static void on_warn(void *arg, const char *msg)
 {
     (void)arg;
+    if (warn_hook) {
+        void (*h)(void) = warn_hook;
+        warn_hook = NULL;
+        h();
+    }
     cairn_buf_append(&warnings, msg, strlen(msg));
     cairn_buf_putc(&warnings, '\n');
 }
@@ -788,6 +795,53 @@ static void test_symlink_in_target(void)
     cairn_snapshot_free(snap);
 }
 
+/* Symlinks that appear in the target while a restore runs (another process
+ * racing it), where the snapshot has a directory, files inside it and a file:
+ * nothing may be written through them, whichever writer (libarchive or the
+ * direct one) handles the entries. The symlinks are made from the warning
+ * callback, which runs on the writing thread after the entry 'a_bad' (a
+ * refused hard link) and before 'd', 'e' and 'x'. */
+static void plant_symlinks(void)
+{
+    CHECK(symlink(P("dup/outside"), P("dup/target/d")) == 0);
+    CHECK(symlink("../outside", P("dup/target/e")) == 0);
+    CHECK(symlink(P("dup/outside-file"), P("dup/target/x")) == 0);
+}
+
+static void test_symlinks_planted_during_restore(void)
+{
+    struct cairn_tree t;
+    struct cairn_restore_stats st;
+    struct cairn_snapshot *snap;
+    cairn_id sub, deeper, root;
+    int rc;
+    mkdir(P("dup"), 0755);
+    mkdir(P("dup/outside"), 0755);
+    write_file(P("dup/outside-file"), "orig\n", 5);
+    memset(&t, 0, sizeof t);
+    node_file(&t, "g", "deeper file");
+    CHECK_OK(put_tree(&t, &deeper));
+    memset(&t, 0, sizeof t);
+    node_file(&t, "f", "escaped");
+    node_dir(&t, "sub", &deeper);
+    CHECK_OK(put_tree(&t, &sub));
+    memset(&t, 0, sizeof t);
+    node_link(&t, "a_bad", "../nowhere", 0);
+    node_dir(&t, "d", &sub);
+    node_dir(&t, "e", &sub);
+    node_file(&t, "x", "overwritten");
+    node_file(&t, "z", "last");
+    CHECK_OK(put_tree(&t, &root));
+    CHECK((snap = crafted_snapshot(&root)) != NULL);
+    warn_hook = plant_symlinks;
+    rc = do_restore(snap, P("dup/target"), 0, NULL, 0, 1, &st);
+    warn_hook = NULL;
+    CHECK(rc == CAIRN_WARN);
+    CHECK(dir_is_empty(P("dup/outside")));
+    CHECK(file_is(P("dup/outside-file"), "orig\n"));
+    CHECK(file_is(P("dup/target/z"), "last"));
+    cairn_snapshot_free(snap);
+}
 
 /* Reads a whole archive; calls check for each entry with its data streamed
  * into a sparse-aware callback. Returns the number of entries or -1. */
@@ -1031,6 +1085,7 @@ int main(void)
     test_progress(snap);
     test_includes(snap);
     test_symlink_in_target();
+    test_symlinks_planted_during_restore();
     test_dump(snap);
     test_missing_pack(); /* last: it deletes packs */
 
