@@ -507,6 +507,11 @@ static int fast_dir(struct rctx *c, struct rs_item *it, cairn_err *err)
 
     if (pfd < 0)
         return FAST_FALLBACK;
+    /* ACLs, xattrs and flags: libarchive makes the directory itself. Handed an
+     * existing directory instead, it drops a default ACL (seen with umask 077,
+     * tests/e2e/encrypt.sh). */
+    if (n->n_xattrs || n->acl || n->fflags)
+        return FAST_FALLBACK;
     if (mkdirat(pfd, base, 0700) != 0) {
         if (errno_is_fatal(errno))
             return cairn_error(err, CAIRN_FAILED, "cannot restore '%s': %s", it->path,

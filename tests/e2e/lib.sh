@@ -311,6 +311,10 @@ make_fixture() {
     mkdir "$d/acl-default-dir"
     setfacl -d -m u:nobody:r-x "$d/acl-default-dir"
     printf 'inherits\n' >"$d/acl-default-dir/inherited"
+    # the same on a private (0700) directory: restore's direct writer once
+    # dropped this default ACL
+    mkdir -m 0700 "$d/acl-private-dir"
+    setfacl -d -m u:nobody:r-x "$d/acl-private-dir"
   else
     note "file system does not support POSIX ACLs; none in the fixture"
   fi

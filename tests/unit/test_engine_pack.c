@@ -35,6 +35,15 @@ static uint64_t rnd(void)
     return z ^ (z >> 31);
 }
 
+static int contains(const uint8_t *hay, size_t n, const uint8_t *needle, size_t m)
+{
+    size_t i;
+    for (i = 0; i + m <= n; i++)
+        if (memcmp(hay + i, needle, m) == 0)
+            return 1;
+    return 0;
+}
+
 static void fill_random(uint8_t *p, size_t n)
 {
     for (size_t i = 0; i < n; i++)
@@ -426,12 +435,29 @@ static void test_blobs(void)
               CAIRN_CORRUPT,
           "compressed blob declaring CAIRN_BLOB_MAX+1 accepted");
 
-    /* incompressible */
+    /* incompressible: a frame of raw blocks (the bytes as they are, with the
+     * frame's checksum), at most 0.1% + 32 bytes larger */
     flags = 0xee;
     CHECK(cairn_blob_encode(rnd_data, N, 3, &enc, &flags) == CAIRN_OK, "encode of random failed");
-    CHECK(flags == 0, "random data: flags %u, want raw (0)", flags);
-    CHECK(enc.len == N && memcmp(enc.data, rnd_data, N) == 0,
-          "random data not stored verbatim (%zu bytes)", enc.len);
+    CHECK(flags == CAIRN_BLOB_ZSTD, "random data: flags %u, want a zstd frame", flags);
+    CHECK(enc.len > N && enc.len <= N + N / 1024 + 32, "random data: %zu bytes stored", enc.len);
+    CHECK(enc.len > 4096 && contains(enc.data, enc.len, rnd_data, 4096),
+          "random data is not kept uncompressed in the frame");
+    rc = cairn_blob_decode(enc.data, enc.len, flags, (uint32_t)N, &dec, &err);
+    CHECK(rc == CAIRN_OK && dec.len == N && memcmp(dec.data, rnd_data, N) == 0,
+          "decode of a raw-block frame: rc %d", rc);
+    enc.data[enc.len / 2] ^= 1; /* a flipped byte in a raw block: the checksum says so */
+    cairn_err_clear(&err);
+    CHECK(cairn_blob_decode(enc.data, enc.len, flags, (uint32_t)N, &dec, &err) == CAIRN_CORRUPT,
+          "a damaged raw-block frame decoded");
+    /* tiny blobs and repositories written before: raw bytes, flags 0 */
+    CHECK(cairn_blob_encode(rnd_data, 40, 3, &enc, &flags) == CAIRN_OK && flags == 0 &&
+              enc.len == 40 && memcmp(enc.data, rnd_data, 40) == 0,
+          "a 40-byte blob is not stored raw");
+    cairn_buf_reset(&enc);
+    CHECK(cairn_buf_append(&enc, rnd_data, N) == CAIRN_OK, "out of memory");
+    flags = 0;
+    cairn_err_clear(&err);
     rc = cairn_blob_decode(enc.data, enc.len, flags, (uint32_t)N, &dec, &err);
     CHECK(rc == CAIRN_OK && dec.len == N && memcmp(dec.data, rnd_data, N) == 0,
           "decode of raw blob: rc %d", rc);
