@@ -242,7 +242,6 @@ int cairn_pg_walobj_build(const struct cairn_pg_walmeta *m, const char *extra_js
 {
     char hex[65], lsn1[24], lsn2[24], ts[64];
     json_t *o = json_object(), *extra = NULL;
-    char *text;
     int rc;
     cairn_hex(m->sha256, 32, hex);
     cairn_pg_lsn_format(m->start_lsn, lsn1, sizeof lsn1);
@@ -272,28 +271,10 @@ int cairn_pg_walobj_build(const struct cairn_pg_walmeta *m, const char *extra_js
             json_object_update_missing(o, extra);
         json_decref(extra);
     }
-    text = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
+    rc = cairn_logobj_encode(CAIRN_PG_WALOBJ_MAGIC, CAIRN_PG_WALOBJ_HEAD_MAX, "WAL", m->name, o,
+                             zfr, zlen, out, err);
     json_decref(o);
-    if (!text)
-        return cairn_error(err, CAIRN_FATAL, "out of memory");
-    if (strlen(text) + sizeof CAIRN_PG_WALOBJ_MAGIC + 1 > CAIRN_PG_WALOBJ_HEAD_MAX) {
-        free(text);
-        return cairn_error(err, CAIRN_FAILED, "WAL file '%s': metadata too large", m->name);
-    }
-    cairn_buf_reset(out);
-    rc = cairn_buf_reserve(out, strlen(text) + zlen + 32);
-    if (rc == CAIRN_OK)
-        rc = cairn_buf_append(out, CAIRN_PG_WALOBJ_MAGIC, strlen(CAIRN_PG_WALOBJ_MAGIC));
-    if (rc == CAIRN_OK)
-        rc = cairn_buf_append(out, text, strlen(text));
-    if (rc == CAIRN_OK)
-        rc = cairn_buf_putc(out, '\n');
-    if (rc == CAIRN_OK)
-        rc = cairn_buf_append(out, zfr, zlen);
-    free(text);
-    if (rc != CAIRN_OK)
-        return cairn_error(err, CAIRN_FATAL, "out of memory");
-    return CAIRN_OK;
+    return rc;
 }
 
 static int64_t jint(json_t *o, const char *k, int *ok)
