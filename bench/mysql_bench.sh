@@ -153,19 +153,6 @@ DOC_EOF
 )
 echo "$SECTION"
 if [ "$WRITE_DOC" = 1 ]; then
-  python3 - "$DOC" "$SECTION" <<'PY'
-import sys, re
-path, sec = sys.argv[1], sys.argv[2]
-try:
-    doc = open(path).read()
-except FileNotFoundError:
-    doc = "# Benchmarks\n"
-pat = re.compile(r"<!-- mysql-base:begin.*?<!-- mysql-base:end -->\n?", re.S)
-if pat.search(doc):
-    doc = pat.sub(lambda m: sec + "\n", doc)
-else:
-    doc = doc.rstrip("\n") + "\n\n" + sec + "\n"
-open(path, "w").write(doc)
-PY
+  python3 "$BENCH_DIR/doc_section.py" "$DOC" mysql-base "$SECTION" || die "cannot write $DOC"
   say "wrote the MariaDB section of $DOC"
 fi
