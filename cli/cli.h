@@ -65,6 +65,13 @@ void cli_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Progress line on stderr (only on a terminal); done = finish with newline. */
 void cli_progress(struct cli *c, const char *line, int done);
 
+/* Callbacks for the engine (arg: the struct cli): a warning clears the progress
+ * line first; a backup's progress line (files, bytes read and new, rate, ETA
+ * from the expected bytes, the current path). */
+void cli_warn_cb(void *arg, const char *msg);
+void cli_backup_progress_cb(void *arg, uint64_t files, uint64_t bytes_read, uint64_t bytes_new,
+                            uint64_t done, uint64_t expected, const char *current);
+
 /* "12.3 MiB" per second since start, and "  ETA m:ss" when total is known. */
 void cli_rate_eta(double start, uint64_t done, uint64_t total, char *rate, size_t rlen,
                   char *eta, size_t elen);

@@ -5,30 +5,6 @@
 #include "../engine/backup.h"
 #include "cli.h"
 
-static void on_warn(void *arg, const char *msg)
-{
-    struct cli *c = arg;
-    cli_progress(c, "", 0);
-    cli_warn("%s", msg);
-}
-
-static void on_progress(void *arg, uint64_t files, uint64_t bytes_read, uint64_t bytes_new,
-                        uint64_t done, uint64_t expected, const char *current)
-{
-    struct cli *c = arg;
-    static double start;
-    char line[512], r[32], n[32], rate[32], eta[32];
-    if (!start)
-        start = cairn_mono();
-    cairn_format_size(bytes_read, r, sizeof r);
-    cairn_format_size(bytes_new, n, sizeof n);
-    /* ETA from the parent snapshot's size, when there is one */
-    cli_rate_eta(start, done, expected, rate, sizeof rate, eta, sizeof eta);
-    snprintf(line, sizeof line, "%llu files, %s read, %s new, %s/s%s  %.50s",
-             (unsigned long long)files, r, n, rate, eta, current ? current : "");
-    cli_progress(c, line, 0);
-}
-
 int cmd_backup(struct cli *c, int argc, char **argv)
 {
     const char **tags = NULL, **excludes = NULL, *source = NULL;
@@ -89,10 +65,10 @@ int cmd_backup(struct cli *c, int argc, char **argv)
         bo.stream_fd = 0;
     }
     bo.workers = workers ? atoi(workers) : 0;
-    bo.warn = on_warn;
+    bo.warn = cli_warn_cb;
     bo.warn_arg = c;
     if (c->progress && !c->quiet) {
-        bo.progress = on_progress;
+        bo.progress = cli_backup_progress_cb;
         bo.progress_arg = c;
     }
     cairn_err_clear(&err);

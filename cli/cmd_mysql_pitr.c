@@ -9,20 +9,6 @@
 #include "../engine/lock.h"
 #include "cli.h"
 
-static void on_progress(void *arg, uint64_t files, uint64_t bytes_read, uint64_t bytes_new,
-                        uint64_t done, uint64_t expected, const char *current)
-{
-    struct cli *c = arg;
-    char line[256], r[32], n[32];
-    (void)files;
-    (void)done;
-    (void)expected;
-    cairn_format_size(bytes_read, r, sizeof r);
-    cairn_format_size(bytes_new, n, sizeof n);
-    snprintf(line, sizeof line, "%s read, %s new  %.60s", r, n, current ? current : "");
-    cli_progress(c, line, 0);
-}
-
 int cmd_backup_mysql(struct cli *c, int argc, char **argv)
 {
     const char *defaults = NULL, *datadir = NULL, *source = NULL, *workers = NULL;
@@ -61,7 +47,7 @@ int cmd_backup_mysql(struct cli *c, int argc, char **argv)
     bo.n_tags = ntags;
     bo.workers = workers ? atoi(workers) : 0;
     if (c->progress && !c->quiet) {
-        bo.progress = on_progress;
+        bo.progress = cli_backup_progress_cb;
         bo.progress_arg = c;
     }
     cairn_err_clear(&err);

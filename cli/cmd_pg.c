@@ -500,13 +500,6 @@ out:
 
 /* ---- base backups ---- */
 
-static void on_warn(void *arg, const char *msg)
-{
-    struct cli *c = arg;
-    cli_progress(c, "", 0);
-    cli_warn("%s", msg);
-}
-
 int cmd_backup_pg(struct cli *c, int argc, char **argv)
 {
     const char *pgdata = NULL, *dsn = NULL, *source = NULL, *label = NULL, **tags = NULL;
@@ -548,7 +541,7 @@ int cmd_backup_pg(struct cli *c, int argc, char **argv)
     bo.label = label;
     bo.tags = tags;
     bo.n_tags = ntags;
-    bo.warn = on_warn;
+    bo.warn = cli_warn_cb;
     bo.warn_arg = c;
     cairn_err_clear(&err);
     if (cairn_pg_backup(repo, &bo, &res, &err) != CAIRN_OK) {
@@ -788,7 +781,7 @@ int cmd_restore_pg(struct cli *c, int argc, char **argv)
     ro.restore_command = cairn_buf_cstr(&cmd);
     ro.tablespace_map = tsmap;
     ro.n_tablespace_map = n_tsmap;
-    ro.warn = on_warn;
+    ro.warn = cli_warn_cb;
     ro.warn_arg = c;
     if (cairn_pg_restore(repo, &plan, &t, &ro, &err) != CAIRN_OK) {
         cli_progress(c, "", 0);

@@ -7,13 +7,6 @@
 #include "../engine/lock.h"
 #include "cli.h"
 
-static void on_warn(void *arg, const char *msg)
-{
-    struct cli *c = arg;
-    cli_progress(c, "", 0);
-    cli_warn("%s", msg);
-}
-
 static void on_progress(void *arg, uint64_t files, uint64_t bytes, uint64_t total_files,
                         uint64_t total_bytes)
 {
@@ -90,7 +83,7 @@ int cmd_restore(struct cli *c, int argc, char **argv)
             goto out;
         }
     }
-    ro.warn = on_warn;
+    ro.warn = cli_warn_cb;
     ro.warn_arg = c;
     if (c->progress && !c->quiet) {
         ro.progress = on_progress;
@@ -168,7 +161,7 @@ int cmd_dump(struct cli *c, int argc, char **argv)
             snprintf(err.msg, sizeof err.msg, "a prune is running");
         } else {
             rc = cairn_dump(repo, snap, c->nargs == 2 ? c->args[1] : NULL, format, 1,
-                            on_warn, c, &err);
+                            cli_warn_cb, c, &err);
             cairn_lock_release(lease, NULL);
         }
     }

@@ -268,3 +268,27 @@ int cli_duration(const char *name, const char *text, int positive, int64_t *seco
     }
     return EXIT_OK;
 }
+
+void cli_warn_cb(void *arg, const char *msg)
+{
+    struct cli *c = arg;
+    cli_progress(c, "", 0);
+    cli_warn("%s", msg);
+}
+
+void cli_backup_progress_cb(void *arg, uint64_t files, uint64_t bytes_read, uint64_t bytes_new,
+                            uint64_t done, uint64_t expected, const char *current)
+{
+    struct cli *c = arg;
+    static double start;
+    char line[512], r[32], n[32], rate[32], eta[32];
+    if (!start)
+        start = cairn_mono();
+    cairn_format_size(bytes_read, r, sizeof r);
+    cairn_format_size(bytes_new, n, sizeof n);
+    /* ETA from the parent snapshot's size, when there is one */
+    cli_rate_eta(start, done, expected, rate, sizeof rate, eta, sizeof eta);
+    snprintf(line, sizeof line, "%llu files, %s read, %s new, %s/s%s  %.50s",
+             (unsigned long long)files, r, n, rate, eta, current ? current : "");
+    cli_progress(c, line, 0);
+}
