@@ -126,7 +126,10 @@ EOF
     kill -KILL "$pid"
     fail "$label: the agent did not stop within 15 s of SIGTERM"
   fi
-  wait "$pid" || fail "$label: the agent exited with status $? after SIGTERM"
+  local rc=0
+  wait "$pid" || rc=$?
+  check_no_crash "$label: cairn agent" "$rc" "$d/agent.err"
+  [ "$rc" -eq 0 ] || fail "$label: the agent exited with status $rc after SIGTERM"
   kill "$AM_FAKE_PID" 2>/dev/null || true
   wait "$AM_FAKE_PID" 2>/dev/null || true
   [ -n "$AM_HWM_KIB" ] || fail "$label: no VmHWM for the agent"
