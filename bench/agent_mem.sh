@@ -68,7 +68,7 @@ row() { # LABEL DESCRIPTION
 }
 TABLE=$(
   if [ -n "$BEFORE" ]; then
-    echo "| configuration | files backed up | wall s | peak RSS MiB, before the fix | peak RSS MiB |"
+    echo "| configuration | files backed up | wall s | peak RSS MiB, before the fixes | peak RSS MiB |"
     echo "|---|---:|---:|---:|---:|"
   else
     echo "| configuration | files backed up | wall s | peak RSS MiB |"
@@ -85,7 +85,7 @@ RATIOS="Ratios (large / small): 500 / 10 PVCs $(ratio "${HWM[pvcs-10]}" "${HWM[p
 $(ratio "${HWM[files-1k]}" "${HWM[files-200k]}")x (+$(am_mib $((HWM[files-200k] - HWM[files-1k]))) MiB); \
 2 GiB file / 1,000 files $(ratio "${HWM[files-1k]}" "${HWM[big-2g]}")x."
 if [ -n "$BEFORE" ]; then
-  RATIOS="$RATIOS Before the fix: 200,000 / 1,000 files \
+  RATIOS="$RATIOS Before the fixes: 200,000 / 1,000 files \
 $(ratio "${OLD[files-1k]}" "${OLD[files-200k]}")x (+$(am_mib $((OLD[files-200k] - OLD[files-1k]))) MiB)."
 fi
 
@@ -112,10 +112,10 @@ workers' bounded queue (up to about 18 MiB of address space at the default
 8 MiB maximum chunk, only partly resident), and the catalog's SQLite page cache
 (\`cache_size\`, at most 16 MiB), which fills as the chunk index and the
 snapshot list grow and then stays (about 3 MiB of the 500-PVC row, most of the
-200,000-file row). The 2 GiB row is that queue at its full size (large chunks
-fill the pooled buffers); a larger file takes no more. Before the fixes (the "before" column, when shown):
-index objects were built as a jansson tree (several hundred bytes per blob),
-and a pack of tiny chunks, and a batch of 16 such packs, could name any number
+200,000-file row). The 2 GiB row is that queue at its full size (large
+chunks fill the pooled buffers); a larger file takes no more. Before the
+fixes (the "before" column, when shown): index objects were built as a
+jansson tree (several hundred bytes per blob), and a pack of tiny chunks, and a batch of 16 such packs, could name any number
 of blobs (engine/backup.c, engine/repo.c: now a pack closes at 8,192 blobs, an
 index is written once the stored packs name 8,192, and its text is written
 directly); and the freed chunk buffers of each job, partly reused by small
