@@ -115,8 +115,8 @@ snapshot list grow and then stays (about 3 MiB of the 500-PVC row, most of the
 200,000-file row). The 2 GiB row is that queue at its full size (large
 chunks fill the pooled buffers); a larger file takes no more. Before the
 fixes (the "before" column, when shown): index objects were built as a
-jansson tree (several hundred bytes per blob), and a pack of tiny chunks, and a batch of 16 such packs, could name any number
-of blobs (engine/backup.c, engine/repo.c: now a pack closes at 8,192 blobs, an
+jansson tree (several hundred bytes per blob), and a pack of tiny chunks,
+and a batch of 16 such packs, could name any number of blobs (engine/backup.c, engine/repo.c: now a pack closes at 8,192 blobs, an
 index is written once the stored packs name 8,192, and its text is written
 directly); and the freed chunk buffers of each job, partly reused by small
 allocations, made the agent's resident set creep up job after job (agent.c
