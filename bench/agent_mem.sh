@@ -108,19 +108,21 @@ $TABLE
 $RATIOS
 
 What grows is bounded by configuration: the pool of chunk buffers for the
-workers' bounded queue (up to about 18 MiB of address space at the default
-8 MiB maximum chunk, only partly resident), and the catalog's SQLite page cache
-(\`cache_size\`, at most 16 MiB), which fills as the chunk index and the
-snapshot list grow and then stays (about 3 MiB of the 500-PVC row, most of the
-200,000-file row). The 2 GiB row is that queue at its full size (large
-chunks fill the pooled buffers); a larger file takes no more. Before the
-fixes (the "before" column, when shown): index objects were built as a
-jansson tree (several hundred bytes per blob), and a pack of tiny chunks,
-and a batch of 16 such packs, could name any number of blobs (engine/backup.c, engine/repo.c: now a pack closes at 8,192 blobs, an
-index is written once the stored packs name 8,192, and its text is written
-directly); and the freed chunk buffers of each job, partly reused by small
-allocations, made the agent's resident set creep up job after job (agent.c
-now calls \`malloc_trim(0)\` after each job).
+workers' bounded queue (3 × workers + 4 buffers of the 2 MiB maximum chunk: 20
+MiB with 2 workers, only partly resident with small files), and the catalog's
+SQLite page cache (\`cache_size\`, at most 16 MiB), which fills as the chunk
+index and the snapshot list grow and then stays (about 3 MiB of the 500-PVC
+row, most of the 200,000-file row). The 2 GiB row is that queue at its full
+size (large chunks fill the pooled buffers); a larger file adds only its list
+of chunk ids (32 bytes a chunk, about 64 KiB per GiB at the 512 KiB average
+chunk). Before the fixes (the "before" column, when shown): index objects were
+built as a jansson tree (several hundred bytes per blob), and a pack of tiny
+chunks, and a batch of 16 such packs, could name any number of blobs
+(engine/backup.c, engine/repo.c: now a pack closes at 8,192 blobs, an index is
+written once the stored packs name 8,192, and its text is written directly);
+and the freed chunk buffers of each job, partly reused by small allocations,
+made the agent's resident set creep up job after job (agent.c now calls
+\`malloc_trim(0)\` after each job).
 <!-- agent-mem:end -->
 DOC_EOF
 )
