@@ -23,6 +23,11 @@
 
 #define READ_BLOCK (1u << 20)
 #define INDEX_EVERY_PACKS 16
+/* Many tiny chunks: a pack closes after this many blobs whatever its size, and
+ * an index is written once the stored packs name this many, so the entry lists
+ * held until the index is written stay bounded (docs/agent.md, "Measured"). */
+#define PACK_MAX_BLOBS 8192
+#define INDEX_EVERY_BLOBS 8192
 #define MAX_RECORDED_ERRORS 1000
 
 /* ---- the work queue between the walker and the workers ---- */
@@ -58,6 +63,7 @@ struct pipeline {
     /* finished, stored packs not yet indexed; guarded by mu */
     struct finished_pack *done;
     size_t n_done, cap_done;
+    size_t done_blobs; /* entries of the packs in done */
     uint64_t bytes_stored;
 
     int failed;       /* guarded by mu */
@@ -149,6 +155,7 @@ static int store_pack(struct pipeline *p, cairn_pack_writer *w, cairn_err *err)
         p->cap_done = ncap;
     }
     p->done[p->n_done++] = fp;
+    p->done_blobs += fp.p.n;
     p->bytes_stored += fp.p.size;
     pthread_mutex_unlock(&p->mu);
     return CAIRN_OK;
@@ -165,7 +172,8 @@ static int add_to_pack(struct pipeline *p, const struct job *j, const cairn_buf 
     if (rc == CAIRN_OK)
         rc = cairn_pack_writer_add(p->writer, &j->id, j->type, flags, (uint32_t)j->len,
                                    enc->data, (uint32_t)enc->len, err);
-    if (rc == CAIRN_OK && cairn_pack_writer_size(p->writer) >= p->pack_target) {
+    if (rc == CAIRN_OK && (cairn_pack_writer_size(p->writer) >= p->pack_target ||
+                           cairn_pack_writer_count(p->writer) >= PACK_MAX_BLOBS)) {
         full = p->writer;
         p->writer = NULL;
     }
@@ -364,13 +372,14 @@ static int pipe_index(struct pipeline *p, int all, cairn_err *err)
     int rc;
     pthread_mutex_lock(&p->mu);
     n = p->n_done;
-    if (n == 0 || (!all && n < INDEX_EVERY_PACKS)) {
+    if (n == 0 || (!all && n < INDEX_EVERY_PACKS && p->done_blobs < INDEX_EVERY_BLOBS)) {
         pthread_mutex_unlock(&p->mu);
         return CAIRN_OK;
     }
     batch = p->done;
     p->done = NULL;
     p->n_done = p->cap_done = 0;
+    p->done_blobs = 0;
     pthread_mutex_unlock(&p->mu);
     ps = calloc(n, sizeof *ps);
     if (!ps) {

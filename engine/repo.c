@@ -368,38 +368,38 @@ void cairn_repo_free(cairn_repo *r)
 int cairn_repo_put_index(cairn_repo *r, const struct cairn_index_pack *packs, size_t n,
                          char *name_out, cairn_err *err)
 {
-    json_t *root = json_object(), *arr = json_array();
-    char hex[CAIRN_HEX_LEN + 1], key[128], *text;
+    /* The text is written directly, not built as a jansson tree first: a tree
+     * costs several hundred bytes per blob, the text about a hundred, and an
+     * index of many small chunks names tens of thousands of them. */
+    cairn_buf text = CAIRN_BUF_INIT;
+    char hex[CAIRN_HEX_LEN + 1], key[128];
     cairn_buf z = CAIRN_BUF_INIT;
     cairn_id oid;
     size_t i, j;
-    int rc;
-    for (i = 0; i < n; i++) {
-        json_t *p = json_object(), *blobs = json_array();
+    int rc = cairn_buf_appendf(&text, "{\"version\":1,\"packs\":[");
+    for (i = 0; rc == CAIRN_OK && i < n; i++) {
         cairn_id_hex(&packs[i].id, hex);
-        json_object_set_new(p, "id", json_string(hex));
-        json_object_set_new(p, "size", json_integer((json_int_t)packs[i].size));
-        for (j = 0; j < packs[i].n; j++) {
+        rc = cairn_buf_appendf(&text, "%s{\"id\":\"%s\",\"size\":%llu,\"blobs\":[", i ? "," : "",
+                               hex, (unsigned long long)packs[i].size);
+        for (j = 0; rc == CAIRN_OK && j < packs[i].n; j++) {
             const struct cairn_pack_entry *e = &packs[i].entries[j];
             cairn_id_hex(&e->id, hex);
-            json_array_append_new(blobs, json_pack("[s,i,i,I,I,I]", hex, e->type, e->flags,
-                                                   (json_int_t)e->offset,
-                                                   (json_int_t)e->stored_len,
-                                                   (json_int_t)e->raw_len));
+            rc = cairn_buf_appendf(&text, "%s[\"%s\",%u,%u,%llu,%lu,%lu]", j ? "," : "", hex,
+                                   (unsigned)e->type, (unsigned)e->flags,
+                                   (unsigned long long)e->offset, (unsigned long)e->stored_len,
+                                   (unsigned long)e->raw_len);
         }
-        json_object_set_new(p, "blobs", blobs);
-        json_array_append_new(arr, p);
+        if (rc == CAIRN_OK)
+            rc = cairn_buf_append(&text, "]}", 2);
     }
-    json_object_set_new(root, "version", json_integer(1));
-    json_object_set_new(root, "packs", arr);
-    text = json_dumps(root, JSON_COMPACT);
-    json_decref(root);
-    if (!text || cairn_zstd_compress(text, strlen(text), 3, &z) != CAIRN_OK) {
-        free(text);
+    if (rc == CAIRN_OK)
+        rc = cairn_buf_append(&text, "]}", 2);
+    if (rc != CAIRN_OK || cairn_zstd_compress(text.data, text.len, 3, &z) != CAIRN_OK) {
+        cairn_buf_free(&text);
         cairn_buf_free(&z);
         return cairn_error(err, CAIRN_FATAL, "out of memory writing an index");
     }
-    free(text);
+    cairn_buf_free(&text);
     /* the packs it names must be durable before the index exists */
     if ((rc = cairn_store_flush(r->store, err)) != CAIRN_OK) {
         cairn_buf_free(&z);
