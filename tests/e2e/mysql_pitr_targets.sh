@@ -48,19 +48,24 @@ BASE1=$(json_get "$T/base1.json" 'j["id"]')
 [ "$(json_get "$T/base1.json" 'j["gtid"]')" = "$(sql 'SELECT @@gtid_binlog_pos')" ] || fail "base 1: GTID differs from the server's"
 read1=$(json_get "$T/base1.json" 'j["bytes_read"]')
 # the first backups after the inserts still carry redo log and pages InnoDB
-# flushes in the background; once that settled, an unchanged server's backup
-# is nearly all duplicate
-cairn_ok backup-mysql --defaults-file "$DF" --json >"$T/base1b.json"
-cairn_ok backup-mysql --defaults-file "$DF" --json >"$T/base1c.json"
-new2=$(json_get "$T/base1b.json" 'j["bytes_new"]')
-new3=$(json_get "$T/base1c.json" 'j["bytes_new"]')
-note "base backup: $read1 bytes streamed; next backups of the unchanged server: $new2, then $new3 new bytes"
-[ "$new3" -lt $((read1 / 5)) ] || fail "a base backup of an unchanged server stored $new3 of $read1 bytes (dedup does not work)"
+# flushes in the background (more of it on a loaded machine); once that
+# settled, an unchanged server's backup is nearly all duplicate: up to four
+# tries for one that stores less than a fifth
+news=
+for i in 1 2 3 4; do
+  cairn_ok backup-mysql --defaults-file "$DF" --json >"$T/base1-again.json"
+  n=$(json_get "$T/base1-again.json" 'j["bytes_new"]')
+  news="$news $n"
+  [ "$n" -lt $((read1 / 5)) ] && break
+done
+note "base backup: $read1 bytes streamed; next backups of the unchanged server, new bytes:$news"
+[ "$n" -lt $((read1 / 5)) ] || fail "base backups of an unchanged server stored$news of $read1 bytes (dedup does not work)"
 ps -eo args | grep -v grep | grep "^mariabackup\|/mariabackup" | grep -q -- "$TMPDIR" &&
   fail "a mariabackup process was left running"
 # the manifest carries the coordinates, and the catalog lists the base backup
 cairn_ok mysql-backups --json >"$T/bb.json"
-[ "$(json_get "$T/bb.json" 'len(j)')" -eq 3 ] || fail "mysql-backups does not list 3 base backups: $(cat "$T/bb.json")"
+NB=$((1 + $(echo $news | wc -w)))
+[ "$(json_get "$T/bb.json" 'len(j)')" -eq "$NB" ] || fail "mysql-backups does not list $NB base backups: $(cat "$T/bb.json")"
 
 # --- workload after the base: B, (open transaction begun), time T1, commit it, C
 rows 101 200 B
@@ -114,7 +119,7 @@ T1_OFF=$(TZ=UTC date -d "@$T1" +%Y-%m-%dT%H:%M:%S)
 T1_OFF=$(python3 -c "import datetime as d; print((d.datetime.fromtimestamp($T1, d.timezone.utc).astimezone(d.timezone(d.timedelta(hours=2)))).isoformat())")
 TZ=America/New_York run_cairn restore-mysql --target "$T/r_time" --to-time "$T1_OFF" --json
 expect_rc 0 "restore-mysql --to-time $T1_OFF"
-[ "$(json_get "$OUT" 'j["base"]')" = "$(json_get "$T/base1c.json" 'j["id"]')" ] ||
+[ "$(json_get "$OUT" 'j["base"]')" = "$(json_get "$T/base1-again.json" 'j["id"]')" ] ||
   fail "--to-time: did not restore from a base backup before T1: $(cat "$OUT")"
 expect_in "mariadbd" "how to start the server" "$ERR"
 check_restored rtime "$T/r_time" "$state_T1" "--to-time"
