@@ -313,6 +313,7 @@ void cairn_my_xbs_feed(cairn_my_xbs *x, const uint8_t *d, size_t len)
 {
     while (len && !x->broken) {
         size_t need, take;
+        int len_known;
         if (x->skip) {
             take = x->skip < len ? (size_t)x->skip : len;
             if (x->capture && x->info_len < XBS_INFO_MAX) {
@@ -327,7 +328,8 @@ void cairn_my_xbs_feed(cairn_my_xbs *x, const uint8_t *d, size_t len)
             continue;
         }
         need = 14;
-        if (x->have >= 14) {
+        len_known = x->have >= 14;
+        if (len_known) {
             uint32_t pl = xle32(x->hdr + 10);
             if (memcmp(x->hdr, XBS_MAGIC, 8) != 0 || pl > XBS_PATH_MAX ||
                 (x->hdr[9] != 'P' && x->hdr[9] != 'E')) {
@@ -341,10 +343,8 @@ void cairn_my_xbs_feed(cairn_my_xbs *x, const uint8_t *d, size_t len)
         x->have += take;
         d += take;
         len -= take;
-        if (x->have < 14 || x->have < need)
-            continue;
-        if (need == 14)
-            continue; /* the header's length is known now */
+        if (!len_known || x->have < need)
+            continue; /* more header bytes, or now its length is known */
         {
             uint32_t pl = xle32(x->hdr + 10);
             int is_info = pl == strlen(XBS_INFO_FILE) &&
