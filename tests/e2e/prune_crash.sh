@@ -33,7 +33,7 @@ for i in $(seq 1 10); do echo "static $i" >"$src/static/s$i.txt"; done
 declare -a id
 for i in 1 2 3 4 5; do
   head -c $((2500 * 1024)) /dev/urandom >"$src/grow/g$i.bin"
-  head -c $((1200 * 1024)) /dev/urandom >"$src/unique-$i.bin"
+  head -c $((4000 * 1024)) /dev/urandom >"$src/unique-$i.bin"
   rm -f "$src/unique-$((i - 1)).bin"
   echo "step $i" >"$src/step.txt"
   cp -a "$src" "$T/copy$i"
