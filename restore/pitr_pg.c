@@ -26,6 +26,7 @@
 #include <openssl/evp.h>
 #include <zstd.h>
 
+#include "../engine/crc32c.h"
 #include "../engine/logobj.h"
 
 /* ---- names and LSNs ---- */
@@ -421,6 +422,8 @@ int cairn_pg_wal_write_verified(const uint8_t *obj, size_t len, const char *key,
 
 #define WALOBJ_MAX ((size_t)CAIRN_PG_MAX_FILE + (64u << 20))
 
+#define SPOOL_SUM_SFX ".sum" /* a spool entry's check file: see spool_sum */
+
 static int spool_path(const char *dir, const char *sysid, const char *name, const char *sfx,
                       char *out, size_t n)
 {
@@ -451,7 +454,13 @@ static void spool_clean(const char *dir, const char *sysid, const char *name)
             continue;
         sfx = strstr(n, ".part");
         if (sfx && sfx[5] == 0) {
-            int fd = open(path, O_RDONLY | O_CLOEXEC);
+            int fd;
+            if (lstat(path, &st) == 0 && S_ISLNK(st.st_mode)) { /* a mark being set */
+                if (st.st_mtime + 60 < time(NULL))
+                    unlink(path);
+                continue;
+            }
+            fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
             if (fd >= 0) {
                 if (flock(fd, LOCK_EX | LOCK_NB) == 0 && fstat(fd, &st) == 0 &&
                     st.st_mtime + 60 < time(NULL))
@@ -463,9 +472,13 @@ static void spool_clean(const char *dir, const char *sysid, const char *name)
         if (strncmp(n, sysid, pl) != 0 || n[pl] != '-')
             continue;
         bl = strlen(n + pl + 1);
+        if (bl > strlen(SPOOL_SUM_SFX) &&
+            strcmp(n + pl + 1 + bl - strlen(SPOOL_SUM_SFX), SPOOL_SUM_SFX) == 0)
+            bl -= strlen(SPOOL_SUM_SFX); /* a check file goes with its segment */
         if (bl >= sizeof base)
             continue;
-        memcpy(base, n + pl + 1, bl + 1);
+        memcpy(base, n + pl + 1, bl);
+        base[bl] = 0;
         if (cairn_pg_walname_parse(base, &wn) != 0)
             continue;
         if (cur.kind == CAIRN_PG_SEGMENT && wn.kind == CAIRN_PG_SEGMENT &&
@@ -480,114 +493,138 @@ static void spool_clean(const char *dir, const char *sysid, const char *name)
 /* The spool's high-water mark: <dir>/<sysid>.served names the segment last
  * handed to PostgreSQL. Prefetchers skip segments at or before it (recovery
  * has moved past them), so a prefetcher that started earlier does not bring
- * back a segment already served. Written before a spool file is consumed. */
+ * back a segment already served. Written before a spool file is consumed.
+ * It is a symbolic link whose target is the name: replacing it is atomic and
+ * has no data to flush (ext4 flushes a regular file renamed over another). */
 static void served_set(const char *dir, const char *sysid, const char *name)
 {
-    char path[PATH_MAX];
+    char path[PATH_MAX], tmp[PATH_MAX];
     struct cairn_pg_walname wn;
-    cairn_err e;
     if (cairn_pg_walname_parse(name, &wn) != 0 || wn.kind != CAIRN_PG_SEGMENT ||
-        (size_t)snprintf(path, sizeof path, "%s/%s.served", dir, sysid) >= sizeof path)
+        (size_t)snprintf(path, sizeof path, "%s/%s.served", dir, sysid) >= sizeof path ||
+        (size_t)snprintf(tmp, sizeof tmp, "%s/%s.served.%ld.part", dir, sysid,
+                         (long)getpid()) >= sizeof tmp)
         return;
-    (void)write_file_atomic(path, name, strlen(name), 0, &e);
+    (void)unlink(tmp);
+    if (symlink(name, tmp) != 0)
+        return;
+    if (rename(tmp, path) != 0)
+        (void)unlink(tmp);
+}
+
+/* Reads the mark into buf (a segment name) and *out: 0, or -1 when there is
+ * none (a regular file holding the name, from an older cairn, is read too). */
+static int served_get(const char *dir, const char *sysid, char buf[CAIRN_WAL_NAME_MAX],
+                      struct cairn_pg_walname *out)
+{
+    char path[PATH_MAX];
+    ssize_t n;
+    if ((size_t)snprintf(path, sizeof path, "%s/%s.served", dir, sysid) >= sizeof path)
+        return -1;
+    n = readlink(path, buf, CAIRN_WAL_NAME_MAX - 1);
+    if (n < 0 && errno == EINVAL) {
+        int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0)
+            return -1;
+        n = read(fd, buf, CAIRN_WAL_NAME_MAX - 1);
+        close(fd);
+    }
+    if (n <= 0)
+        return -1;
+    buf[n] = 0;
+    if (cairn_pg_walname_parse(buf, out) != 0 || out->kind != CAIRN_PG_SEGMENT)
+        return -1;
+    return 0;
 }
 
 /* Has recovery moved past name (a segment)? */
 static int served_past(const char *dir, const char *sysid, const char *name)
 {
-    char path[PATH_MAX], buf[CAIRN_WAL_NAME_MAX];
+    char buf[CAIRN_WAL_NAME_MAX];
     struct cairn_pg_walname wn, last;
-    ssize_t n;
-    int fd;
     if (cairn_pg_walname_parse(name, &wn) != 0 || wn.kind != CAIRN_PG_SEGMENT ||
-        (size_t)snprintf(path, sizeof path, "%s/%s.served", dir, sysid) >= sizeof path)
-        return 0;
-    if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
-        return 0;
-    n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0)
-        return 0;
-    buf[n] = 0;
-    if (cairn_pg_walname_parse(buf, &last) != 0 || last.kind != CAIRN_PG_SEGMENT)
+        served_get(dir, sysid, buf, &last) != 0)
         return 0;
     return wn.log < last.log || (wn.log == last.log && wn.seg <= last.seg);
 }
 
-/* A spool file is the verified raw segment followed by a trailer: the magic,
- * the SHA-256 of the raw bytes (from the archived object's metadata, checked
- * when the prefetcher decoded it) and the raw length. A hit reads the file
- * once to check the SHA-256 again (the file may have been damaged since),
- * cuts the trailer off and renames the file into place: no repository, no
- * decompression, no copy. */
-#define SPOOL_MAGIC "CAIRNSP1"
-#define SPOOL_TRAILER (8 + 32 + 8)
+/* A spool entry is two files: <sysid>-<name>, the verified raw segment, and
+ * <sysid>-<name>.sum, its check: the magic and the four-lane CRC-32C digest
+ * (with the length; crc32c.h) of the raw bytes, computed by the prefetcher
+ * from the bytes whose SHA-256 it checked against the archived object's
+ * metadata. The check file is in place before the segment is renamed into
+ * the spool. A hit reads the segment once to check the digest again (the
+ * file may have been damaged since: a crash, a full disk, a stray write) and
+ * renames it into place: no repository, no decompression, no copy, and no
+ * cryptographic hash (a few GB/s instead of 2). */
+#define SPOOL_MAGIC "CAIRNSP2"
+#define SPOOL_SUM (8 + CAIRN_CRC4_DIGEST)
 
-static void spool_trailer(uint8_t out[SPOOL_TRAILER], const uint8_t sha[32], uint64_t len)
+static void spool_sum(uint8_t out[SPOOL_SUM], const void *raw, size_t len)
 {
-    int i;
+    cairn_crc4 c;
+    c.sw = 0;
+    cairn_crc4_init(&c);
+    cairn_crc4_update(&c, raw, len);
     memcpy(out, SPOOL_MAGIC, 8);
-    memcpy(out + 8, sha, 32);
-    for (i = 0; i < 8; i++)
-        out[40 + i] = (uint8_t)(len >> (8 * i));
+    cairn_crc4_final(&c, out + 8);
 }
 
-/* Checks an open spool file: 0 when its trailer is sound and the SHA-256 of
- * the raw bytes matches it (*raw_len set), -1 otherwise. */
-static int spool_check(int fd, uint64_t *raw_len)
+/* Checks an open spool file against its check file: 0 when they agree. */
+static int spool_check(int fd, const char *sumpath)
 {
     struct stat st;
-    uint8_t tr[SPOOL_TRAILER], want[SPOOL_TRAILER], got[32];
+    uint8_t want[SPOOL_SUM + 1], got[SPOOL_SUM];
     uint64_t len = 0, off = 0;
-    unsigned int n = 32;
-    EVP_MD_CTX *ctx;
+    cairn_crc4 c;
     uint8_t *buf;
-    int i, ok = 0;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size < SPOOL_TRAILER ||
-        (uint64_t)st.st_size > (uint64_t)CAIRN_PG_MAX_FILE + SPOOL_TRAILER ||
-        pread(fd, tr, SPOOL_TRAILER, st.st_size - SPOOL_TRAILER) != SPOOL_TRAILER ||
-        memcmp(tr, SPOOL_MAGIC, 8) != 0)
+    ssize_t n;
+    int sfd, i, ok = 1;
+    if ((sfd = open(sumpath, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)) < 0)
+        return -1;
+    n = read(sfd, want, sizeof want);
+    close(sfd);
+    if (n != SPOOL_SUM || memcmp(want, SPOOL_MAGIC, 8) != 0)
         return -1;
     for (i = 0; i < 8; i++)
-        len |= (uint64_t)tr[40 + i] << (8 * i);
-    if (len != (uint64_t)st.st_size - SPOOL_TRAILER)
+        len |= (uint64_t)want[8 + 16 + i] << (8 * i);
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || (uint64_t)st.st_size != len ||
+        len > (uint64_t)CAIRN_PG_MAX_FILE)
         return -1;
     if (!(buf = malloc(1u << 20)))
         return -1;
-    if ((ctx = EVP_MD_CTX_new()) != NULL && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1) {
-        ok = 1;
-        while (ok && off < len) {
-            size_t want_n = len - off < (1u << 20) ? (size_t)(len - off) : (1u << 20);
-            ssize_t r = pread(fd, buf, want_n, (off_t)off);
-            if (r < 0 && errno == EINTR)
-                continue;
-            if (r <= 0 || EVP_DigestUpdate(ctx, buf, (size_t)r) != 1)
-                ok = 0;
-            else
-                off += (uint64_t)r;
+    c.sw = 0;
+    cairn_crc4_init(&c);
+    while (ok && off < len) {
+        size_t want_n = len - off < (1u << 20) ? (size_t)(len - off) : (1u << 20);
+        ssize_t r = pread(fd, buf, want_n, (off_t)off);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            ok = 0;
+        else {
+            cairn_crc4_update(&c, buf, (size_t)r);
+            off += (uint64_t)r;
         }
-        ok = ok && EVP_DigestFinal_ex(ctx, got, &n) == 1;
     }
-    EVP_MD_CTX_free(ctx);
     free(buf);
-    spool_trailer(want, got, len);
-    if (!ok || memcmp(want, tr, SPOOL_TRAILER) != 0)
-        return -1;
-    *raw_len = len;
-    return 0;
+    memcpy(got, SPOOL_MAGIC, 8);
+    cairn_crc4_final(&c, got + 8);
+    return ok && memcmp(want, got, SPOOL_SUM) == 0 ? 0 : -1;
 }
 
 /* Serves name from the spool when a prefetcher has it (waiting up to 60 s for
  * one still downloading it). CAIRN_OK when served, CAIRN_NOTFOUND otherwise
- * (a damaged spool file is removed: the caller fetches it from the store). */
+ * (a damaged spool entry is removed: the caller fetches it from the store). */
 static int fetch_spooled(const char *dir, const char *sysid, const char *name,
                          const char *dest, cairn_err *err)
 {
-    char path[PATH_MAX], part[PATH_MAX];
-    uint64_t raw_len;
+    char path[PATH_MAX], part[PATH_MAX], sum[PATH_MAX];
     int fd;
+    (void)err;
     if (spool_path(dir, sysid, name, "", path, sizeof path) ||
-        spool_path(dir, sysid, name, ".part", part, sizeof part))
+        spool_path(dir, sysid, name, ".part", part, sizeof part) ||
+        spool_path(dir, sysid, name, SPOOL_SUM_SFX, sum, sizeof sum))
         return CAIRN_NOTFOUND;
     if (access(path, F_OK) != 0 && (fd = open(part, O_RDONLY | O_CLOEXEC)) >= 0) {
         double deadline = cairn_mono() + 60;
@@ -595,27 +632,23 @@ static int fetch_spooled(const char *dir, const char *sysid, const char *name,
             usleep(5000);
         close(fd);
     }
-    fd = open(path, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
+    fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0)
         return CAIRN_NOTFOUND;
-    if (spool_check(fd, &raw_len) != 0) {
+    if (spool_check(fd, sum) != 0) {
         close(fd);
         unlink(path); /* damaged (or from an older cairn): fetch it again */
+        unlink(sum);
         return CAIRN_NOTFOUND;
-    }
-    served_set(dir, sysid, name); /* before it leaves the spool: see served_set */
-    if (ftruncate(fd, (off_t)raw_len) != 0) {
-        int e = errno;
-        close(fd);
-        unlink(path);
-        return cairn_error(err, CAIRN_FAILED, "cannot cut the spool file '%s': %s", path,
-                           strerror(e));
     }
     close(fd);
+    served_set(dir, sysid, name); /* before it leaves the spool: see served_set */
     if (rename(path, dest) != 0) {
         unlink(path); /* the caller fetches it from the store */
+        unlink(sum);
         return CAIRN_NOTFOUND;
     }
+    unlink(sum);
     return CAIRN_OK;
 }
 
@@ -678,11 +711,14 @@ static void prefetch_one(struct prefetch *p, size_t idx)
     char path[PATH_MAX], part[PATH_MAX], key[CAIRN_WAL_KEY_MAX];
     cairn_buf b = CAIRN_BUF_INIT, raw = CAIRN_BUF_INIT;
     struct cairn_pg_walmeta m;
-    uint8_t tr[SPOOL_TRAILER];
+    uint8_t sm[SPOOL_SUM];
+    char sum[PATH_MAX], sumpart[PATH_MAX];
     cairn_err e;
     int fd, rc;
     if (spool_path(p->dir, p->sysid, name, "", path, sizeof path) ||
         spool_path(p->dir, p->sysid, name, ".part", part, sizeof part) ||
+        spool_path(p->dir, p->sysid, name, SPOOL_SUM_SFX, sum, sizeof sum) ||
+        spool_path(p->dir, p->sysid, name, SPOOL_SUM_SFX ".part", sumpart, sizeof sumpart) ||
         cairn_pg_walobj_key(p->sysid, name, key, sizeof key) != 0)
         return;
     /* spooled already, or served already (the mark is written before a spool
@@ -703,13 +739,26 @@ static void prefetch_one(struct prefetch *p, size_t idx)
         rc = cairn_pg_walobj_decode(b.data, b.len, key, &m, &raw, &e);
     cairn_buf_free(&b);
     if (rc == CAIRN_OK) {
-        spool_trailer(tr, m.sha256, raw.len);
+        int sfd;
+        spool_sum(sm, raw.data, raw.len);
+        /* the check file first: a segment in the spool always has one */
         if (ftruncate(fd, 0) != 0 || write_all(fd, raw.data, raw.len) != 0 ||
-            write_all(fd, tr, sizeof tr) != 0 || rename(part, path) != 0)
+            (sfd = open(sumpart, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC,
+                        0600)) < 0)
             rc = cairn_error(&e, CAIRN_FAILED, "cannot write '%s': %s", part, strerror(errno));
+        else {
+            int bad = write_all(sfd, sm, sizeof sm) != 0;
+            if (close(sfd) != 0 || bad || rename(sumpart, sum) != 0 || rename(part, path) != 0)
+                rc = cairn_error(&e, CAIRN_FAILED, "cannot write '%s': %s", part,
+                                 strerror(errno));
+        }
     }
-    if (rc != CAIRN_OK)
+    if (rc != CAIRN_OK) {
         unlink(part);
+        unlink(sumpart);
+        if (access(path, F_OK) != 0)
+            unlink(sum);
+    }
     close(fd);
     cairn_buf_free(&raw);
     pthread_mutex_lock(&p->mu);
@@ -742,21 +791,11 @@ static void *prefetch_thread(void *arg)
 /* The segment last served (the .served mark), or name if that is later. */
 static void served_or(const char *dir, const char *sysid, const char *name, char out[25])
 {
-    char path[PATH_MAX], buf[CAIRN_WAL_NAME_MAX];
+    char buf[CAIRN_WAL_NAME_MAX];
     struct cairn_pg_walname a, b;
-    ssize_t n;
-    int fd;
     snprintf(out, 25, "%.24s", name);
-    if ((size_t)snprintf(path, sizeof path, "%s/%s.served", dir, sysid) >= sizeof path ||
-        (fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
-        return;
-    n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0)
-        return;
-    buf[n] = 0;
-    if (cairn_pg_walname_parse(buf, &b) == 0 && b.kind == CAIRN_PG_SEGMENT &&
-        cairn_pg_walname_parse(name, &a) == 0 && a.kind == CAIRN_PG_SEGMENT && a.tli == b.tli &&
+    if (served_get(dir, sysid, buf, &b) == 0 && cairn_pg_walname_parse(name, &a) == 0 &&
+        a.kind == CAIRN_PG_SEGMENT && a.tli == b.tli &&
         (b.log > a.log || (b.log == a.log && b.seg > a.seg)))
         snprintf(out, 25, "%.24s", buf);
 }

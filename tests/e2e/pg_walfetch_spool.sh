@@ -2,9 +2,10 @@
 # wal-fetch's prefetch spool with a real PostgreSQL 15 archive:
 # - a spool hit gives back the archived segment byte for byte, without opening
 #   the repository (the hit works with CAIRN_REPO pointing nowhere);
-# - a damaged spool file (a flipped byte in the data, a cut trailer) is never
-#   handed over: it is dropped and the segment fetched from the store again
-#   (and with no store reachable, DEST does not get the damaged bytes);
+# - a damaged spool entry (a flipped byte in the segment, a cut segment, a
+#   missing or altered check file) is never handed over: it is dropped and the
+#   segment fetched from the store again (and with no store reachable, DEST
+#   does not get the damaged bytes);
 # - the spool is private (0700, files 0600), spool files of segments before the
 #   one requested, stale .part files and anything older than an hour go away;
 # - one prefetch worker per spool at a time, and it exits by itself;
@@ -67,6 +68,7 @@ CAIRN_REPO=$NO_REPO run_cairn wal-fetch --system-id "$sysid" --prefetch 0 "${seg
 expect_rc 0 "wal-fetch ${segs[1]} from the spool with no repository reachable"
 cmp -s "$COPIES/${segs[1]}" "$D/RECOVERYXLOG" || fail "the spool hit for ${segs[1]} differs from the archived file"
 [ ! -e "$spool/$sysid-${segs[1]}" ] || fail "the spool file of ${segs[1]} is still there after the hit"
+[ ! -e "$spool/$sysid-${segs[1]}.sum" ] || fail "the check file of ${segs[1]} is still there after the hit"
 
 # --- a damaged spool file is never handed over
 sz=$(stat -c %s "$spool/$sysid-${segs[2]}")
@@ -78,29 +80,54 @@ CAIRN_REPO=$NO_REPO "$CAIRN" wal-fetch --system-id "$sysid" --prefetch 0 "${segs
   2>"$T/damaged.err" || rc=$?
 [ "$rc" -eq 130 ] || fail "a damaged spool file without the repository: exit $rc, expected 130"
 expect_in "does not exist" "damaged spool file, no repository" "$T/damaged.err"
-if head -c $((sz - 48)) "$T/damaged" | cmp -s - "$D/RECOVERYXLOG"; then
+if cmp -s "$T/damaged" "$D/RECOVERYXLOG"; then
   fail "the damaged spool bytes were handed over"
 fi
 run_cairn wal-fetch --system-id "$sysid" --prefetch 0 "${segs[2]}" "$D/RECOVERYXLOG"
 expect_rc 0 "wal-fetch ${segs[2]} after its spool file was damaged"
 cmp -s "$COPIES/${segs[2]}" "$D/RECOVERYXLOG" || fail "${segs[2]} differs after a damaged spool file"
-# a cut trailer
+# a cut segment (a crash before the data reached the disk)
 truncate -s -1 "$spool/$sysid-${segs[3]}"
 run_cairn wal-fetch --system-id "$sysid" --prefetch 0 "${segs[3]}" "$D/RECOVERYXLOG"
 expect_rc 0 "wal-fetch ${segs[3]} after its spool file was cut"
 cmp -s "$COPIES/${segs[3]}" "$D/RECOVERYXLOG" || fail "${segs[3]} differs after a cut spool file"
 [ ! -e "$spool/$sysid-${segs[3]}" ] || fail "the cut spool file was left behind"
+# a segment without its check file, and one whose check file is another
+# segment's: both are fetched again, never trusted
+run_cairn wal-fetch --system-id "$sysid" --prefetch 4 "${segs[4]}" "$D/RECOVERYXLOG"
+expect_rc 0 "wal-fetch ${segs[4]} (refills the spool)"
+wait_spooled "${segs[5]}" "${segs[6]}" "${segs[7]}"
+wait_worker_gone
+cp "$spool/$sysid-${segs[5]}" "$T/spooled.5"
+rm "$spool/$sysid-${segs[5]}.sum"
+cp "$spool/$sysid-${segs[7]}.sum" "$spool/$sysid-${segs[6]}.sum"
+for n in 5 6; do
+  rc=0
+  CAIRN_REPO=$NO_REPO "$CAIRN" wal-fetch --system-id "$sysid" --prefetch 0 "${segs[$n]}" \
+    "$D/RECOVERYXLOG" 2>"$T/sum.$n.err" || rc=$?
+  [ "$rc" -eq 130 ] || fail "segment $n with a bad check file and no repository: exit $rc, expected 130"
+  [ ! -e "$spool/$sysid-${segs[$n]}" ] || fail "the spool file of segment $n with a bad check file was kept"
+  [ ! -e "$spool/$sysid-${segs[$n]}.sum" ] || fail "the bad check file of segment $n was kept"
+  run_cairn wal-fetch --system-id "$sysid" --prefetch 0 "${segs[$n]}" "$D/RECOVERYXLOG"
+  expect_rc 0 "wal-fetch ${segs[$n]} after a bad check file"
+  cmp -s "$COPIES/${segs[$n]}" "$D/RECOVERYXLOG" || fail "${segs[$n]} differs after a bad check file"
+done
+cmp -s "$T/spooled.5" "$COPIES/${segs[5]}" || fail "the spooled segment 5 was not the archived one"
 
 # --- stale files go: earlier segments, abandoned .part files, anything over an hour old
-cp "$spool/$sysid-${segs[4]}" "$spool/$sysid-${segs[0]}"    # before the one requested
+cp "$spool/$sysid-${segs[7]}" "$spool/$sysid-${segs[0]}"    # before the one requested
+cp "$spool/$sysid-${segs[7]}.sum" "$spool/$sysid-${segs[0]}.sum"
+ln -s 000000010000000000000001 "$spool/$sysid.served.99999.part"
+touch -h -d '5 minutes ago' "$spool/$sysid.served.99999.part"  # a mark never set
 printf 'x' >"$spool/$sysid-${segs[7]}.part"
 touch -d '5 minutes ago' "$spool/$sysid-${segs[7]}.part"      # abandoned download
 printf 'x' >"$spool/$sysid-${segs[6]}"
 touch -d '2 hours ago' "$spool/$sysid-${segs[6]}"              # stale
-run_cairn wal-fetch --system-id "$sysid" --prefetch 0 "${segs[4]}" "$D/RECOVERYXLOG"
-expect_rc 0 "wal-fetch ${segs[4]}"
-cmp -s "$COPIES/${segs[4]}" "$D/RECOVERYXLOG" || fail "${segs[4]} differs"
-for f in "$sysid-${segs[0]}" "$sysid-${segs[7]}.part" "$sysid-${segs[6]}"; do
+run_cairn wal-fetch --system-id "$sysid" --prefetch 0 "${segs[7]}" "$D/RECOVERYXLOG"
+expect_rc 0 "wal-fetch ${segs[7]}"
+cmp -s "$COPIES/${segs[7]}" "$D/RECOVERYXLOG" || fail "${segs[7]} differs"
+for f in "$sysid-${segs[0]}" "$sysid-${segs[0]}.sum" "$sysid-${segs[7]}.part" "$sysid-${segs[6]}" \
+  "$sysid.served.99999.part"; do
   [ ! -e "$spool/$f" ] || fail "stale spool file $f was not removed"
 done
 
