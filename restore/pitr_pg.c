@@ -559,6 +559,7 @@ static int served_past(const char *dir, const char *sysid, const char *name)
  * cryptographic hash (a few GB/s instead of 2). */
 #define SPOOL_MAGIC "CAIRNSP2"
 #define SPOOL_SUM (8 + CAIRN_CRC4_DIGEST)
+#define SPOOL_CHECK_BUF ((size_t)128 << 10)
 
 static void spool_sum(uint8_t out[SPOOL_SUM], const void *raw, size_t len)
 {
@@ -591,12 +592,14 @@ static int spool_check(int fd, const char *sumpath)
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || (uint64_t)st.st_size != len ||
         len > (uint64_t)CAIRN_PG_MAX_FILE)
         return -1;
-    if (!(buf = malloc(1u << 20)))
+    /* a small buffer that stays in the cache (measured: a fresh 1 MiB one
+     * costs more in page faults than the check itself) */
+    if (!(buf = malloc(SPOOL_CHECK_BUF)))
         return -1;
     c.sw = 0;
     cairn_crc4_init(&c);
     while (ok && off < len) {
-        size_t want_n = len - off < (1u << 20) ? (size_t)(len - off) : (1u << 20);
+        size_t want_n = len - off < SPOOL_CHECK_BUF ? (size_t)(len - off) : SPOOL_CHECK_BUF;
         ssize_t r = pread(fd, buf, want_n, (off_t)off);
         if (r < 0 && errno == EINTR)
             continue;
