@@ -10,8 +10,7 @@
 _Static_assert(sizeof(void *) == sizeof(void (*)(void)),
                "function pointers must be the size of void *");
 
-int cairn_dl_load(const struct cairn_dl_lib *lib, void *table, size_t table_size,
-                  cairn_err *err)
+static int load(const struct cairn_dl_lib *lib, cairn_err *err)
 {
     const char *so = lib->soname;
     const char *env = lib->test_env ? getenv(lib->test_env) : NULL;
@@ -21,7 +20,6 @@ int cairn_dl_load(const struct cairn_dl_lib *lib, void *table, size_t table_size
 
     if (env && *env)
         so = env;
-    memset(table, 0, table_size);
     dlerror();
     if (!(h = dlopen(so, RTLD_NOW | RTLD_LOCAL))) {
         why = dlerror();
@@ -32,8 +30,7 @@ int cairn_dl_load(const struct cairn_dl_lib *lib, void *table, size_t table_size
     for (i = 0; i < lib->nsyms; i++) {
         void *p;
         dlerror();
-        p = dlsym(h, lib->syms[i].name);
-        if (!p) {
+        if (!(p = dlsym(h, lib->syms[i].name))) {
             why = dlerror();
             cairn_error(err, CAIRN_FATAL,
                         "cannot load %s (needed for %s): it has no function '%s' (%s); "
@@ -41,10 +38,26 @@ int cairn_dl_load(const struct cairn_dl_lib *lib, void *table, size_t table_size
                         so, lib->needed_for, lib->syms[i].name, why ? why : "not found",
                         lib->package);
             dlclose(h);
-            memset(table, 0, table_size);
             return CAIRN_FATAL;
         }
-        memcpy((char *)table + lib->syms[i].offset, &p, sizeof p);
+        memcpy((char *)lib->table + lib->syms[i].offset, &p, sizeof p);
     }
-    return CAIRN_OK;
+    /* the library stays loaded: h is deliberately never closed */
+    return lib->init ? lib->init(err) : CAIRN_OK;
+}
+
+int cairn_dl_load(const struct cairn_dl_lib *lib, struct cairn_dl_once *once, cairn_err *err)
+{
+    int rc;
+    pthread_mutex_lock(&once->mu);
+    if (!once->done) {
+        if (load(lib, &once->err) != CAIRN_OK)
+            memset(lib->table, 0, lib->table_size);
+        once->done = 1;
+    }
+    rc = once->err.code;
+    if (rc != CAIRN_OK)
+        cairn_error(err, rc, "%s", once->err.msg);
+    pthread_mutex_unlock(&once->mu);
+    return rc;
 }

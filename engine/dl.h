@@ -4,15 +4,17 @@
  * uploaders/curl_dl.h (libcurl: S3 store, Kubernetes API) and agent/pq_dl.h
  * (libpq: PostgreSQL connections).
  *
- * Ownership: cairn_dl_load() fills a table the caller owns. A library that
- * loaded is never closed (its functions stay valid until exit); one that
- * failed to resolve every symbol is closed again and the table left zeroed.
- * Threading: cairn_dl_load() itself is reentrant, but the modules call it
- * once (pthread_once) and publish the table only after it succeeded.
- * Nothing here prints. */
+ * Ownership: the module owns its table and its struct cairn_dl_once (both
+ * static). A library that loaded is never closed: its functions stay valid
+ * until exit. One that failed to load is closed again, its table left zeroed,
+ * and the same error is returned to every later caller.
+ * Threading: cairn_dl_load() may be called from any thread, any number of
+ * times; the first call loads (under the once's mutex), the others wait for
+ * it and then see the filled table. Nothing here prints. */
 #ifndef CAIRN_DL_H
 #define CAIRN_DL_H
 
+#include <pthread.h>
 #include <stddef.h>
 
 #include "util.h"
@@ -32,13 +34,26 @@ struct cairn_dl_lib {
     const char *package;    /* the Debian package that installs it */
     const struct cairn_dl_sym *syms;
     size_t nsyms;
+    void *table; /* the module's struct of function pointers */
+    size_t table_size;
+    /* Run once after every symbol resolved (e.g. curl_global_init), or NULL.
+     * A failure counts as a failed load. */
+    int (*init)(cairn_err *err);
 };
 
-/* dlopen(soname, RTLD_NOW | RTLD_LOCAL) and dlsym() every symbol into table.
- * CAIRN_FATAL with a message naming the library, what needs it, dlerror()
- * and the package to install when the library or one of its symbols is
- * missing. */
-int cairn_dl_load(const struct cairn_dl_lib *lib, void *table, size_t table_size,
-                  cairn_err *err);
+/* The load state of one library, static in its module. */
+struct cairn_dl_once {
+    pthread_mutex_t mu;
+    int done;
+    cairn_err err;
+};
+#define CAIRN_DL_ONCE_INIT {PTHREAD_MUTEX_INITIALIZER, 0, {0, {0}}}
+
+/* The first call: dlopen(soname, RTLD_NOW | RTLD_LOCAL), dlsym() every symbol
+ * into lib->table, then lib->init. CAIRN_OK, or CAIRN_FATAL with a message
+ * naming the library, what needs it, dlerror() and the package to install
+ * when the library or one of its functions is missing. Later calls return the
+ * first call's result. */
+int cairn_dl_load(const struct cairn_dl_lib *lib, struct cairn_dl_once *once, cairn_err *err);
 
 #endif

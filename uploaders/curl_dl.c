@@ -1,8 +1,6 @@
 /* uploaders/curl_dl.c — libcurl loaded at run time (uploaders/curl_dl.h). */
 #include "curl_dl.h"
 
-#include <pthread.h>
-
 #include "../engine/dl.h"
 
 struct cairn_curl_api cairn_curl;
@@ -13,36 +11,24 @@ static const struct cairn_dl_sym curl_syms[] = {
 #undef CAIRN_CURL_SYM
 };
 
+static int curl_init(cairn_err *err)
+{
+    CURLcode cc = curl_global_init(CURL_GLOBAL_DEFAULT);
+    if (cc != CURLE_OK)
+        return cairn_error(err, CAIRN_FATAL, "cannot initialise libcurl: %s",
+                           curl_easy_strerror(cc));
+    return CAIRN_OK;
+}
+
 static const struct cairn_dl_lib curl_lib = {
-    "libcurl.so.4",
-    "CAIRN_TEST_CURL_SONAME",
-    "s3:// repositories and the Kubernetes API",
-    "libcurl4",
-    curl_syms,
-    sizeof curl_syms / sizeof *curl_syms,
+    "libcurl.so.4", "CAIRN_TEST_CURL_SONAME", "s3:// repositories and the Kubernetes API",
+    "libcurl4",     curl_syms,                sizeof curl_syms / sizeof *curl_syms,
+    &cairn_curl,    sizeof cairn_curl,        curl_init,
 };
 
-static pthread_once_t load_once = PTHREAD_ONCE_INIT;
-static cairn_err load_err; /* written once under load_once, then only read */
-
-static void load(void)
-{
-    struct cairn_curl_api api;
-    CURLcode cc;
-    if (cairn_dl_load(&curl_lib, &api, sizeof api, &load_err) != CAIRN_OK)
-        return;
-    if ((cc = api.global_init(CURL_GLOBAL_DEFAULT)) != CURLE_OK) {
-        cairn_error(&load_err, CAIRN_FATAL, "cannot initialise libcurl: %s",
-                    api.easy_strerror(cc));
-        return;
-    }
-    cairn_curl = api;
-}
+static struct cairn_dl_once curl_once = CAIRN_DL_ONCE_INIT;
 
 int cairn_curl_load(cairn_err *err)
 {
-    pthread_once(&load_once, load);
-    if (load_err.code != CAIRN_OK)
-        return cairn_error(err, load_err.code, "%s", load_err.msg);
-    return CAIRN_OK;
+    return cairn_dl_load(&curl_lib, &curl_once, err);
 }
