@@ -2,9 +2,8 @@
 #define _GNU_SOURCE
 #include "kube.h"
 
-#include <curl/curl.h>
+#include "../uploaders/curl_dl.h"
 #include <errno.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,14 +26,6 @@ struct cairn_kube {
     struct cairn_kube_tuning t;
     const volatile sig_atomic_t *stop;
 };
-
-static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
-static CURLcode curl_init_rc;
-
-static void curl_init(void)
-{
-    curl_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
-}
 
 static int stopping(const cairn_kube *k)
 {
@@ -82,18 +73,17 @@ static cairn_kube *kube_new(void)
 static int kube_finish(cairn_kube *k, cairn_kube **out, cairn_err *err)
 {
     size_t n;
-    pthread_once(&curl_once, curl_init);
-    if (curl_init_rc != CURLE_OK) {
+    int rc;
+    if ((rc = cairn_curl_load(err)) != CAIRN_OK) {
         cairn_kube_free(k);
-        return cairn_error(err, CAIRN_FATAL, "cannot initialise libcurl: %s",
-                           curl_easy_strerror(curl_init_rc));
+        return rc;
     }
     n = strlen(k->server);
     while (n > 0 && k->server[n - 1] == '/')
         k->server[--n] = 0;
     if (strncmp(k->server, "https://", 8) != 0 && strncmp(k->server, "http://", 7) != 0) {
-        int rc = cairn_error(err, CAIRN_FAILED,
-                             "API server '%s' is not an http:// or https:// URL", k->server);
+        rc = cairn_error(err, CAIRN_FAILED, "API server '%s' is not an http:// or https:// URL",
+                         k->server);
         cairn_kube_free(k);
         return rc;
     }

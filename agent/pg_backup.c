@@ -8,11 +8,11 @@
  * fails before that, no snapshot is written at all. */
 #define _GNU_SOURCE
 #include "pg.h"
+#include "pq_dl.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
-#include <libpq-fe.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -176,6 +176,8 @@ int cairn_pg_session_start(const char *const *keywords, const char *const *value
                                pgdata, strerror(errno));
     }
     if ((rc = cairn_pg_control_sysid(pgdata, &ctl_sysid, err)) != CAIRN_OK)
+        return rc;
+    if ((rc = cairn_pq_load(err)) != CAIRN_OK)
         return rc;
     if (!(s = calloc(1, sizeof *s)))
         return cairn_error(err, CAIRN_FATAL, "out of memory");

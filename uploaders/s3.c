@@ -26,10 +26,10 @@
  *
  * Messages name the store URL and the key, never a credential. */
 #define _GNU_SOURCE
+#include "curl_dl.h"
 #include "s3.h"
 #include "store.h"
 
-#include <curl/curl.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -123,14 +123,6 @@ struct s3_store {
 };
 
 /* ---- small helpers ---- */
-
-static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
-static CURLcode curl_init_rc;
-
-static void curl_init(void)
-{
-    curl_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
-}
 
 static const char *env_get(const char *name)
 {
@@ -2007,10 +1999,8 @@ int cairn_s3_store_open(const char *url, const struct cairn_store_opts *opts, in
     int rc, i, conns;
     size_t fair;
     *out = NULL;
-    pthread_once(&curl_once, curl_init);
-    if (curl_init_rc != CURLE_OK)
-        return cairn_error(err, CAIRN_FATAL, "cannot initialize libcurl: %s",
-                           curl_easy_strerror(curl_init_rc));
+    if ((rc = cairn_curl_load(err)) != CAIRN_OK)
+        return rc;
     if ((rc = check_opts(opts, err)) != CAIRN_OK)
         return rc;
     st = calloc(1, sizeof *st);

@@ -144,16 +144,21 @@ grep -q '^ENTRYPOINT \["cairn"\]' "$CF" || fail "the Containerfile's ENTRYPOINT 
 awk '/^FROM /{n++} n==2' "$CF" | grep -oE '^ +(lib[a-z0-9.+-]+|ca-certificates)' | tr -d ' ' | sort -u >"$T/runtime.pkgs"
 [ -s "$T/runtime.pkgs" ] || fail "no runtime packages found in the Containerfile's runtime stage"
 if [ -n "${CAIRN:-}" ] && [ -x "${CAIRN:-}" ] && command -v readelf >/dev/null 2>&1 && command -v dpkg >/dev/null 2>&1; then
-  for lib in $(readelf -d "$CAIRN" | sed -n 's/.*NEEDED.*\[\(.*\)\]/\1/p'); do
+  # Libraries loaded at run time (dlopen, engine/dl.h) are not NEEDED: their
+  # sonames come from the modules that load them (uploaders/curl_dl.c, agent/pq_dl.c).
+  dl_libs=$(cat "$CAIRN_SRC"/*/*_dl.c | grep -oE '"lib[a-z0-9]+\.so\.[0-9]+"' | tr -d '"' | sort -u)
+  [ "$(echo "$dl_libs" | grep -c .)" -ge 2 ] ||
+    fail "cannot find the sonames of the run-time loaded libraries in */*_dl.c (found: $dl_libs)"
+  for lib in $(readelf -d "$CAIRN" | sed -n 's/.*NEEDED.*\[\(.*\)\]/\1/p') $dl_libs; do
     # Sanitizer runtimes belong to the sanitizer build only.
     case $lib in libasan* | libubsan* | liblsan* | libtsan*) continue ;; esac
     pkg=$(dpkg -S "*/$lib" 2>/dev/null | grep -v -- '-i386\|lib32\|libx32' | head -n 1 | cut -d: -f1) || true
     [ -n "$pkg" ] || { note "no Debian package owns $lib; not checked"; continue; }
     case $pkg in libc6 | libgcc-s1) continue ;; esac   # in every Debian image
     grep -qxF "$pkg" "$T/runtime.pkgs" ||
-      fail "the binary links $lib (package $pkg) but the Containerfile's runtime stage does not install $pkg"
+      fail "the binary links or loads $lib (package $pkg) but the Containerfile's runtime stage does not install $pkg"
   done
-  echo "runtime stage installs every library $(basename "$CAIRN") links"
+  echo "runtime stage installs every library $(basename "$CAIRN") links or loads ($(echo $dl_libs))"
 else
   note "no built binary (CAIRN) or no readelf/dpkg: skipping the runtime-library check of the Containerfile"
 fi

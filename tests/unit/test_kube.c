@@ -8,9 +8,9 @@
  * over TLS with the ServiceAccount's CA. */
 #define _GNU_SOURCE
 #include "../../agent/kube.h"
+#include "../../uploaders/curl_dl.h"
 
 #include <arpa/inet.h>
-#include <curl/curl.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <errno.h>
@@ -1054,7 +1054,13 @@ int main(void)
         return 1;
     }
     alarm(120); /* a hung watch fails the test instead of hanging ctest */
-    curl_global_init(CURL_GLOBAL_DEFAULT);
+    {
+        cairn_err e = {0};
+        if (cairn_curl_load(&e) != CAIRN_OK) {
+            fprintf(stderr, "FAIL: %s\n", e.msg);
+            return 1;
+        }
+    }
     setenv("NODE_NAME", "node-a", 1);
 
     test_config_parse();
