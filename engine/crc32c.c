@@ -150,9 +150,7 @@ static void lanes(cairn_crc4 *c, const uint8_t *p, size_t strides)
 
 void cairn_crc4_init(cairn_crc4 *c)
 {
-    int sw = c->sw;
     memset(c, 0, sizeof *c);
-    c->sw = sw;
     c->lane[0] = c->lane[1] = c->lane[2] = c->lane[3] = 0xFFFFFFFFu;
 }
 

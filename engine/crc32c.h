@@ -29,7 +29,7 @@ typedef struct {
     uint64_t len;
     uint8_t carry[32];
     size_t ncarry;
-    int sw; /* use the software path (tests) */
+    int sw; /* use the software path (tests: set after cairn_crc4_init) */
 } cairn_crc4;
 
 #define CAIRN_CRC4_DIGEST 24

@@ -564,7 +564,6 @@ static int served_past(const char *dir, const char *sysid, const char *name)
 static void spool_sum(uint8_t out[SPOOL_SUM], const void *raw, size_t len)
 {
     cairn_crc4 c;
-    c.sw = 0;
     cairn_crc4_init(&c);
     cairn_crc4_update(&c, raw, len);
     memcpy(out, SPOOL_MAGIC, 8);
@@ -596,7 +595,6 @@ static int spool_check(int fd, const char *sumpath)
      * costs more in page faults than the check itself) */
     if (!(buf = malloc(SPOOL_CHECK_BUF)))
         return -1;
-    c.sw = 0;
     cairn_crc4_init(&c);
     while (ok && off < len) {
         size_t want_n = len - off < SPOOL_CHECK_BUF ? (size_t)(len - off) : SPOOL_CHECK_BUF;

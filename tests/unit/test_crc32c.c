@@ -69,8 +69,8 @@ static void crc4_cut(const uint8_t *p, size_t len, int sw, int cuts, uint8_t out
 {
     cairn_crc4 c;
     size_t done = 0;
-    c.sw = sw;
     cairn_crc4_init(&c);
+    c.sw = sw;
     while (cuts-- > 0 && done < len) {
         size_t take = (size_t)rand() % (len - done + 1);
         cairn_crc4_update(&c, p + done, take);
