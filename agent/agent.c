@@ -691,12 +691,15 @@ static void apply_retention(struct agent *a, const struct pvc_entry *e,
         }
         if (cairn_forget(a->repo, &fo, &fr, &err) != CAIRN_OK)
             alog(a, CAIRN_LOG_WARN, "pvc %s/%s: retention: %s", e->ns, e->name, err.msg);
-        else if (fr.removed || fr.deferred)
+        else if (fr.deferred)
             alog(a, CAIRN_LOG_INFO,
                  "pvc %s/%s: retention removed %llu snapshots, kept %llu (%llu of them until "
                  "their VolumeSnapshots are deleted)",
                  e->ns, e->name, (unsigned long long)fr.removed, (unsigned long long)fr.kept,
                  (unsigned long long)fr.deferred);
+        else if (fr.removed)
+            alog(a, CAIRN_LOG_INFO, "pvc %s/%s: retention removed %llu snapshots, kept %llu",
+                 e->ns, e->name, (unsigned long long)fr.removed, (unsigned long long)fr.kept);
     }
     cairn_policy_clear(&def);
 }

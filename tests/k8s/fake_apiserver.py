@@ -56,6 +56,7 @@ Control API (no authentication; the tests' side door), JSON bodies:
                             the next count requests whose path starts with
                             path fail (only watches / only others with
                             "watch": true / false); 403 gets an RBAC message
+  POST /_control/fail-reset                     forget every injected failure
   POST /_control/pvc        {pvc}    add or replace a PVC (ADDED/MODIFIED event)
   POST /_control/pv         {pv}
   GET  /_control/pvc/NS/NAME         the stored PVC (patches applied)
@@ -898,6 +899,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 STATE["fail"].append({"method": arg.get("method", "GET"), "path": arg["path"],
                                       "status": int(arg["status"]), "count": int(arg.get("count", 1)),
                                       "watch": arg.get("watch")})
+                data = {}
+            elif method == "POST" and what == "fail-reset":
+                STATE["fail"] = []
                 data = {}
             elif method == "POST" and what == "pvc":
                 md = arg.setdefault("metadata", {})
