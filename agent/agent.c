@@ -614,8 +614,8 @@ static int vs_before_remove(void *arg, cairn_repo *r, const char *id, cairn_err 
              "is already gone", h->ns, h->pvc, what, id);
         break;
     case CAIRN_VS_NOT_OURS:
-        alog(a, CAIRN_LOG_WARN, "pvc %s/%s: retention: the VolumeSnapshot %s recorded by "
-             "snapshot %.12s was not created by Cairn", h->ns, h->pvc, what, id);
+        alog(a, CAIRN_LOG_WARN, "pvc %s/%s: retention: snapshot %.12s forgotten; its "
+             "VolumeSnapshot %s", h->ns, h->pvc, id, what);
         break;
     }
     return CAIRN_OK;

@@ -547,13 +547,14 @@ static int vs_delete(const struct cairn_snap_job *j, const char *name)
 int cairn_snap_vs_release(cairn_kube *k, const json_t *man, enum cairn_vs_outcome *out,
                           char *what, size_t whatlen, cairn_err *err)
 {
-    const json_t *s = json_object_get(man, "snapshot"), *vs = NULL, *md;
+    const json_t *s = json_object_get(man, "snapshot"), *md;
     const char *method = json_string_value(json_object_get(s, "method"));
     const char *data = json_string_value(json_object_get(s, "data"));
     const char *name = json_string_value(json_object_get(s, "volume_snapshot"));
     const char *ns = json_string_value(json_object_get(s, "namespace"));
     const char *uid = json_string_value(json_object_get(s, "uid"));
-    const char *pvc = json_string_value(json_object_get(json_object_get(man, "kubernetes"), "pvc"));
+    const char *pvc =
+        json_string_value(json_object_get(json_object_get(man, "kubernetes"), "pvc"));
     const char *label, *owner_pvc, *cur_uid;
     char path[700], *body = NULL;
     json_t *got = NULL, *opts;
@@ -567,7 +568,7 @@ int cairn_snap_vs_release(cairn_kube *k, const json_t *man, enum cairn_vs_outcom
     snprintf(what, whatlen, "'%.64s/%.253s'", ns ? ns : "?", name);
     if (!ns || !cairn_dns1123_subdomain(ns) || !cairn_dns1123_subdomain(name)) {
         *out = CAIRN_VS_NOT_OURS;
-        snprintf(what, whatlen, "'%.64s/%.253s' (not a valid namespace/name: not deleted)",
+        snprintf(what, whatlen, "'%.64s/%.253s' was left alone: not a valid namespace/name",
                  ns ? ns : "?", name);
         return CAIRN_OK;
     }
@@ -579,20 +580,21 @@ int cairn_snap_vs_release(cairn_kube *k, const json_t *man, enum cairn_vs_outcom
     }
     if (rc != CAIRN_OK)
         return cairn_error_prefix(err, "cannot read the VolumeSnapshot %s", what);
-    vs = got;
-    md = json_object_get(vs, "metadata");
+    md = json_object_get(got, "metadata");
     label = json_string_value(
         json_object_get(json_object_get(md, "labels"), "app.kubernetes.io/managed-by"));
-    owner_pvc = json_string_value(json_object_get(json_object_get(md, "annotations"), "cairn.io/pvc"));
+    owner_pvc =
+        json_string_value(json_object_get(json_object_get(md, "annotations"), "cairn.io/pvc"));
     cur_uid = json_string_value(json_object_get(md, "uid"));
     if (!label || strcmp(label, "cairn") != 0 || !cur_uid ||
         (uid && strcmp(uid, cur_uid) != 0) ||
         (!uid && (!pvc || !owner_pvc || strcmp(pvc, owner_pvc) != 0))) {
         *out = CAIRN_VS_NOT_OURS;
-        snprintf(what, whatlen, "'%.64s/%.253s' (%s: left alone)", ns, name,
+        snprintf(what, whatlen, "'%.64s/%.253s' was left alone: %s", ns, name,
                  !label || strcmp(label, "cairn") != 0
-                     ? "no label app.kubernetes.io/managed-by=cairn"
-                 : uid ? "its uid is not the one recorded: another object of the same name"
+                     ? "it has no label app.kubernetes.io/managed-by=cairn (not created by "
+                       "Cairn)"
+                 : uid ? "its uid is not the one recorded (another object of the same name)"
                        : "its cairn.io/pvc annotation does not name the snapshot's PVC");
         json_decref(got);
         return CAIRN_OK;
@@ -615,8 +617,8 @@ int cairn_snap_vs_release(cairn_kube *k, const json_t *man, enum cairn_vs_outcom
         *out = CAIRN_VS_GONE;
     } else if (rc == CAIRN_EXISTS) { /* 409: the uid precondition failed */
         *out = CAIRN_VS_NOT_OURS;
-        snprintf(what, whatlen, "'%.64s/%.253s' (replaced by another object of the same name "
-                 "since it was read: left alone)", ns, name);
+        snprintf(what, whatlen, "'%.64s/%.253s' was left alone: it was replaced by another "
+                 "object of the same name since it was read", ns, name);
     } else {
         return cairn_error_prefix(err, "cannot delete the VolumeSnapshot %s", what);
     }

@@ -102,8 +102,9 @@ enum cairn_vs_outcome {
 /* Deletes the VolumeSnapshot the manifest man records, if Cairn made it.
  * CAIRN_OK with *out saying what happened (the record may go), or an error
  * (CAIRN_RETRY: network, 429, 5xx; CAIRN_FAILED: 401, 403, ...) when it may
- * still exist (the record must stay). what gets "'NS/NAME'" and for
- * CAIRN_VS_NOT_OURS why it was left alone, for the log. man is borrowed. */
+ * still exist (the record must stay). what gets "'NS/NAME'", and for
+ * CAIRN_VS_NOT_OURS "'NS/NAME' was left alone: <why>", for the log. man is
+ * borrowed. */
 int cairn_snap_vs_release(cairn_kube *k, const json_t *man, enum cairn_vs_outcome *out,
                           char *what, size_t whatlen, cairn_err *err);
 

@@ -161,7 +161,7 @@ json_get "$T/st.json" 'j["records"]' | grep -q "$OLDEST" && fail "the record of 
 ctl GET volumesnapshots >"$T/vs.json"
 [ "$(json_get "$T/vs.json" '[v["deleted"] for v in j if v["metadata"]["name"] == "'"$OLDEST"'"]')" = "[false]" ] ||
   fail "a namesake VolumeSnapshot with another uid was deleted"
-grep -q "VolumeSnapshot 'app/$OLDEST' (its uid is not the one recorded" "$T/agent.err" ||
+grep -q "retention: snapshot [0-9a-f]\{12\} forgotten; its VolumeSnapshot 'app/$OLDEST' was left alone: its uid is not the one recorded" "$T/agent.err" ||
   fail "no log line for the namesake left alone"
 
 # 4. delete-volume-snapshots: "false" keeps them; a bad value stops retention.
