@@ -52,6 +52,20 @@ struct pvc_entry {
     uint64_t unsupported_hash; /* "not supported yet" last reported */
 };
 
+/* A snapshot retention chose to forget, kept because deleting its
+ * VolumeSnapshot failed: retried on later ticks (see retry_vs_deletions).
+ * Only a reminder: the record itself stays in the repository, so after a
+ * restart the next backup's retention finds it again. */
+#define VS_PENDING_MAX 256
+#define VS_RETRY_MAX_S 300
+struct vs_pending {
+    char ns[64];
+    char pvc[254];
+    char id[CAIRN_HEX_LEN + 1];
+    int64_t next_ns; /* next try */
+    unsigned tries;
+};
+
 struct agent {
     const struct cairn_agent_config *cfg;
     cairn_repo *repo;
@@ -66,6 +80,9 @@ struct agent {
     struct pvc_entry *e;
     size_t max;
     uint64_t map_full_logged;
+    struct vs_pending *pend; /* scheduler thread only: VolumeSnapshot deletions to retry */
+    size_t n_pend;
+    int pend_full_logged;
 };
 
 /* ---- logging ---- */
@@ -483,6 +500,168 @@ static void snap_log(void *arg, enum cairn_snap_log_level lvl, const char *msg)
          "%s", msg);
 }
 
+/* ---- retention and the VolumeSnapshots of forgotten snapshots ----
+ * Order: the VolumeSnapshot is deleted first, the record forgotten after (in
+ * forget's before_remove hook). A deletion that fails keeps the record
+ * (deferred) and puts it in a.pend for a retry on a later tick; so a
+ * VolumeSnapshot is never deleted while its record is kept by retention, and
+ * a record never disappears while its VolumeSnapshot may still exist. */
+
+static void pending_drop(struct agent *a, const char *id)
+{
+    size_t i;
+    for (i = 0; i < a->n_pend; i++)
+        if (strcmp(a->pend[i].id, id) == 0) {
+            a->pend[i] = a->pend[--a->n_pend];
+            break;
+        }
+    cairn_metrics_vs_pending(a->metrics, a->n_pend);
+}
+
+/* Notes a failed deletion; returns the seconds until the next try (0: the
+ * table is full, the next backup's retention tries again). */
+static int64_t pending_note(struct agent *a, const char *ns, const char *pvc, const char *id)
+{
+    struct vs_pending *v = NULL;
+    int64_t delay;
+    size_t i;
+    for (i = 0; i < a->n_pend && !v; i++)
+        if (strcmp(a->pend[i].id, id) == 0)
+            v = &a->pend[i];
+    if (!v) {
+        if (!a->pend && !(a->pend = calloc(VS_PENDING_MAX, sizeof *a->pend)))
+            return 0;
+        if (a->n_pend == VS_PENDING_MAX) {
+            if (!a->pend_full_logged)
+                alog(a, CAIRN_LOG_WARN,
+                     "retention: %d VolumeSnapshot deletions wait already; snapshot %.12s is "
+                     "kept and tried again after the next backup of %s/%s",
+                     VS_PENDING_MAX, id, ns, pvc);
+            a->pend_full_logged = 1;
+            return 0;
+        }
+        v = &a->pend[a->n_pend++];
+        memset(v, 0, sizeof *v);
+        snprintf(v->ns, sizeof v->ns, "%s", ns);
+        snprintf(v->pvc, sizeof v->pvc, "%s", pvc);
+        snprintf(v->id, sizeof v->id, "%s", id);
+    }
+    delay = a->cfg->tick_s > 0 ? a->cfg->tick_s : 1;
+    for (i = 0; i < v->tries && delay < VS_RETRY_MAX_S; i++)
+        delay *= 2;
+    if (delay > VS_RETRY_MAX_S)
+        delay = VS_RETRY_MAX_S;
+    v->tries++;
+    v->next_ns = cairn_now_ns() + delay * NS_PER_S;
+    cairn_metrics_vs_pending(a->metrics, a->n_pend);
+    return delay;
+}
+
+struct vs_hook {
+    struct agent *a;
+    const char *ns, *pvc;
+};
+
+/* forget's before_remove: delete the snapshot's VolumeSnapshot, if it
+ * records one that Cairn created; keep the snapshot while that fails. */
+static int vs_before_remove(void *arg, cairn_repo *r, const char *id, cairn_err *err)
+{
+    struct vs_hook *h = arg;
+    struct agent *a = h->a;
+    struct cairn_snapshot *s = NULL;
+    enum cairn_vs_outcome out = CAIRN_VS_NONE;
+    char what[700];
+    int64_t delay;
+    cairn_err e;
+    int rc;
+    what[0] = 0;
+    rc = cairn_repo_snapshot_get(r, id, NULL, &s, &e);
+    if (rc == CAIRN_OK) {
+        rc = cairn_snap_vs_release(a->kube, s->json, &out, what, sizeof what, &e);
+        cairn_snapshot_free(s);
+        if (rc == CAIRN_FATAL)
+            return cairn_error(err, rc, "%s", e.msg);
+        if (rc != CAIRN_OK)
+            cairn_metrics_vs_deletion(a->metrics, 0);
+    } else {
+        cairn_error_prefix(&e, "cannot read its manifest to find its VolumeSnapshot");
+    }
+    if (rc != CAIRN_OK) {
+        delay = pending_note(a, h->ns, h->pvc, id);
+        if (delay)
+            alog(a, CAIRN_LOG_WARN,
+                 "pvc %s/%s: retention: snapshot %.12s is kept until its VolumeSnapshot is "
+                 "deleted: %s (next try in %lld s)",
+                 h->ns, h->pvc, id, e.msg, (long long)delay);
+        else
+            alog(a, CAIRN_LOG_WARN,
+                 "pvc %s/%s: retention: snapshot %.12s is kept until its VolumeSnapshot is "
+                 "deleted: %s",
+                 h->ns, h->pvc, id, e.msg);
+        return CAIRN_RETRY;
+    }
+    pending_drop(a, id);
+    switch (out) {
+    case CAIRN_VS_NONE:
+        break;
+    case CAIRN_VS_DELETED:
+        cairn_metrics_vs_deletion(a->metrics, 1);
+        alog(a, CAIRN_LOG_INFO, "pvc %s/%s: retention: deleted the VolumeSnapshot %s of snapshot "
+             "%.12s", h->ns, h->pvc, what, id);
+        break;
+    case CAIRN_VS_GONE:
+        alog(a, CAIRN_LOG_INFO, "pvc %s/%s: retention: the VolumeSnapshot %s of snapshot %.12s "
+             "is already gone", h->ns, h->pvc, what, id);
+        break;
+    case CAIRN_VS_NOT_OURS:
+        alog(a, CAIRN_LOG_WARN, "pvc %s/%s: retention: snapshot %.12s forgotten; its "
+             "VolumeSnapshot %s", h->ns, h->pvc, id, what);
+        break;
+    }
+    return CAIRN_OK;
+}
+
+/* The deletions that failed before, when due: forget exactly that snapshot
+ * again (the same hook deletes its VolumeSnapshot first). */
+static void retry_vs_deletions(struct agent *a)
+{
+    struct vs_pending *due;
+    size_t i, n = 0;
+    int64_t now = cairn_now_ns();
+    if (!a->n_pend || !(due = malloc(a->n_pend * sizeof *due)))
+        return;
+    for (i = 0; i < a->n_pend; i++)
+        if (a->pend[i].next_ns <= now)
+            due[n++] = a->pend[i];
+    for (i = 0; i < n && !*a->stop; i++) {
+        struct vs_hook h = {a, due[i].ns, due[i].pvc};
+        struct cairn_forget_opts fo;
+        struct cairn_forget_result fr;
+        const char *ids[1] = {due[i].id};
+        cairn_err err;
+        int rc;
+        memset(&fo, 0, sizeof fo);
+        memset(&fr, 0, sizeof fr);
+        fo.ids = ids;
+        fo.n_ids = 1;
+        fo.before_remove = vs_before_remove;
+        fo.before_remove_arg = &h;
+        rc = cairn_forget(a->repo, &fo, &fr, &err);
+        if (rc != CAIRN_OK) {
+            /* gone (forgotten by someone else) or pinned since: not ours to
+             * retry; the next backup's retention decides again */
+            alog(a, rc == CAIRN_NOTFOUND ? CAIRN_LOG_INFO : CAIRN_LOG_WARN,
+                 "pvc %s/%s: retention: no more retries for snapshot %.12s: %s", due[i].ns,
+                 due[i].pvc, due[i].id, err.msg);
+            pending_drop(a, due[i].id);
+        } else if (fr.removed) {
+            alog(a, CAIRN_LOG_INFO, "pvc %s/%s: retention removed snapshot %.12s after its "
+                 "VolumeSnapshot was deleted", due[i].ns, due[i].pvc, due[i].id);
+        }
+    }
+    free(due);
+}
+
 static void apply_retention(struct agent *a, const struct pvc_entry *e,
                             const struct cairn_pvc_policy *p, const char *source)
 {
@@ -494,18 +673,30 @@ static void apply_retention(struct agent *a, const struct pvc_entry *e,
     memset(&def, 0, sizeof def);
     if (cairn_pvc_policy_can_prune(p)) {
         pol = &p->retention;
-    } else if (!(p->present & CAIRN_ANN_RETENTION) && a->cfg->default_retention[0] &&
+    } else if (!(p->present & CAIRN_ANN_RETENTION) && (p->valid & CAIRN_ANN_DELETE_VS) &&
+               a->cfg->default_retention[0] &&
                cairn_policy_parse(a->cfg->default_retention, &def, &err) == CAIRN_OK &&
                !cairn_policy_is_empty(&def)) {
         pol = &def;
     }
     if (pol) {
+        struct vs_hook h = {a, e->ns, e->name};
         memset(&fo, 0, sizeof fo);
         memset(&fr, 0, sizeof fr);
         fo.policy = pol;
         fo.source = source;
+        if (!p->keep_volume_snapshots) {
+            fo.before_remove = vs_before_remove;
+            fo.before_remove_arg = &h;
+        }
         if (cairn_forget(a->repo, &fo, &fr, &err) != CAIRN_OK)
             alog(a, CAIRN_LOG_WARN, "pvc %s/%s: retention: %s", e->ns, e->name, err.msg);
+        else if (fr.deferred)
+            alog(a, CAIRN_LOG_INFO,
+                 "pvc %s/%s: retention removed %llu snapshots, kept %llu (%llu of them until "
+                 "their VolumeSnapshots are deleted)",
+                 e->ns, e->name, (unsigned long long)fr.removed, (unsigned long long)fr.kept,
+                 (unsigned long long)fr.deferred);
         else if (fr.removed)
             alog(a, CAIRN_LOG_INFO, "pvc %s/%s: retention removed %llu snapshots, kept %llu",
                  e->ns, e->name, (unsigned long long)fr.removed, (unsigned long long)fr.kept);
@@ -971,6 +1162,7 @@ int cairn_agent_run(cairn_repo *repo, const struct cairn_agent_config *cfg,
         tick(&a);
         if (*stop)
             break;
+        retry_vs_deletions(&a);
         maybe_prune(&a, &last_prune);
         refresh_archive_metrics(&a);
         until = cairn_now_ns() + cfg->tick_s * NS_PER_S;
@@ -1000,6 +1192,7 @@ out:
     cairn_kube_free(a.watch_kube);
     cairn_kube_free(a.kube);
     cairn_metrics_free(a.metrics);
+    free(a.pend);
     free(a.e);
     pthread_mutex_destroy(&a.mu);
     return rc;

@@ -8,12 +8,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define N_PARTS 8
+#define N_PARTS 9
 
 static const char *const part_keys[N_PARTS] = {
     "cairn.io/schedule",      "cairn.io/retention",          "cairn.io/quiesce",
     "cairn.io/snapshot",      "cairn.io/snapshot-class",     "cairn.io/credentials-secret",
-    "cairn.io/exclude",       "cairn.io/backup-requested-at",
+    "cairn.io/exclude",       "cairn.io/backup-requested-at", "cairn.io/delete-volume-snapshots",
 };
 
 /* Written by the agent itself: known, not policy. */
@@ -21,6 +21,7 @@ static const char *const own_keys[] = {"cairn.io/last-backup", "cairn.io/last-st
 
 static const char *const quiesce_names[] = {"none", "fsfreeze", "postgres", "mysql"};
 static const char *const snapshot_names[] = {"file", "btrfs", "csi", "exec"};
+static const char *const bool_names[] = {"true", "false"};
 
 const char *cairn_quiesce_name(enum cairn_quiesce q)
 {
@@ -341,7 +342,7 @@ int cairn_pvc_policy_parse(const struct cairn_annotation *annots, size_t n,
             add_problem(p, CAIRN_ANN_WARNING, 0, key,
                         "unknown annotation '%s' is ignored (known: cairn.io/schedule, "
                         "retention, quiesce, snapshot, snapshot-class, credentials-secret, "
-                        "exclude, backup-requested-at)",
+                        "exclude, backup-requested-at, delete-volume-snapshots)",
                         shown(key, q, sizeof q));
     }
 
@@ -425,6 +426,12 @@ int cairn_pvc_policy_parse(const struct cairn_annotation *annots, size_t n,
                         part_keys[7], shown(val[7], q, sizeof q));
         else
             p->requested_at_ns = ns;
+    }
+    if (val[8]) {
+        v = 0;
+        parse_enum(p, CAIRN_ANN_DELETE_VS, part_keys[8], val[8], bool_names, 2,
+                   "boolean", &v);
+        p->keep_volume_snapshots = v == 1;
     }
     /* Parts not usable are reset to their defaults, so nobody acts on half a
      * value by mistake. */
@@ -524,5 +531,5 @@ int cairn_pvc_policy_can_backup(const struct cairn_pvc_policy *p)
 int cairn_pvc_policy_can_prune(const struct cairn_pvc_policy *p)
 {
     return (p->present & CAIRN_ANN_RETENTION) && (p->valid & CAIRN_ANN_RETENTION) &&
-           !cairn_policy_is_empty(&p->retention);
+           (p->valid & CAIRN_ANN_DELETE_VS) && !cairn_policy_is_empty(&p->retention);
 }

@@ -9,6 +9,9 @@
  *   cairn.io/credentials-secret   Secret name (postgres, mysql)
  *   cairn.io/exclude              comma-separated globs
  *   cairn.io/backup-requested-at  RFC 3339 time (cairn trigger)
+ *   cairn.io/delete-volume-snapshots  true|false: retention deletes the
+ *                                 VolumeSnapshots of the records it forgets
+ *                                 default: true
  * and, written by the agent itself and ignored here: cairn.io/last-backup,
  * cairn.io/last-status. Any other cairn.io/ key is a warning (a typo, most
  * likely); keys outside cairn.io/ are not ours and are skipped.
@@ -58,8 +61,9 @@ enum cairn_ann_part {
     CAIRN_ANN_CREDENTIALS = 1u << 5,
     CAIRN_ANN_EXCLUDE = 1u << 6,
     CAIRN_ANN_REQUESTED_AT = 1u << 7,
+    CAIRN_ANN_DELETE_VS = 1u << 8,
 };
-#define CAIRN_ANN_ALL 0xffu
+#define CAIRN_ANN_ALL 0x1ffu
 
 enum cairn_quiesce { CAIRN_QUIESCE_NONE, CAIRN_QUIESCE_FSFREEZE, CAIRN_QUIESCE_POSTGRES,
                      CAIRN_QUIESCE_MYSQL };
@@ -92,6 +96,7 @@ struct cairn_pvc_policy {
     char **exclude;                    /* owned, n_exclude strings */
     size_t n_exclude;
     int64_t requested_at_ns;           /* cairn.io/backup-requested-at; 0 = none */
+    int keep_volume_snapshots;         /* cairn.io/delete-volume-snapshots: "false" */
     struct cairn_ann_problem problems[CAIRN_ANN_MAX_PROBLEMS];
     size_t n_problems;
     size_t n_dropped;                  /* problems beyond the cap (counted only) */
@@ -113,7 +118,9 @@ void cairn_pvc_policy_clear(struct cairn_pvc_policy *p);
  * weaker method silently. */
 int cairn_pvc_policy_can_backup(const struct cairn_pvc_policy *p);
 /* Whether old snapshots may be forgotten: a retention annotation is present,
- * valid and not empty. A bad retention never deletes anything. */
+ * valid and not empty, and cairn.io/delete-volume-snapshots is valid (a bad
+ * one must not decide whether storage snapshots go). A bad retention never
+ * deletes anything. */
 int cairn_pvc_policy_can_prune(const struct cairn_pvc_policy *p);
 
 const char *cairn_quiesce_name(enum cairn_quiesce q);

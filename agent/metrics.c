@@ -38,6 +38,7 @@ struct cairn_metrics {
     int live, ready;
     uint64_t prunes_ok, prunes_failed, pruned_bytes;
     double last_prune;
+    uint64_t vs_deleted, vs_failed, vs_pending;
 };
 
 int cairn_metrics_new(size_t max_series, cairn_metrics **out, cairn_err *err)
@@ -129,6 +130,23 @@ void cairn_metrics_prune_end(cairn_metrics *m, int ok, double end_s, uint64_t fr
     } else {
         m->prunes_failed++;
     }
+    pthread_mutex_unlock(&m->mu);
+}
+
+void cairn_metrics_vs_deletion(cairn_metrics *m, int ok)
+{
+    pthread_mutex_lock(&m->mu);
+    if (ok)
+        m->vs_deleted++;
+    else
+        m->vs_failed++;
+    pthread_mutex_unlock(&m->mu);
+}
+
+void cairn_metrics_vs_pending(cairn_metrics *m, size_t n)
+{
+    pthread_mutex_lock(&m->mu);
+    m->vs_pending = n;
     pthread_mutex_unlock(&m->mu);
 }
 
@@ -268,6 +286,24 @@ int cairn_metrics_render(cairn_metrics *m, cairn_buf *b, cairn_err *err)
                                (unsigned long long)m->prunes_ok,
                                (unsigned long long)m->prunes_failed,
                                (unsigned long long)m->pruned_bytes);
+    if (rc == CAIRN_OK)
+        rc = cairn_buf_appendf(b,
+                               "# HELP cairn_volume_snapshots_deleted_total VolumeSnapshots "
+                               "deleted by this agent because retention forgot their "
+                               "snapshot.\n# TYPE cairn_volume_snapshots_deleted_total counter\n"
+                               "cairn_volume_snapshots_deleted_total %llu\n"
+                               "# HELP cairn_volume_snapshot_delete_failures_total Failed "
+                               "deletions of such VolumeSnapshots (each retried later; the "
+                               "snapshot is kept until then).\n"
+                               "# TYPE cairn_volume_snapshot_delete_failures_total counter\n"
+                               "cairn_volume_snapshot_delete_failures_total %llu\n"
+                               "# HELP cairn_volume_snapshot_deletions_pending Snapshots "
+                               "retention chose to forget, kept until their VolumeSnapshot is "
+                               "deleted.\n# TYPE cairn_volume_snapshot_deletions_pending gauge\n"
+                               "cairn_volume_snapshot_deletions_pending %llu\n",
+                               (unsigned long long)m->vs_deleted,
+                               (unsigned long long)m->vs_failed,
+                               (unsigned long long)m->vs_pending);
     if (rc == CAIRN_OK && m->prunes_ok)
         rc = cairn_buf_appendf(b,
                                "# HELP cairn_last_prune_timestamp_seconds Time of this agent's "

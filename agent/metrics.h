@@ -16,6 +16,9 @@
  *   cairn_prunes_total{result="ok|failed"}              counter
  *   cairn_last_prune_timestamp_seconds                  gauge (successful prunes)
  *   cairn_prune_freed_bytes_total                       counter
+ *   cairn_volume_snapshots_deleted_total                counter (retention)
+ *   cairn_volume_snapshot_delete_failures_total         counter
+ *   cairn_volume_snapshot_deletions_pending             gauge
  * The archive series are computed at scrape time from the times the agent
  * last set (cairn_metrics_set_archives), at most CAIRN_METRICS_MAX_ARCHIVES
  * databases per kind.
@@ -57,6 +60,10 @@ void cairn_metrics_job_end(cairn_metrics *m, const char *ns, const char *pvc, in
                            uint64_t bytes_stored, double end_s);
 /* A prune ended (ok or failed) at end_s, giving back freed bytes. */
 void cairn_metrics_prune_end(cairn_metrics *m, int ok, double end_s, uint64_t freed);
+/* A VolumeSnapshot of a forgotten snapshot was deleted (ok) or its deletion
+ * failed; n deletions wait for a retry. */
+void cairn_metrics_vs_deletion(cairn_metrics *m, int ok);
+void cairn_metrics_vs_pending(cairn_metrics *m, size_t n);
 /* /healthz answers 200 while live is set, /readyz while ready is set. */
 void cairn_metrics_set_live(cairn_metrics *m, int live);
 void cairn_metrics_set_ready(cairn_metrics *m, int ready);

@@ -542,6 +542,89 @@ static int vs_delete(const struct cairn_snap_job *j, const char *name)
     return 0;
 }
 
+/* The VolumeSnapshot a manifest records, released by retention (see
+ * snapshot.h). */
+int cairn_snap_vs_release(cairn_kube *k, const json_t *man, enum cairn_vs_outcome *out,
+                          char *what, size_t whatlen, cairn_err *err)
+{
+    const json_t *s = json_object_get(man, "snapshot"), *md;
+    const char *method = json_string_value(json_object_get(s, "method"));
+    const char *data = json_string_value(json_object_get(s, "data"));
+    const char *name = json_string_value(json_object_get(s, "volume_snapshot"));
+    const char *ns = json_string_value(json_object_get(s, "namespace"));
+    const char *uid = json_string_value(json_object_get(s, "uid"));
+    const char *pvc =
+        json_string_value(json_object_get(json_object_get(man, "kubernetes"), "pvc"));
+    const char *label, *owner_pvc, *cur_uid;
+    char path[700], *body = NULL;
+    json_t *got = NULL, *opts;
+    int rc;
+
+    *out = CAIRN_VS_NONE;
+    what[0] = 0;
+    if (!method || strcmp(method, "csi") != 0 || !data || strcmp(data, "reference") != 0 ||
+        !name)
+        return CAIRN_OK;
+    snprintf(what, whatlen, "'%.64s/%.253s'", ns ? ns : "?", name);
+    if (!ns || !cairn_dns1123_subdomain(ns) || !cairn_dns1123_subdomain(name)) {
+        *out = CAIRN_VS_NOT_OURS;
+        snprintf(what, whatlen, "'%.64s/%.253s' was left alone: not a valid namespace/name",
+                 ns ? ns : "?", name);
+        return CAIRN_OK;
+    }
+    snprintf(path, sizeof path, SNAP_API "/namespaces/%s/volumesnapshots/%s", ns, name);
+    rc = cairn_kube_get_json(k, path, &got, err);
+    if (rc == CAIRN_NOTFOUND) {
+        *out = CAIRN_VS_GONE;
+        return CAIRN_OK;
+    }
+    if (rc != CAIRN_OK)
+        return cairn_error_prefix(err, "cannot read the VolumeSnapshot %s", what);
+    md = json_object_get(got, "metadata");
+    label = json_string_value(
+        json_object_get(json_object_get(md, "labels"), "app.kubernetes.io/managed-by"));
+    owner_pvc =
+        json_string_value(json_object_get(json_object_get(md, "annotations"), "cairn.io/pvc"));
+    cur_uid = json_string_value(json_object_get(md, "uid"));
+    if (!label || strcmp(label, "cairn") != 0 || !cur_uid ||
+        (uid && strcmp(uid, cur_uid) != 0) ||
+        (!uid && (!pvc || !owner_pvc || strcmp(pvc, owner_pvc) != 0))) {
+        *out = CAIRN_VS_NOT_OURS;
+        snprintf(what, whatlen, "'%.64s/%.253s' was left alone: %s", ns, name,
+                 !label || strcmp(label, "cairn") != 0
+                     ? "it has no label app.kubernetes.io/managed-by=cairn (not created by "
+                       "Cairn)"
+                 : uid ? "its uid is not the one recorded (another object of the same name)"
+                       : "its cairn.io/pvc annotation does not name the snapshot's PVC");
+        json_decref(got);
+        return CAIRN_OK;
+    }
+    /* the uid as a precondition: a namesake created since the GET is kept */
+    opts = json_pack("{s:s, s:s, s:{s:s}}", "apiVersion", "v1", "kind", "DeleteOptions",
+                     "preconditions", "uid", cur_uid);
+    json_decref(got);
+    if (!opts || !(body = json_dumps(opts, JSON_COMPACT))) {
+        json_decref(opts);
+        return cairn_error(err, CAIRN_FATAL, "out of memory");
+    }
+    json_decref(opts);
+    rc = cairn_kube_request(k, "DELETE", path, "application/json", body, strlen(body), NULL,
+                            err);
+    free(body);
+    if (rc == CAIRN_OK) {
+        *out = CAIRN_VS_DELETED;
+    } else if (rc == CAIRN_NOTFOUND) {
+        *out = CAIRN_VS_GONE;
+    } else if (rc == CAIRN_EXISTS) { /* 409: the uid precondition failed */
+        *out = CAIRN_VS_NOT_OURS;
+        snprintf(what, whatlen, "'%.64s/%.253s' was left alone: it was replaced by another "
+                 "object of the same name since it was read", ns, name);
+    } else {
+        return cairn_error_prefix(err, "cannot delete the VolumeSnapshot %s", what);
+    }
+    return CAIRN_OK;
+}
+
 static int vs_create(const struct cairn_snap_job *j, char *name, size_t namelen, cairn_err *err)
 {
     char path[600], when[32];
@@ -867,6 +950,9 @@ int cairn_snap_run(const struct cairn_snap_job *j, struct cairn_backup_result *r
         content = json_string_value(json_object_get(st, "boundVolumeSnapshotContentName"));
         json_object_set_new(snap, "volume_snapshot", json_string(vsname));
         json_object_set_new(snap, "namespace", json_string(j->ns));
+        /* retention deletes exactly this object, not a namesake (snapshot.h) */
+        if (json_string_value(json_object_get(json_object_get(vs, "metadata"), "uid")))
+            json_object_set(snap, "uid", json_object_get(json_object_get(vs, "metadata"), "uid"));
         if (json_string_value(json_object_get(st, "creationTime")))
             json_object_set(snap, "creation_time", json_object_get(st, "creationTime"));
         if (json_object_get(st, "restoreSize"))

@@ -21,7 +21,7 @@
  *   csi    a snapshot.storage.k8s.io/v1 VolumeSnapshot, frozen (quiesce
  *          fsfreeze/postgres/mysql) only until status.creationTime is set,
  *          then waited for until readyToUse; the Cairn snapshot records its
- *          name, content name and snapshotHandle ("data": "reference"):
+ *          name, uid, content name and snapshotHandle ("data": "reference"):
  *          "crash", or "fs" when frozen. Copying its data
  *          out (a data-mover Job) is not done.
  *   postgres / mysql quiesce around any of them: "app".
@@ -82,5 +82,30 @@ struct cairn_snap_job {
  * is deleted) and err says what failed. */
 int cairn_snap_run(const struct cairn_snap_job *j, struct cairn_backup_result *res,
                    cairn_err *err);
+
+/* ---- retention: the VolumeSnapshots the agent created ----
+ * When retention forgets a Cairn snapshot whose manifest records a
+ * VolumeSnapshot (method "csi", data "reference"), the agent deletes that
+ * VolumeSnapshot first and forgets the record only once it is gone (see
+ * docs/agent.md, "Retention of VolumeSnapshots"). Only objects Cairn created
+ * are deleted: label app.kubernetes.io/managed-by=cairn, and the uid recorded
+ * in the manifest (snapshot.uid) or, for manifests older than that field,
+ * the cairn.io/pvc annotation naming the snapshot's PVC; the DELETE carries
+ * the uid as a precondition. */
+enum cairn_vs_outcome {
+    CAIRN_VS_NONE,     /* the manifest records no VolumeSnapshot */
+    CAIRN_VS_DELETED,  /* DELETE accepted */
+    CAIRN_VS_GONE,     /* already gone (404) */
+    CAIRN_VS_NOT_OURS, /* not Cairn's (label, uid, name): left alone */
+};
+
+/* Deletes the VolumeSnapshot the manifest man records, if Cairn made it.
+ * CAIRN_OK with *out saying what happened (the record may go), or an error
+ * (CAIRN_RETRY: network, 429, 5xx; CAIRN_FAILED: 401, 403, ...) when it may
+ * still exist (the record must stay). what gets "'NS/NAME'", and for
+ * CAIRN_VS_NOT_OURS "'NS/NAME' was left alone: <why>", for the log. man is
+ * borrowed. */
+int cairn_snap_vs_release(cairn_kube *k, const json_t *man, enum cairn_vs_outcome *out,
+                          char *what, size_t whatlen, cairn_err *err);
 
 #endif

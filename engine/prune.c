@@ -151,7 +151,7 @@ static int forget_group(cairn_repo *r, const struct cairn_forget_opts *o, struct
     struct cairn_forget_item *items = calloc(n ? n : 1, sizeof *items);
     struct cairn_forget_group g;
     struct cairn_forget_item kept_one;
-    const struct cairn_forget_item *oldest_kept = NULL;
+    const struct cairn_forget_item *oldest_kept = NULL, *deferred = NULL;
     size_t i, k = 0;
     int rc = CAIRN_OK;
     memset(&g, 0, sizeof g);
@@ -207,6 +207,18 @@ static int forget_group(cairn_repo *r, const struct cairn_forget_opts *o, struct
             oldest_kept = &items[i]; /* newest first: the last one seen is the oldest */
             continue;
         }
+        if (!o->dry_run && o->before_remove) {
+            rc = o->before_remove(o->before_remove_arg, r, items[i].id, err);
+            if (rc == CAIRN_RETRY) {
+                rc = CAIRN_OK;
+                res->deferred++;
+                res->kept++;
+                oldest_kept = deferred = &items[i];
+                continue;
+            }
+            if (rc != CAIRN_OK)
+                goto out;
+        }
         if (!o->dry_run && (rc = remove_snapshot(r, items[i].id, err)) != CAIRN_OK)
             goto out;
         res->removed++;
@@ -220,6 +232,8 @@ static int forget_group(cairn_repo *r, const struct cairn_forget_opts *o, struct
                 oldest_kept = &kept_one;
                 break;
             }
+        if (deferred && (!oldest_kept || deferred->time_ns < oldest_kept->time_ns))
+            oldest_kept = deferred; /* a deferred one is kept too */
     }
     if (o->log_retention) {
         rc = o->log_retention(o->log_retention_arg, r, g.source,

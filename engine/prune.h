@@ -78,6 +78,15 @@ typedef int (*cairn_log_retention_fn)(void *arg, cairn_repo *r, const char *sour
                                       const char *oldest_kept_id, int64_t oldest_kept_ns,
                                       int dry_run, cairn_err *err);
 
+/* Called (not with dry_run) right before a snapshot chosen for removal is
+ * removed, with its id: the caller releases what the snapshot records
+ * outside the repository (the agent deletes the CSI VolumeSnapshot it
+ * created) so that nothing is released while its record is kept. Return
+ * CAIRN_OK to remove the snapshot, CAIRN_RETRY to keep it this time (counted
+ * in deferred; it is then treated as kept, also for log retention), anything
+ * else to stop forget with that error. */
+typedef int (*cairn_before_remove_fn)(void *arg, cairn_repo *r, const char *id, cairn_err *err);
+
 struct cairn_forget_opts {
     const struct cairn_policy *policy; /* NULL with ids */
     const char *source;                /* NULL = every source, each by itself */
@@ -89,10 +98,13 @@ struct cairn_forget_opts {
     void *report_arg;
     cairn_log_retention_fn log_retention; /* NULL = none registered */
     void *log_retention_arg;
+    cairn_before_remove_fn before_remove; /* NULL = remove without asking */
+    void *before_remove_arg;
 };
 
 struct cairn_forget_result {
     uint64_t groups, kept, removed, refused_groups;
+    uint64_t deferred; /* chosen for removal, kept because before_remove said not yet */
 };
 
 /* Refuses an empty policy (CAIRN_FAILED, nothing removed): without any rule

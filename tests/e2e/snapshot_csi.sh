@@ -74,7 +74,8 @@ s = m["snapshot"]
 if m["consistency"] != "crash":
     die("consistency %r" % m["consistency"])
 want = {"method": "csi", "quiesce": "none", "data": "reference", "volume_snapshot": md["name"],
-        "namespace": "app", "class": "fast-snaps", "content": "snapcontent-" + vs["metadata"]["uid"],
+        "namespace": "app", "uid": vs["metadata"]["uid"], "class": "fast-snaps",
+        "content": "snapcontent-" + vs["metadata"]["uid"],
         "handle": "snap-" + vs["metadata"]["uid"][:8], "restore_size": "1Gi"}
 for k, v in want.items():
     if s.get(k) != v:

@@ -30,7 +30,8 @@ the calls the agent makes, nothing more:
         creationTime and boundVolumeSnapshotContentName (a
         VolumeSnapshotContent with status.snapshotHandle is created), after
         "ready_after" GETs readyToUse: true (or status.error with "error")
-  DELETE .../namespaces/NS/volumesnapshots/NAME
+  DELETE .../namespaces/NS/volumesnapshots/NAME  (404 when missing; a DeleteOptions
+        body with preconditions.uid that differs from the object's: 409 Conflict)
   GET   /apis/snapshot.storage.k8s.io/v1/volumesnapshotcontents/NAME
   POST  /api/v1/namespaces/NS/persistentvolumeclaims   create (201; generateName;
         409 AlreadyExists, 422 Invalid without accessModes or requests.storage)
@@ -55,6 +56,7 @@ Control API (no authentication; the tests' side door), JSON bodies:
                             the next count requests whose path starts with
                             path fail (only watches / only others with
                             "watch": true / false); 403 gets an RBAC message
+  POST /_control/fail-reset                     forget every injected failure
   POST /_control/pvc        {pvc}    add or replace a PVC (ADDED/MODIFIED event)
   POST /_control/pv         {pv}
   GET  /_control/pvc/NS/NAME         the stored PVC (patches applied)
@@ -64,8 +66,14 @@ Control API (no authentication; the tests' side door), JSON bodies:
   POST /_control/reset-log
   POST /_control/secret     {secret}   add or replace a Secret
   POST /_control/vs-steps   {"cut_after": 1, "ready_after": 2, "error": ""}
+  POST /_control/volumesnapshot {vs}  add or replace a VolumeSnapshot as it
+                                     is (a uid is given if missing; readyToUse),
+                                     e.g. one a user made without Cairn
   GET  /_control/volumesnapshots     every VolumeSnapshot (deleted ones too,
-                                     with "deleted": true in the entry)
+                                     with "deleted": true in the entry);
+                                     make DELETEs fail with /_control/fail
+                                     {"method": "DELETE", "path": ..., "status":
+                                     500 or 403, "count": N}
   POST /_control/daemonset  {daemonset}   add a DaemonSet
   GET  /_control/jobs                     every Job created
   GET  /_control/created                  every PVC and Job POSTed, as received
@@ -594,14 +602,24 @@ class Handler(http.server.BaseHTTPRequestHandler):
                     self.advance_vs(ent)
                     out = copy.deepcopy(ent["obj"])
                 elif method == "DELETE":
-                    ent["deleted"] = True
-                    out = copy.deepcopy(ent["obj"])
+                    pre = ((json.loads(raw) if raw else None) or {}).get("preconditions") or {}
+                    if pre.get("uid") not in (None, ent["obj"]["metadata"]["uid"]):
+                        out = {"conflict": pre["uid"]}
+                    else:
+                        ent["deleted"] = True
+                        ent["deleted_at"] = time.time()
+                        out = copy.deepcopy(ent["obj"])
                 else:
                     out = None
             if ent is None:
                 self.status(404, "NotFound", 'volumesnapshots.snapshot.storage.k8s.io "%s" not found' % parts[6])
             elif out is None:
                 self.status(405, "MethodNotAllowed", "method not allowed")
+            elif "conflict" in out:
+                self.status(409, "Conflict",
+                            "Operation cannot be fulfilled on volumesnapshots.snapshot.storage.k8s.io "
+                            '"%s": Precondition failed: UID in precondition: %s, UID in object meta: %s'
+                            % (parts[6], out["conflict"], ent["obj"]["metadata"]["uid"]))
             else:
                 self.send_json(200, out)
             return True
@@ -882,6 +900,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
                                       "status": int(arg["status"]), "count": int(arg.get("count", 1)),
                                       "watch": arg.get("watch")})
                 data = {}
+            elif method == "POST" and what == "fail-reset":
+                STATE["fail"] = []
+                data = {}
             elif method == "POST" and what == "pvc":
                 md = arg.setdefault("metadata", {})
                 exists = (md.get("namespace", "default") + "/" + md["name"]) in STATE["pvcs"]
@@ -894,6 +915,15 @@ class Handler(http.server.BaseHTTPRequestHandler):
             elif method == "POST" and what == "vs-steps":
                 STATE["vs_steps"] = dict(STATE["vs_steps"], **arg)
                 data = STATE["vs_steps"]
+            elif method == "POST" and what == "volumesnapshot":
+                md = arg.setdefault("metadata", {})
+                md.setdefault("namespace", "default")
+                md.setdefault("uid", str(uuid.uuid4()))
+                md["resourceVersion"] = str(next_rv())
+                arg.setdefault("status", {"readyToUse": True})
+                STATE["vs"][md["namespace"] + "/" + md["name"]] = {
+                    "obj": arg, "gets": 0, "deleted": False, "sent": None}
+                data = copy.deepcopy(arg)
             elif method == "GET" and what == "volumesnapshots":
                 data = [dict(copy.deepcopy(e["obj"]), deleted=e["deleted"], sent=e["sent"], gets=e["gets"])
                         for e in STATE["vs"].values()]

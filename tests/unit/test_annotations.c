@@ -43,6 +43,7 @@ static void test_full_good(void)
         {"cairn.io/snapshot-class", "csi-hostpath-snapclass"},
         {"cairn.io/exclude", " pg_wal/*, *.tmp ,,lost+found "},
         {"cairn.io/backup-requested-at", "2026-11-21T21:01:41Z"},
+        {"cairn.io/delete-volume-snapshots", " false\n"},
         {"cairn.io/last-backup", "2026-11-21T01:30:12Z"},
         {"cairn.io/last-status", "ok"},
         {"pv.kubernetes.io/bind-completed", "yes"},
@@ -70,6 +71,7 @@ static void test_full_good(void)
           "exclude: %zu", p.n_exclude);
     CHECK(p.requested_at_ns == 1795294901LL * 1000000000LL, "requested at %lld",
           (long long)p.requested_at_ns);
+    CHECK(p.keep_volume_snapshots == 1, "delete-volume-snapshots false");
     CHECK(cairn_pvc_policy_can_backup(&p) && cairn_pvc_policy_can_prune(&p), "usable");
     cairn_pvc_policy_clear(&p);
     cairn_pvc_policy_clear(&p); /* twice is fine */
@@ -82,7 +84,8 @@ static void test_defaults(void)
     /* no annotations at all: valid, nothing scheduled, nothing pruned */
     CHECK(cairn_pvc_policy_parse(NULL, 0, &p, &err) == CAIRN_OK, "empty");
     CHECK(p.present == 0 && p.valid == CAIRN_ANN_ALL && p.quiesce == CAIRN_QUIESCE_NONE &&
-              p.snapshot == CAIRN_SNAPSHOT_FILE && p.n_exclude == 0 && p.requested_at_ns == 0,
+              p.snapshot == CAIRN_SNAPSHOT_FILE && p.n_exclude == 0 && p.requested_at_ns == 0 &&
+              p.keep_volume_snapshots == 0,
           "defaults");
     CHECK(cairn_pvc_policy_can_backup(&p) && !cairn_pvc_policy_can_prune(&p),
           "no retention: never prune");
@@ -114,6 +117,7 @@ static void test_all_bad_each_named(void)
         {"cairn.io/credentials-secret", "-bad-"},
         {"cairn.io/exclude", "ok/*,[abc"},
         {"cairn.io/backup-requested-at", "yesterday"},
+        {"cairn.io/delete-volume-snapshots", "no"},
     };
     static const char *const want[][3] = {
         {"cairn.io/schedule", "'60 * * * *'", "out of range 0-59"},
@@ -124,15 +128,16 @@ static void test_all_bad_each_named(void)
         {"cairn.io/credentials-secret", "'-bad-'", "Secret name"},
         {"cairn.io/exclude", "'[abc'", "without its ']'"},
         {"cairn.io/backup-requested-at", "'yesterday'", "RFC 3339"},
+        {"cairn.io/delete-volume-snapshots", "'no'", "not a boolean (valid: true, false)"},
     };
     struct cairn_pvc_policy p;
     cairn_err err;
     size_t i;
     int rc = cairn_pvc_policy_parse(a, N(a), &p, &err);
     CHECK(rc == CAIRN_FAILED, "rc %d", rc);
-    CHECK(strstr(err.msg, "8 invalid annotations: cairn.io/schedule") == err.msg, "summary: %s",
+    CHECK(strstr(err.msg, "9 invalid annotations: cairn.io/schedule") == err.msg, "summary: %s",
           err.msg);
-    CHECK(p.n_errors == 8 && p.valid == 0 && p.present == CAIRN_ANN_ALL, "errors %zu valid %x",
+    CHECK(p.n_errors == 9 && p.valid == 0 && p.present == CAIRN_ANN_ALL, "errors %zu valid %x",
           p.n_errors, p.valid);
     for (i = 0; i < N(want); i++) {
         const struct cairn_ann_problem *pr = problem(&p, want[i][0], CAIRN_ANN_ERROR);
@@ -175,6 +180,8 @@ static void test_one_bad(void)
         {"cairn.io/snapshot-class", "a..b", CAIRN_ANN_SNAPSHOT_CLASS, "VolumeSnapshotClass"},
         {"cairn.io/credentials-secret", "UPPER", CAIRN_ANN_CREDENTIALS, "Secret"},
         {"cairn.io/quiesce", "Postgres", CAIRN_ANN_QUIESCE, "not a quiesce method"},
+        {"cairn.io/delete-volume-snapshots", "False", CAIRN_ANN_DELETE_VS,
+         "cairn.io/delete-volume-snapshots 'False': not a boolean (valid: true, false)"},
     };
     size_t i;
     for (i = 0; i < N(rows); i++) {
@@ -203,6 +210,11 @@ static void test_one_bad(void)
               "%s '%s': rc %d errors %zu msg '%s'", rows[i].key, rows[i].value, rc, p.n_errors,
               pr ? pr->msg : "");
         CHECK(p.valid == (CAIRN_ANN_ALL & ~rows[i].part), "%s: valid %x", rows[i].key, p.valid);
+        /* a bad cairn.io/delete-volume-snapshots stops retention (nothing is
+         * forgotten, nothing deleted) but not backups */
+        if (rows[i].part == CAIRN_ANN_DELETE_VS)
+            CHECK(!cairn_pvc_policy_can_prune(&p) && p.keep_volume_snapshots == 0,
+                  "bad delete-volume-snapshots: no retention");
         /* the others kept their values */
         if (rows[i].part != CAIRN_ANN_RETENTION)
             CHECK(p.retention.last == 5, "retention kept");

@@ -1,7 +1,8 @@
 /* tests/unit/test_prune.c — engine/lock.c and engine/prune.c through their
  * APIs on a real repository in a temp dir: lease conflicts (shared with
  * shared, exclusive against anything, expiry), backups refusing under an
- * exclusive lease, forget by policy and by id (with the log-retention hook),
+ * exclusive lease, forget by policy and by id (with the log-retention and
+ * before-remove hooks),
  * prune (plan in dry run, grace period, deletion and repacking, a damaged
  * repository refused), retagging, and the option parsers. */
 #define _GNU_SOURCE
@@ -182,6 +183,23 @@ static int hook(void *arg, cairn_repo *r, const char *source, const char *oldest
     return strcmp(source, "unit") == 0 ? CAIRN_OK : CAIRN_FAILED;
 }
 
+/* before_remove: mode 1 defers the first id asked about, mode 2 fails. */
+struct br_calls {
+    int mode, n;
+    char first[CAIRN_HEX_LEN + 1];
+};
+
+static int before_remove(void *arg, cairn_repo *r, const char *id, cairn_err *err)
+{
+    struct br_calls *b = arg;
+    (void)r;
+    if (b->n++ == 0)
+        snprintf(b->first, sizeof b->first, "%s", id);
+    if (b->mode == 2)
+        return cairn_error(err, CAIRN_FAILED, "refused by the hook");
+    return b->mode == 1 && b->n == 1 ? CAIRN_RETRY : CAIRN_OK;
+}
+
 static void test_forget_prune(cairn_repo *r)
 {
     char id[5][CAIRN_HEX_LEN + 1], old_id[CAIRN_HEX_LEN + 1], new_id[CAIRN_HEX_LEN + 1];
@@ -224,15 +242,38 @@ static void test_forget_prune(cairn_repo *r)
           "empty policy refused");
     /* keep-last 1: the pinned one and the newest stay */
     pol.last = 1;
+    { /* before_remove: a deferred snapshot stays (kept); an error stops forget */
+        struct br_calls b;
+        memset(&b, 0, sizeof b);
+        b.mode = 2;
+        fo.before_remove = before_remove;
+        fo.before_remove_arg = &b;
+        CHECK(cairn_forget(r, &fo, &fr, &err) == CAIRN_FAILED &&
+                  strstr(err.msg, "refused by the hook") && count_snapshots(r) == 4,
+              "a hook error stops forget: %s", err.msg);
+        memset(&b, 0, sizeof b);
+        b.mode = 1;
+        CHECK(cairn_forget(r, &fo, &fr, &err) == CAIRN_OK && fr.removed == 1 &&
+                  fr.deferred == 1 && fr.kept == 3 && b.n == 2,
+              "deferred: %s removed %llu deferred %llu", err.msg, (unsigned long long)fr.removed,
+              (unsigned long long)fr.deferred);
+        CHECK(strcmp(b.first, id[2]) == 0 && count_snapshots(r) == 3,
+              "the newer candidate was deferred and kept");
+        fo.dry_run = 1;
+        b.n = 0;
+        CHECK(cairn_forget(r, &fo, &fr, &err) == CAIRN_OK && b.n == 0, "no hook in a dry run");
+        fo.before_remove = NULL;
+        fo.dry_run = 0;
+    }
     memset(&h, 0, sizeof h);
     fo.log_retention = hook;
     fo.log_retention_arg = &h;
     fo.dry_run = 1;
-    CHECK(cairn_forget(r, &fo, &fr, &err) == CAIRN_OK && fr.removed == 2 && fr.kept == 2,
+    CHECK(cairn_forget(r, &fo, &fr, &err) == CAIRN_OK && fr.removed == 1 && fr.kept == 2,
           "dry run: %s removed %llu", err.msg, (unsigned long long)fr.removed);
-    CHECK(count_snapshots(r) == 4, "dry run removed nothing");
+    CHECK(count_snapshots(r) == 3, "dry run removed nothing");
     fo.dry_run = 0;
-    CHECK(cairn_forget(r, &fo, &fr, &err) == CAIRN_OK && fr.removed == 2, "forget: %s",
+    CHECK(cairn_forget(r, &fo, &fr, &err) == CAIRN_OK && fr.removed == 1, "forget: %s",
           err.msg);
     CHECK(count_snapshots(r) == 2, "two left");
     CHECK(h.n == 2 && strcmp(h.oldest, id[0]) == 0, "hook told the oldest kept (%d, %.12s)",
