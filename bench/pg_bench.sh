@@ -254,13 +254,9 @@ if [ -f "$S3RVER_JS" ] && command -v node >/dev/null && command -v aws >/dev/nul
     done
     S3_PRE=$(med_of "${FT[spre]}") S3_ONE=$(med_of "${FT[sone]}")
     L_PRE=$(med_of "${FT[lpre]}") L_ONE=$(med_of "${FT[lone]}")
-    kill "$PXPID" 2>/dev/null
-    wait "$PXPID" 2>/dev/null
   else
     S3_NOTE="s3rver could not be set up (see $W/s3rver.log)"
   fi
-  kill "$S3PID" 2>/dev/null
-  wait "$S3PID" 2>/dev/null
 else
   S3_NOTE="skipped: s3rver (tests/s3/node_modules: npm ci there), node or awscli missing"
 fi
@@ -283,7 +279,13 @@ as_pg env CAIRN_REPO="$W/cairn-repo" "$CAIRN" backup-pg --pgdata "$W/data" \
   { cat "$W/backup-pg.err" >&2; die "cairn backup-pg (recovery) failed"; }
 pgbr backup --type=full >/dev/null 2>"$W/pgbr-backup.err" ||
   { cat "$W/pgbr-backup.err" >&2; die "pgbackrest backup (recovery) failed"; }
-done0=$(ls "$W/data/pg_wal/archive_status" | grep -c '\.done$')
+if [ -z "$S3_NOTE" ]; then # the S3 repository gets the same base backup and WAL
+  psql_ "ALTER SYSTEM SET archive_command = '$(psql_ "SHOW archive_command" | sed "s/'/''/g") && env ${S3ENV[*]} CAIRN_REPO=s3://bench/repo CAIRN_CATALOG=$W/s3catalog.db $CAIRN wal-push %p'" >/dev/null
+  psql_ "SELECT pg_reload_conf()" >/dev/null
+  as_pg env "${S3ENV[@]}" CAIRN_REPO=s3://bench/repo CAIRN_CATALOG="$W/s3catalog.db" "$CAIRN" backup-pg \
+    --pgdata "$W/data" --dsn "host=$W/sock port=$PORT user=postgres dbname=postgres" >/dev/null 2>"$W/backup-pg.err" ||
+    { cat "$W/backup-pg.err" >&2; die "cairn backup-pg to S3 (recovery) failed"; }
+fi
 lsn0=$(psql_ "SELECT pg_current_wal_lsn()")
 # pgbench's TPC-B-like transactions, in rounds, until REC_SEGS more segments
 # are written (a checkpoint recycles old segments, so count bytes, not files)
@@ -314,8 +316,11 @@ exit $rc
 TIMED_EOF
 chmod 755 "$W/bin/timed.sh"
 RPORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-recover() { # KIND -> "recovery_s fetch_s segments" (KIND: cpre cone pasync pone)
-  local kind=$1 rec=$W/rec cmd t0 t1
+recover() { # KIND -> "recovery_s fetch_s segments all_s" (KIND: cpre cone pasync pone,
+  # and from S3 through the latency proxy: spre sone)
+  local kind=$1 rec=$W/rec cmd t0 t1 envs=()
+  [ "$kind" = spre ] || [ "$kind" = sone ] &&
+    envs=("${S3LAT[@]}" CAIRN_REPO=s3://bench/repo CAIRN_CATALOG="$W/s3catalog.db")
   wait_prefetchers
   rm -rf "$rec" "$W/pgbr-spool"/* "$W/calls.log"
   mkdir -p "$rec"
@@ -326,6 +331,10 @@ recover() { # KIND -> "recovery_s fetch_s segments" (KIND: cpre cone pasync pone
     as_pg env CAIRN_REPO="$W/cairn-repo" "$CAIRN" restore-pg --quiet --target "$rec" --latest \
       $([ "$kind" = cone ] && echo "--prefetch 0") >/dev/null 2>"$W/restore.err" ||
       { cat "$W/restore.err" >&2; die "cairn restore-pg failed"; } ;;
+  spre | sone)
+    as_pg env "${envs[@]}" "$CAIRN" restore-pg --quiet --target "$rec" --latest \
+      $([ "$kind" = sone ] && echo "--prefetch 0") >/dev/null 2>"$W/restore.err" ||
+      { cat "$W/restore.err" >&2; die "cairn restore-pg from S3 failed"; } ;;
   pasync | pone)
     pgbr --pg1-path="$rec" restore >/dev/null 2>"$W/restore.err" ||
       { cat "$W/restore.err" >&2; die "pgbackrest restore failed"; } ;;
@@ -344,7 +353,7 @@ REC_EOF
   rm -f "$rec/postmaster.pid"
   rm -f "$W/rec.log"
   t0=$EPOCHREALTIME
-  as_pg "$PG_BIN/pg_ctl" -D "$rec" -l "$W/rec.log" start >/dev/null ||
+  as_pg env "${envs[@]}" "$PG_BIN/pg_ctl" -D "$rec" -l "$W/rec.log" start >/dev/null ||
     { tail -20 "$W/rec.log" >&2; die "the restored server ($kind) did not start"; }
   # (pg_ctl -w counts a server in recovery without hot standby as started)
   for ((i = 0; i < 90000; i++)); do
@@ -365,18 +374,24 @@ $(awk '$1 == 0 && $3 ~ /^[0-9A-F]{24}$/ {n++} END {print n + 0}' "$W/calls.log")
 $(awk '{s += $2} END {printf "%.4f", s}' "$W/calls.log")"
 }
 declare -A RT RF RN
+KINDS="cpre cone pasync pone"
+[ -z "$S3_NOTE" ] && KINDS+=" spre sone"
 for ((r = 1; r <= REC_RUNS; r++)); do
-  for kind in cpre cone pasync pone; do
+  for kind in $KINDS; do
     read -r rt rf rn rall <<<"$(recover $kind)"
     [ -n "$rall" ] || die "recovery with $kind failed"
     RT[$kind]+=" $rt" RF[$kind]+=" $rf" RN[$kind]=$rn
   done
-  say "recovery run $r: total/fetch (s) cairn ${RT[cpre]##* }/${RF[cpre]##* } one ${RT[cone]##* }/${RF[cone]##* }, pgbackrest async ${RT[pasync]##* }/${RF[pasync]##* } sync ${RT[pone]##* }/${RF[pone]##* }"
+  say "recovery run $r: total/fetch (s) cairn ${RT[cpre]##* }/${RF[cpre]##* } one ${RT[cone]##* }/${RF[cone]##* }, pgbackrest async ${RT[pasync]##* }/${RF[pasync]##* } sync ${RT[pone]##* }/${RF[pone]##* }; S3 ${RT[spre]##* }/${RF[spre]##* } one ${RT[sone]##* }/${RF[sone]##* }"
 done
-for kind in cpre cone pasync pone; do
+for kind in $KINDS; do
   eval "RT_$kind=\$(med_of \"\${RT[$kind]}\") RF_$kind=\$(med_of \"\${RF[$kind]}\")"
 done
 rm -rf "$W/rec"
+if [ -z "$S3_NOTE" ]; then
+  kill "$S3PID" "$PXPID" 2>/dev/null
+  wait "$S3PID" "$PXPID" 2>/dev/null
+fi
 
 wait_prefetchers
 
@@ -451,11 +466,26 @@ promoted (the whole recovery is timed from \`pg_ctl start\` to that log line). M
 
 Every run (s, waiting for WAL / whole): cairn prefetch$(pairs cpre); one at a
 time$(pairs cone); pgBackRest async$(pairs pasync); sync$(pairs pone).
+$([ -n "$S3_NOTE" ] || cat <<S3REC_EOF
+
+The same recovery by cairn from the S3 repository (s3rver through the latency proxy,
+$S3_LATENCY_MS ms per request; the same base backup and WAL, archived there too):
+
+| recovery from S3, $S3_LATENCY_MS ms per request | cairn, prefetch | cairn, one at a time | one at a time / prefetch |
+|---|---:|---:|---:|
+| PostgreSQL waiting for WAL (restore_command, s) | $(fmt "$RF_spre") | $(fmt "$RF_sone") | $(ratio "$RF_sone" "$RF_spre") |
+| per segment (ms) | $(pseg "$RF_spre") | $(pseg "$RF_sone") | |
+| whole recovery, start to promoted (s) | $(fmt "$RT_spre") | $(fmt "$RT_sone") | $(ratio "$RT_sone" "$RT_spre") |
+
+Every run (s, waiting for WAL / whole): prefetch$(pairs spre); one at a time$(pairs sone).
+S3REC_EOF
+)
 
 Targets (issue 4): base backup no slower than pgBackRest; wal-push median under
 100 ms for a 16 MiB segment to a local repository; wal-fetch with prefetch at
-least 5x faster than one segment at a time: **$(ratio "$RF_cone" "$RF_cpre")x** in recovery
-(what PostgreSQL waits for WAL; pgBackRest's archive-async: $(ratio "$RF_pone" "$RF_pasync")x). In the
+least 5x faster than one segment at a time: **$(ratio "$RF_cone" "$RF_cpre")x** in a recovery from
+the local repository$([ -z "$S3_NOTE" ] && echo " and **$(ratio "$RF_sone" "$RF_spre")x** from S3 with $S3_LATENCY_MS ms per request")
+(what PostgreSQL waits for WAL; pgBackRest's archive-async locally: $(ratio "$RF_pone" "$RF_pasync")x). In the
 back-to-back loops above, where nothing else runs between two fetches:
 $(ratio "$CF_ONE" "$CF_PRE")x locally$(
   [ -z "$S3_NOTE" ] && echo ", $(ratio "$S3_ONE" "$S3_PRE")x from s3rver, $(ratio "$L_ONE" "$L_PRE")x from s3rver with $S3_LATENCY_MS ms per request").
