@@ -3,8 +3,12 @@
  * creates a batch/v1 Job in the PVC's namespace that mounts it and runs
  * `cairn restore SNAP --target /restore` with the agent's repository
  * settings (agent/restore_job.h builds the objects), and with --wait follows
- * the Job to its end. RBAC: daemonset/clusterrole-restore.yaml. See
- * docs/kubernetes.md, "Restoring into the cluster". */
+ * the Job to its end. Before anything is created it refuses a namespace
+ * that enforces the "restricted" Pod Security Standard (the restore pod
+ * meets "baseline"); while the Job has no pod, its FailedCreate events end
+ * the wait (a pod refused by a quota, a LimitRange, a webhook). RBAC:
+ * daemonset/clusterrole-restore.yaml. See docs/kubernetes.md, "Restoring
+ * into the cluster". */
 #define _GNU_SOURCE
 #include <stdio.h>
 #include <stdlib.h>
@@ -306,7 +310,9 @@ int cmd_restore_pvc(struct cli *c, int argc, char **argv)
         "that mounts it and runs 'cairn restore SNAPSHOT --target /restore --overwrite' with\n"
         "the agent's repository Secret and ConfigMap (which must exist in that namespace).\n"
         "--create creates the PVC first (it must not exist); without it the PVC must exist.\n"
-        "--wait follows the Job (default timeout 6h, also the Job's deadline). Image:\n"
+        "--wait follows the Job (default timeout 6h, also the Job's deadline) and ends at\n"
+        "once when its pod cannot start or is refused (FailedCreate). A namespace that\n"
+        "enforces the 'restricted' Pod Security Standard is refused up front. Image:\n"
         "--image, $CAIRN_RESTORE_IMAGE, else the agent DaemonSet's. KUBECONFIG or in-cluster\n"
         "credentials. See docs/kubernetes.md.";
     const char *to = NULL, *size = NULL, *sc = NULL, *timeout_opt = NULL, *image_opt = NULL;
