@@ -266,3 +266,65 @@ int cairn_job_pod_stuck(const json_t *pod, char *why, size_t whylen)
     }
     return 0;
 }
+
+enum cairn_pss_verdict cairn_restore_pss_check(const json_t *ns, const char **label)
+{
+    static const char *const modes[] = {CAIRN_PSS_LABEL "enforce", CAIRN_PSS_LABEL "warn",
+                                        CAIRN_PSS_LABEL "audit"};
+    const json_t *labels = json_object_get(json_object_get(ns, "metadata"), "labels");
+    enum cairn_pss_verdict v = CAIRN_PSS_OK;
+    size_t i;
+    if (label)
+        *label = NULL;
+    for (i = 0; i < sizeof modes / sizeof *modes && v != CAIRN_PSS_ENFORCED; i++) {
+        if (strcmp(jstr(labels, modes[i]), "restricted") != 0 || v == CAIRN_PSS_WARN)
+            continue;
+        v = i == 0 ? CAIRN_PSS_ENFORCED : CAIRN_PSS_WARN;
+        if (label)
+            *label = modes[i];
+    }
+    return v;
+}
+
+/* When the event happened, for ordering (RFC 3339 strings compare as text). */
+static const char *event_time(const json_t *ev)
+{
+    if (*jstr(ev, "lastTimestamp"))
+        return jstr(ev, "lastTimestamp");
+    if (*jstr(ev, "eventTime"))
+        return jstr(ev, "eventTime");
+    return jstr(json_object_get(ev, "metadata"), "creationTimestamp");
+}
+
+int cairn_job_failed_create(const json_t *events, const char *job, const char *job_uid,
+                            char *why, size_t whylen, int64_t *count)
+{
+    const json_t *ev, *best = NULL;
+    size_t i;
+    json_array_foreach(json_object_get(events, "items"), i, ev) {
+        const json_t *inv = json_object_get(ev, "involvedObject");
+        const char *uid = jstr(inv, "uid");
+        if (strcmp(jstr(ev, "reason"), "FailedCreate") != 0 ||
+            strcmp(jstr(inv, "kind"), "Job") != 0 || !job || strcmp(jstr(inv, "name"), job) != 0)
+            continue;
+        if (job_uid && *job_uid && *uid && strcmp(uid, job_uid) != 0)
+            continue; /* an older Job of the same name */
+        if (!best || strcmp(event_time(ev), event_time(best)) >= 0)
+            best = ev;
+    }
+    if (!best)
+        return 0;
+    if (whylen) {
+        unsigned char *p;
+        snprintf(why, whylen, "%s", jstr(best, "message"));
+        for (p = (unsigned char *)why; *p; p++)
+            if (*p < 0x20 || *p == 0x7f)
+                *p = ' ';
+    }
+    if (count) {
+        *count = json_integer_value(json_object_get(best, "count"));
+        if (*count < 1)
+            *count = 1;
+    }
+    return 1;
+}

@@ -74,4 +74,31 @@ enum cairn_job_state cairn_job_state(const json_t *job, char *why, size_t whylen
  * "reason: message" goes to why. 0 otherwise. */
 int cairn_job_pod_stuck(const json_t *pod, char *why, size_t whylen);
 
+/* ---- admission: why the Job's pod may never be created ----
+ * The restore pod meets the "baseline" Pod Security Standard, not
+ * "restricted" (it runs as root with CHOWN, DAC_OVERRIDE, FOWNER, FSETID). */
+
+#define CAIRN_PSS_LABEL "pod-security.kubernetes.io/"
+
+enum cairn_pss_verdict {
+    CAIRN_PSS_OK,       /* no restricted label: baseline, privileged or none */
+    CAIRN_PSS_WARN,     /* restricted only in the "warn" or "audit" label */
+    CAIRN_PSS_ENFORCED, /* "enforce" is restricted: the pod would be refused */
+};
+/* Reads the Pod Security admission labels of a core/v1 Namespace object.
+ * The label that decided (a static string such as
+ * "pod-security.kubernetes.io/enforce") goes to *label when label is not
+ * NULL (NULL for CAIRN_PSS_OK). */
+enum cairn_pss_verdict cairn_restore_pss_check(const json_t *ns, const char **label);
+
+/* Looks in a core/v1 EventList for a "FailedCreate" event about the Job
+ * job (involvedObject kind "Job" and name job; and uid when both job_uid
+ * and the event have one): events about other objects do not count. Of
+ * several, the most recent (lastTimestamp, else eventTime, else
+ * metadata.creationTimestamp) wins: its message goes to why (control
+ * characters replaced by spaces, cut to whylen) and its count (at least 1)
+ * to *count when count is not NULL. 1 when one was found, else 0. */
+int cairn_job_failed_create(const json_t *events, const char *job, const char *job_uid,
+                            char *why, size_t whylen, int64_t *count);
+
 #endif

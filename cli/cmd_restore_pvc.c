@@ -3,8 +3,12 @@
  * creates a batch/v1 Job in the PVC's namespace that mounts it and runs
  * `cairn restore SNAP --target /restore` with the agent's repository
  * settings (agent/restore_job.h builds the objects), and with --wait follows
- * the Job to its end. RBAC: daemonset/clusterrole-restore.yaml. See
- * docs/kubernetes.md, "Restoring into the cluster". */
+ * the Job to its end. Before anything is created it refuses a namespace
+ * that enforces the "restricted" Pod Security Standard (the restore pod
+ * meets "baseline"); while the Job has no pod, its FailedCreate events end
+ * the wait (a pod refused by a quota, a LimitRange, a webhook). RBAC:
+ * daemonset/clusterrole-restore.yaml. See docs/kubernetes.md, "Restoring
+ * into the cluster". */
 #define _GNU_SOURCE
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +25,8 @@
 #define LOG_TAIL_LINES 20
 #define LOG_TAIL_MAX (16u << 10)
 #define RBAC_HINT "daemonset/clusterrole-restore.yaml"
+#define POD_NEEDS "it runs as root with the capabilities CHOWN, DAC_OVERRIDE, FOWNER and " \
+                  "FSETID, to restore owners and modes"
 
 static void sleep_s(double s)
 {
@@ -92,10 +98,134 @@ static int agent_image(cairn_kube *k, const char *agent_ns, char **out)
     return EXIT_OK;
 }
 
+/* Before anything is created: a namespace that enforces the "restricted"
+ * Pod Security Standard would never let the Job create its pod. EXIT_OK to go
+ * on (also when the Namespace cannot be read: the FailedCreate events catch
+ * it while waiting). */
+static int namespace_check(cairn_kube *k, const char *ns)
+{
+    char path[128];
+    json_t *nso = NULL;
+    const char *label;
+    cairn_err err;
+    int rc;
+    snprintf(path, sizeof path, "/api/v1/namespaces/%s", ns);
+    rc = cairn_kube_get_json(k, path, &nso, &err);
+    if (rc == CAIRN_NOTFOUND) {
+        cli_error("namespace '%s' does not exist: nothing was changed (check --to "
+                  "NAMESPACE/PVC)",
+                  ns);
+        return EXIT_ERR;
+    }
+    if (rc != CAIRN_OK) {
+        if (cairn_kube_last_status(k) == 401) {
+            api_error(k, "cannot read the target namespace", "get", "namespaces", ns, &err);
+            return EXIT_ERR;
+        }
+        if (cairn_kube_last_status(k) == 403)
+            cli_warn("not allowed to get namespace '%s' (%s): its Pod Security level is not "
+                     "checked before the Job is created (the 'cairn-restore' ClusterRole of %s "
+                     "has the rule)",
+                     ns, cairn_kube_token_source(k), RBAC_HINT);
+        else
+            cli_warn("cannot read namespace '%s' to check its Pod Security level (going on): "
+                     "%s",
+                     ns, err.msg);
+        return EXIT_OK;
+    }
+    switch (cairn_restore_pss_check(nso, &label)) {
+    case CAIRN_PSS_ENFORCED:
+        cli_error("namespace '%s' enforces the 'restricted' Pod Security Standard (label %s="
+                  "restricted), which the restore pod cannot meet (%s; it meets 'baseline'): "
+                  "its Job could never start, so nothing was changed. Restore into a namespace "
+                  "at 'baseline' and copy from there, or relax this one for the restore: "
+                  "'kubectl label --overwrite namespace %s %s=baseline' (and set it back to "
+                  "restricted afterwards)",
+                  ns, label, POD_NEEDS, ns, label);
+        json_decref(nso);
+        return EXIT_ERR;
+    case CAIRN_PSS_WARN:
+        cli_warn("namespace '%s' has %s=restricted: the restore pod meets 'baseline', not "
+                 "'restricted' (%s), so the API server warns about or audits it; it is not "
+                 "refused",
+                 ns, label, POD_NEEDS);
+        break;
+    case CAIRN_PSS_OK:
+        break;
+    }
+    json_decref(nso);
+    return EXIT_OK;
+}
+
+/* While the Job has no pod: a FailedCreate event on it means the pod was
+ * refused (Pod Security, a ResourceQuota or LimitRange, an admission
+ * webhook) and the Job will not get further. 1 when one was found (and
+ * reported); *events_ok goes to 0 when the events cannot be read (one
+ * warning; not asked again). */
+static int job_failed_create(cairn_kube *k, const char *ns, const char *job, const char *uid,
+                             const char *pvc, int pvc_created, int *events_ok)
+{
+    char path[400], why[2048], hint[512], times[32] = "";
+    json_t *list = NULL;
+    cairn_err err;
+    int64_t count = 0;
+    int found;
+    /* fieldSelector=involvedObject.kind=Job,involvedObject.name=JOB, URL-encoded;
+     * the namespace is the path's. */
+    snprintf(path, sizeof path,
+             "/api/v1/namespaces/%s/events?fieldSelector=involvedObject.kind%%3DJob%%2C"
+             "involvedObject.name%%3D%s",
+             ns, job);
+    if (cairn_kube_get_json(k, path, &list, &err) != CAIRN_OK) {
+        long st = cairn_kube_last_status(k);
+        if (st == 401 || st == 403) {
+            cli_warn("cannot read the events of Job %s/%s (%s: 'list' on 'events' in namespace "
+                     "'%s' is missing, see %s): a pod that the namespace refuses (Pod "
+                     "Security, a quota, a policy) is only noticed at the timeout; 'kubectl -n "
+                     "%s describe job %s' shows it",
+                     ns, job, st == 401 ? "401 Unauthorized" : "403 Forbidden", ns, RBAC_HINT,
+                     ns, job);
+            *events_ok = 0;
+        }
+        return 0; /* other errors: asked again at the next poll */
+    }
+    found = cairn_job_failed_create(list, job, uid, why, sizeof why, &count);
+    json_decref(list);
+    if (!found)
+        return 0;
+    if (count > 1)
+        snprintf(times, sizeof times, ", %lld times", (long long)count);
+    if (strstr(why, "PodSecurity"))
+        snprintf(hint, sizeof hint,
+                 "the namespace's Pod Security level refuses the restore pod (%s; it meets "
+                 "'baseline', not 'restricted'): restore into a namespace at 'baseline', or for "
+                 "the restore 'kubectl label --overwrite namespace %s "
+                 "pod-security.kubernetes.io/enforce=baseline'",
+                 POD_NEEDS, ns);
+    else if (strstr(why, "quota") || strstr(why, "LimitRange") || strstr(why, "limit"))
+        snprintf(hint, sizeof hint,
+                 "a ResourceQuota or LimitRange of namespace '%s' refuses the restore pod (it "
+                 "requests cpu 100m and memory 64Mi, limits cpu 1 and memory 256Mi): 'kubectl -n "
+                 "%s describe quota,limitrange'; free or raise the quota",
+                 ns, ns);
+    else
+        snprintf(hint, sizeof hint,
+                 "an admission policy (a webhook: Kyverno, Gatekeeper...) refuses the restore "
+                 "pod (the message names it): ask for an exception for the pods of the restore "
+                 "Job (label app.kubernetes.io/component=restore)");
+    cli_error("the restore Job %s/%s cannot create its pod (event FailedCreate%s): %s\n  %s\n"
+              "  nothing was restored into PVC %s/%s%s; the Job stays and keeps retrying: "
+              "delete it with 'kubectl -n %s delete job %s' before trying again",
+              ns, job, times, why, hint, ns, pvc, pvc_created ? " (created above: it stays)" : "",
+              ns, job);
+    return 1;
+}
+
 /* Prints the last lines of the log of the Job's newest pod, and why a pod
- * is stuck; returns 1 when a pod is stuck (stuck_only: print nothing else). */
+ * is stuck; returns 1 when a pod is stuck (stuck_only: print nothing else).
+ * The number of pods goes to *npods (-1: they cannot be listed). */
 static int job_pods(cairn_kube *k, const char *ns, const char *job, int stuck_only,
-                    int *config_error)
+                    int *config_error, int *npods)
 {
     char path[600], why[1024];
     json_t *list = NULL, *items, *pod, *newest = NULL;
@@ -103,6 +233,8 @@ static int job_pods(cairn_kube *k, const char *ns, const char *job, int stuck_on
     cairn_err err;
     size_t i;
     int stuck = 0, rc;
+    if (npods)
+        *npods = -1;
     snprintf(path, sizeof path, "/api/v1/namespaces/%s/pods?labelSelector=job-name%%3D%s", ns,
              job);
     if (cairn_kube_get_json(k, path, &list, &err) != CAIRN_OK) {
@@ -111,6 +243,8 @@ static int job_pods(cairn_kube *k, const char *ns, const char *job, int stuck_on
         return 0;
     }
     items = json_object_get(list, "items");
+    if (npods)
+        *npods = (int)json_array_size(items);
     json_array_foreach(items, i, pod) {
         const char *ts = meta(pod, "creationTimestamp");
         if (cairn_job_pod_stuck(pod, why, sizeof why)) {
@@ -176,12 +310,14 @@ int cmd_restore_pvc(struct cli *c, int argc, char **argv)
         "that mounts it and runs 'cairn restore SNAPSHOT --target /restore --overwrite' with\n"
         "the agent's repository Secret and ConfigMap (which must exist in that namespace).\n"
         "--create creates the PVC first (it must not exist); without it the PVC must exist.\n"
-        "--wait follows the Job (default timeout 6h, also the Job's deadline). Image:\n"
+        "--wait follows the Job (default timeout 6h, also the Job's deadline) and ends at\n"
+        "once when its pod cannot start or is refused (FailedCreate). A namespace that\n"
+        "enforces the 'restricted' Pod Security Standard is refused up front. Image:\n"
         "--image, $CAIRN_RESTORE_IMAGE, else the agent DaemonSet's. KUBECONFIG or in-cluster\n"
         "credentials. See docs/kubernetes.md.";
     const char *to = NULL, *size = NULL, *sc = NULL, *timeout_opt = NULL, *image_opt = NULL;
     const char *agent_ns = "cairn-system", *secret = NULL, *cm = NULL;
-    int create = 0, wait = 0, cfg_err;
+    int create = 0, wait = 0, cfg_err, npods, events_ok = 1;
     const struct opt opts[] = {
         {"to", 1, 0, &to, NULL, NULL, NULL},
         {"create", 0, 0, NULL, NULL, NULL, &create},
@@ -196,6 +332,7 @@ int cmd_restore_pvc(struct cli *c, int argc, char **argv)
     };
     struct cairn_restore_job_spec spec;
     char ns[64], pvc[254], path[600], what[400], why[1024], *image = NULL, *job_name = NULL;
+    char *job_uid = NULL;
     const char *slash, *snap;
     json_t *obj = NULL, *created = NULL;
     cairn_kube *k = NULL;
@@ -274,6 +411,8 @@ int cmd_restore_pvc(struct cli *c, int argc, char **argv)
         cli_error("%s", err.msg);
         return EXIT_ERR;
     }
+    if (namespace_check(k, ns) != EXIT_OK)
+        goto out;
     if (image_opt) {
         if (!(image = strdup(image_opt))) {
             cli_error("out of memory");
@@ -349,6 +488,10 @@ int cmd_restore_pvc(struct cli *c, int argc, char **argv)
             cli_error("the API server's answer to the Job creation has no valid metadata.name");
             goto out;
         }
+        if (meta(created, "uid") && !(job_uid = strdup(meta(created, "uid")))) {
+            cli_error("out of memory");
+            goto out;
+        }
     }
     if (!c->quiet)
         printf("created Job %s/%s: restoring snapshot %s into PVC %s/%s with image %s\n", ns,
@@ -402,7 +545,7 @@ int cmd_restore_pvc(struct cli *c, int argc, char **argv)
             goto out;
         }
         if (st == CAIRN_JOB_FAILED) {
-            job_pods(k, ns, job_name, 0, NULL);
+            job_pods(k, ns, job_name, 0, NULL, NULL);
             cli_error("the restore Job %s/%s failed%s%s: PVC %s/%s may hold a partial restore "
                       "(the Job and its pod stay for inspection: 'kubectl -n %s describe job "
                       "%s')",
@@ -410,7 +553,7 @@ int cmd_restore_pvc(struct cli *c, int argc, char **argv)
             goto out;
         }
         cfg_err = 0;
-        if (job_pods(k, ns, job_name, 1, &cfg_err)) {
+        if (job_pods(k, ns, job_name, 1, &cfg_err, &npods)) {
             if (cfg_err)
                 cli_error("the restore Job %s/%s cannot start its pod (above): the repository "
                           "Secret '%s' (and ConfigMap '%s', if its keys are referenced) must "
@@ -424,11 +567,16 @@ int cmd_restore_pvc(struct cli *c, int argc, char **argv)
                           ns, job_name, ns, job_name);
             goto out;
         }
+        /* No pod (or the pods cannot be listed): was it refused? */
+        if (npods <= 0 && events_ok &&
+            job_failed_create(k, ns, job_name, job_uid, pvc, create, &events_ok))
+            goto out;
     }
 out:
     json_decref(obj);
     json_decref(created);
     free(job_name);
+    free(job_uid);
     free(image);
     cairn_kube_free(k);
     return ret;

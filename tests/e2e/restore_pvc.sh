@@ -23,6 +23,9 @@ SNAP=$(backup_id "$SRC")
 k8s_start_fake
 IMAGE=registry.example.org/cairn:1.2.3
 ctl POST daemonset '{"apiVersion":"apps/v1","kind":"DaemonSet","metadata":{"name":"cairn-agent","namespace":"cairn-system"},"spec":{"template":{"spec":{"containers":[{"name":"sidecar","image":"busybox"},{"name":"agent","image":"'$IMAGE'"}]}}}}' >/dev/null
+for ns in app restore-ns; do
+  ctl POST namespace '{"name":"'$ns'","labels":{"pod-security.kubernetes.io/enforce":"baseline"}}' >/dev/null
+done
 ctl POST pvc '{"apiVersion":"v1","kind":"PersistentVolumeClaim","metadata":{"name":"data","namespace":"app"},"spec":{"accessModes":["ReadWriteOnce"],"resources":{"requests":{"storage":"1Gi"}},"volumeName":"pv-1"},"status":{"phase":"Bound"}}' >/dev/null
 
 # The Kubernetes schema validator (as tests/e2e/k8s_manifests.sh installs it).
@@ -82,22 +85,25 @@ ctl POST reset-log >/dev/null
 client_start a "$SNAP" --to app/data --wait --timeout 60
 JOB=$(wait_job 1)
 ctl GET log >"$T/log.json"
-# What was sent: GET DaemonSet (the image), GET PVC, POST Job; nothing else.
+# What was sent: GET Namespace (its Pod Security labels), GET DaemonSet (the
+# image), GET PVC, POST Job; then only polls of the Job, its pods and events.
 python3 - "$T/log.json" "$SNAP" "$IMAGE" "$T/job-a.json" <<'EOF' || fail "restore-pvc sent other requests or another Job than expected"
 import json, sys
 log, snap, image, out = json.load(open(sys.argv[1])), sys.argv[2], sys.argv[3], sys.argv[4]
 def die(m):
     print("FAIL: " + m, file=sys.stderr); sys.exit(1)
 calls = [(r["method"], r["path"]) for r in log]
-want = [("GET", "/apis/apps/v1/namespaces/cairn-system/daemonsets/cairn-agent"),
+want = [("GET", "/api/v1/namespaces/app"),
+        ("GET", "/apis/apps/v1/namespaces/cairn-system/daemonsets/cairn-agent"),
         ("GET", "/api/v1/namespaces/app/persistentvolumeclaims/data"),
         ("POST", "/apis/batch/v1/namespaces/app/jobs")]
-if calls[:3] != want or any(c != ("GET", "/apis/batch/v1/namespaces/app/jobs/" + c[1].split("/")[-1]) and
-                             not c[1].startswith("/api/v1/namespaces/app/pods") for c in calls[3:]):
+if calls[:4] != want or any(c != ("GET", "/apis/batch/v1/namespaces/app/jobs/" + c[1].split("/")[-1]) and
+                             c not in (("GET", "/api/v1/namespaces/app/pods"),
+                                       ("GET", "/api/v1/namespaces/app/events")) for c in calls[4:]):
     die("calls: %r" % calls)
 if any(r["auth"] != "ok" for r in log):
     die("a request without the token")
-post = log[2]
+post = log[3]
 if post["content_type"] != "application/json":
     die("content type %r" % post["content_type"])
 labels = {"app.kubernetes.io/name": "cairn", "app.kubernetes.io/component": "restore",
@@ -214,13 +220,15 @@ def die(m):
     print("FAIL: " + m, file=sys.stderr); sys.exit(1)
 # the polls while waiting (GET of the Job, list of its pods) may come in any number
 calls = [(r["method"], r["path"]) for r in log
-         if r["method"] != "GET" or ("/jobs/" not in r["path"] and not r["path"].endswith("/pods"))]
-want = [("GET", "/api/v1/namespaces/restore-ns/persistentvolumeclaims/data-copy.v2"),
+         if r["method"] != "GET" or ("/jobs/" not in r["path"] and not r["path"].endswith("/pods")
+                                     and not r["path"].endswith("/events"))]
+want = [("GET", "/api/v1/namespaces/restore-ns"),
+        ("GET", "/api/v1/namespaces/restore-ns/persistentvolumeclaims/data-copy.v2"),
         ("POST", "/api/v1/namespaces/restore-ns/persistentvolumeclaims"),
         ("POST", "/apis/batch/v1/namespaces/restore-ns/jobs")]
 if calls != want:
     die("calls: %r" % calls)
-pvc = log[1]["body"]
+pvc = log[2]["body"]
 expected = {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
             "metadata": {"name": "data-copy.v2", "namespace": "restore-ns",
                          "labels": {"app.kubernetes.io/name": "cairn", "app.kubernetes.io/component": "restore",
@@ -230,7 +238,7 @@ expected = {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
                      "storageClassName": "fast-ssd"}}
 if pvc != expected:
     die("PVC sent: %r" % pvc)
-job = log[2]["body"]
+job = log[3]["body"]
 spec = job["spec"]["template"]["spec"]
 if job["metadata"]["namespace"] != "restore-ns" or job["metadata"]["generateName"] != "cairn-restore-data-copy-v2-" \
         or spec["volumes"][0] != {"name": "target", "persistentVolumeClaim": {"claimName": "data-copy.v2"}} \

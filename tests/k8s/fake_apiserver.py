@@ -41,6 +41,16 @@ the calls the agent makes, nothing more:
   GET   /apis/apps/v1/namespaces/NS/daemonsets/NAME
   GET   /api/v1/namespaces/NS/pods?labelSelector=...    pods of one namespace
   GET   /api/v1/namespaces/NS/pods/NAME/log?container=C&tailLines=N   text/plain
+  GET   /api/v1/namespaces/NAME                         a Namespace (labels; 404 NotFound)
+  GET   /api/v1/namespaces/NS/events?fieldSelector=...  an EventList (core/v1) of the
+        events POSTed and those of the fake job controller; field selectors
+        (=, ==, !=; comma = and) on involvedObject.kind/name/namespace/uid/
+        apiVersion/fieldPath, reason, type, source, reportingComponent,
+        metadata.name/namespace; any other field: 400 as the real server
+  A Job created in a namespace whose pods are rejected (its label
+  pod-security.kubernetes.io/enforce is "restricted", or /_control/reject-pods)
+  never gets a pod: like the job controller, the fake adds a Warning event
+  FailedCreate about the Job with the admission message instead.
 
 Every /api request needs "Authorization: Bearer <--token>", else 401 with a
 Status body. Failures are injected through the control API.
@@ -54,8 +64,9 @@ Control API (no authentication; the tests' side door), JSON bodies:
                                                 and continue tokens are gone
   POST /_control/fail       {"method","path","status","count"[,"watch"]}
                             the next count requests whose path starts with
-                            path fail (only watches / only others with
-                            "watch": true / false); 403 gets an RBAC message
+                            path (is path, with "exact": true) fail (only
+                            watches / only others with "watch": true / false);
+                            403 gets an RBAC message
   POST /_control/fail-reset                     forget every injected failure
   POST /_control/pvc        {pvc}    add or replace a PVC (ADDED/MODIFIED event)
   POST /_control/pv         {pv}
@@ -84,6 +95,12 @@ Control API (no authentication; the tests' side door), JSON bodies:
                             finish a Job (status.conditions, succeeded/failed)
                             and/or give it a pod (labels job-name) with that
                             log, or one whose container waits for that reason
+  POST /_control/namespace {"name", "labels"}   add or replace a Namespace
+  POST /_control/reject-pods {"namespace", "message"}   pods of Jobs created
+                            from now on in that namespace are rejected with
+                            that message ("" or null: no longer)
+  POST /_control/k8s-event {event}   store a core/v1 Event as is (metadata.name,
+                            namespace, uid, resourceVersion filled in)
 
 Usage: fake_apiserver.py --token T [--port 0] [--port-file F]
                          [--tls-cert PEM --tls-key PEM]
@@ -125,7 +142,14 @@ STATE = {
     "daemonsets": {},  # "ns/name" -> apps/v1 DaemonSet
     "podlogs": {},     # "ns/pod" -> log text
     "created": [],     # PVCs and Jobs as POSTed (after name generation)
+    "namespaces": {},  # name -> Namespace
+    "reject_pods": {}, # namespace -> admission message for the pods of new Jobs
 }
+
+EVENT_FIELDS = ("involvedObject.kind", "involvedObject.namespace", "involvedObject.name",
+                "involvedObject.uid", "involvedObject.apiVersion",
+                "involvedObject.resourceVersion", "involvedObject.fieldPath", "reason",
+                "reportingComponent", "source", "type", "metadata.namespace", "metadata.name")
 
 
 def status_obj(code, reason, message):
@@ -249,12 +273,59 @@ def forbidden_target(path):
         group, parts = parts[1], ["api"] + parts[2:]
     ns = None
     if len(parts) > 3 and parts[2] == "namespaces":
-        ns, parts = parts[3], parts[:2] + parts[4:]
+        ns = parts[3]
+        if len(parts) > 4:
+            parts = parts[:2] + parts[4:]
     res = parts[2] if len(parts) > 2 else ""
     if len(parts) > 4:
         res += "/" + parts[4]
     scope = 'in the namespace "%s"' % ns if ns else "at the cluster scope"
-    return res, group, scope
+    return res, group, scope, len(parts) == 3
+
+
+def parse_event_selector(sel):
+    """[(field, op, value)] of an events field selector; ValueError(message)."""
+    reqs = []
+    for part in (sel.split(",") if sel else []):
+        for op in ("!=", "==", "="):
+            if op in part:
+                k, v = part.split(op, 1)
+                break
+        else:
+            raise ValueError('invalid selector: \'%s\'; can\'t understand \'%s\'' % (sel, part))
+        if k not in EVENT_FIELDS:
+            raise ValueError('"%s" is not a known field selector: only "%s"'
+                             % (k, '", "'.join(EVENT_FIELDS)))
+        reqs.append((k, "!=" if op == "!=" else "=", v))
+    return reqs
+
+
+def event_field(ev, field):
+    if field == "source":
+        return (ev.get("source") or {}).get("component", "")
+    obj = ev
+    for part in field.split("."):
+        obj = (obj or {}).get(part) if isinstance(obj, dict) else None
+    return obj if isinstance(obj, str) else ""
+
+
+def job_event(job, etype, reason, message):
+    """A core/v1 Event from the job controller about job (LOCK held)."""
+    md = job["metadata"]
+    ts = now_rfc3339()
+    ev = {"apiVersion": "v1", "kind": "Event",
+          "metadata": {"name": "%s.%x" % (md["name"], int(time.time() * 1e9)),
+                       "namespace": md["namespace"], "uid": str(uuid.uuid4()),
+                       "resourceVersion": str(next_rv()), "creationTimestamp": ts},
+          "involvedObject": {"kind": "Job", "namespace": md["namespace"], "name": md["name"],
+                             "uid": md["uid"], "apiVersion": "batch/v1",
+                             "resourceVersion": md.get("resourceVersion", "")},
+          "reason": reason, "message": message,
+          "source": {"component": "job-controller"},
+          "firstTimestamp": ts, "lastTimestamp": ts, "count": 1, "type": etype,
+          "eventTime": None, "reportingComponent": "job-controller", "reportingInstance": ""}
+    STATE["events"].append(ev)
+    return ev
 
 
 def now_rfc3339():
@@ -371,7 +442,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self.status(401, "Unauthorized", "Unauthorized")
         with LOCK:
             for f in STATE["fail"]:
-                if f["count"] > 0 and url.path.startswith(f["path"]) and \
+                if f["count"] > 0 and (url.path == f["path"] if f.get("exact")
+                                       else url.path.startswith(f["path"])) and \
                         f.get("method", method) == method and \
                         f.get("watch") in (None, q.get("watch") in ("1", "true")):
                     f["count"] -= 1
@@ -380,13 +452,15 @@ class Handler(http.server.BaseHTTPRequestHandler):
             else:
                 code = 0
         if code == 403:
-            verb = "watch" if q.get("watch") else {"GET": "list" if url.path == "/api/v1/pods" else "get",
+            res, group, scope, collection = forbidden_target(url.path)
+            verb = "watch" if q.get("watch") else {"GET": "list" if collection else "get",
                                                    "PATCH": "patch", "POST": "create"}.get(method, method.lower())
-            res, group, scope = forbidden_target(url.path)
             return self.status(403, "Forbidden",
                                '%s is forbidden: User "system:serviceaccount:cairn-system:cairn-agent" '
                                'cannot %s resource "%s" in API group "%s" %s'
-                               % (res + ("." + group if group else ""), verb, res, group, scope))
+                               % (res + ("." + group if group else "")
+                                  + (' "%s"' % url.path.rstrip("/").split("/")[-1] if not collection else ""),
+                                  verb, res, group, scope))
         if code:
             return self.status(code, "InternalError" if code >= 500 else "BadRequest",
                                "injected failure %d" % code)
@@ -412,6 +486,15 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if len(parts) == 5 and parts[:3] == ["api", "v1", "namespaces"] and parts[4] == "events" \
                 and method == "POST":
             return self.post_event(parts[3], raw)
+        if len(parts) == 5 and parts[:3] == ["api", "v1", "namespaces"] and parts[4] == "events" \
+                and method == "GET" and q.get("watch") not in ("1", "true"):
+            return self.list_events(parts[3], q)
+        if len(parts) == 4 and parts[:3] == ["api", "v1", "namespaces"] and method == "GET":
+            with LOCK:
+                nso = copy.deepcopy(STATE["namespaces"].get(parts[3]))
+            if nso is None:
+                return self.send_json(404, not_found("namespaces", "", parts[3]))
+            return self.send_json(200, nso)
         if self.route_secrets(method, parts) or self.route_snapshots(method, parts, raw) or \
                 self.route_restore(method, url, q, parts, raw):
             return None
@@ -561,6 +644,19 @@ class Handler(http.server.BaseHTTPRequestHandler):
             md["resourceVersion"] = str(next_rv())
             STATE["events"].append(ev)
         self.send_json(201, ev)
+
+    def list_events(self, ns, q):
+        try:
+            reqs = parse_event_selector(q.get("fieldSelector", ""))
+        except ValueError as e:
+            return self.status(400, "BadRequest", str(e))
+        with LOCK:
+            items = [copy.deepcopy(ev) for ev in STATE["events"]
+                     if (ev.get("metadata") or {}).get("namespace", ns) == ns and
+                     all((event_field(ev, k) == v) == (op == "=") for k, op, v in reqs)]
+            rv = str(STATE["rv"])
+        self.send_json(200, {"apiVersion": "v1", "kind": "EventList",
+                             "metadata": {"resourceVersion": rv}, "items": items})
 
     # ---- Secrets, VolumeSnapshots (the quiesce/snapshot tests) ----
     def route_secrets(self, method, parts):
@@ -809,8 +905,30 @@ class Handler(http.server.BaseHTTPRequestHandler):
             job["metadata"]["resourceVersion"] = str(next_rv())
             job["status"] = {"active": 1, "startTime": now_rfc3339()}
             STATE["jobs"][ns + "/" + name] = job
+            reject = self.pod_rejection(ns, job)
+            if reject:
+                # The job controller cannot create the pod: no pod, no
+                # active count, a FailedCreate event on the Job.
+                job["status"] = {"startTime": now_rfc3339()}
+                job_event(job, "Warning", "FailedCreate", "Error creating: " + reject)
             out = copy.deepcopy(job)
         self.send_json(201, out)
+
+    @staticmethod
+    def pod_rejection(ns, job):
+        """The admission message that rejects the pods of job, or None (LOCK held)."""
+        pod_name = job["metadata"]["name"] + "-" + uuid.uuid4().hex[:5]
+        if STATE["reject_pods"].get(ns):
+            return 'pods "%s" is forbidden: %s' % (pod_name, STATE["reject_pods"][ns])
+        labels = ((STATE["namespaces"].get(ns) or {}).get("metadata") or {}).get("labels") or {}
+        if labels.get("pod-security.kubernetes.io/enforce") == "restricted":
+            version = labels.get("pod-security.kubernetes.io/enforce-version", "latest")
+            return ('pods "%s" is forbidden: violates PodSecurity "restricted:%s": unrestricted '
+                    'capabilities (container "restore" must not include "CHOWN", '
+                    '"DAC_OVERRIDE", "FOWNER", "FSETID" in securityContext.capabilities.add), '
+                    'runAsNonRoot != true (pod or container "restore" must set '
+                    'securityContext.runAsNonRoot=true)' % (pod_name, version))
+        return None
 
     def control_restore(self, method, what, arg):
         """Control calls for Jobs (LOCK held); None when not one of them."""
@@ -818,6 +936,29 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return copy.deepcopy(list(STATE["jobs"].values()))
         if method == "GET" and what == "created":
             return copy.deepcopy(STATE["created"])
+        if method == "POST" and what == "namespace":
+            labels = dict(arg.get("labels") or {})
+            labels["kubernetes.io/metadata.name"] = arg["name"]
+            old = STATE["namespaces"].get(arg["name"])
+            STATE["namespaces"][arg["name"]] = {
+                "apiVersion": "v1", "kind": "Namespace",
+                "metadata": {"name": arg["name"], "labels": labels,
+                             "uid": old["metadata"]["uid"] if old else str(uuid.uuid4()),
+                             "resourceVersion": str(next_rv()),
+                             "creationTimestamp": now_rfc3339()},
+                "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}}
+            return {}
+        if method == "POST" and what == "reject-pods":
+            STATE["reject_pods"][arg["namespace"]] = arg.get("message") or ""
+            return {}
+        if method == "POST" and what == "k8s-event":
+            md = arg.setdefault("metadata", {})
+            md.setdefault("name", "%s.%x" % ((arg.get("involvedObject") or {}).get("name", "x"),
+                                             int(time.time() * 1e9)))
+            md.setdefault("uid", str(uuid.uuid4()))
+            md["resourceVersion"] = str(next_rv())
+            STATE["events"].append(arg)
+            return {}
         if method == "POST" and what == "daemonset":
             md = arg.setdefault("metadata", {})
             STATE["daemonsets"][md.get("namespace", "default") + "/" + md["name"]] = arg
@@ -927,7 +1068,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             elif method == "GET" and what == "volumesnapshots":
                 data = [dict(copy.deepcopy(e["obj"]), deleted=e["deleted"], sent=e["sent"], gets=e["gets"])
                         for e in STATE["vs"].values()]
-            elif what in ("jobs", "created", "daemonset", "job"):
+            elif what in ("jobs", "created", "daemonset", "job", "namespace", "reject-pods",
+                          "k8s-event"):
                 data = self.control_restore(method, what, arg)
                 if data is None:
                     return self.send_json(404, {"error": "unknown control or no such job"})

@@ -158,12 +158,123 @@ static void states(void)
     }
 }
 
+static void admission(void)
+{
+    static const struct {
+        const char *json;
+        enum cairn_pss_verdict want;
+        const char *label;
+    } ns[] = {
+        {"{}", CAIRN_PSS_OK, NULL},
+        {"{\"metadata\":{\"name\":\"a\"}}", CAIRN_PSS_OK, NULL},
+        {"{\"metadata\":{\"labels\":{\"pod-security.kubernetes.io/enforce\":\"baseline\"}}}",
+         CAIRN_PSS_OK, NULL},
+        {"{\"metadata\":{\"labels\":{\"pod-security.kubernetes.io/enforce\":\"privileged\"}}}",
+         CAIRN_PSS_OK, NULL},
+        {"{\"metadata\":{\"labels\":{\"pod-security.kubernetes.io/enforce\":\"restricted\","
+         "\"pod-security.kubernetes.io/enforce-version\":\"v1.29\"}}}",
+         CAIRN_PSS_ENFORCED, "pod-security.kubernetes.io/enforce"},
+        {"{\"metadata\":{\"labels\":{\"pod-security.kubernetes.io/warn\":\"restricted\","
+         "\"pod-security.kubernetes.io/audit\":\"restricted\","
+         "\"pod-security.kubernetes.io/enforce\":\"restricted\"}}}",
+         CAIRN_PSS_ENFORCED, "pod-security.kubernetes.io/enforce"},
+        {"{\"metadata\":{\"labels\":{\"pod-security.kubernetes.io/enforce\":\"baseline\","
+         "\"pod-security.kubernetes.io/warn\":\"restricted\"}}}",
+         CAIRN_PSS_WARN, "pod-security.kubernetes.io/warn"},
+        {"{\"metadata\":{\"labels\":{\"pod-security.kubernetes.io/audit\":\"restricted\"}}}",
+         CAIRN_PSS_WARN, "pod-security.kubernetes.io/audit"},
+        /* not the label, not the value: exact matches only */
+        {"{\"metadata\":{\"labels\":{\"pod-security.kubernetes.io/enforce-version\":"
+         "\"restricted\",\"pod-security.kubernetes.io/enforce\":\"Restricted\"}}}",
+         CAIRN_PSS_OK, NULL},
+        {"{\"metadata\":{\"labels\":{\"pod-security.kubernetes.io/enforce\":7}}}", CAIRN_PSS_OK,
+         NULL},
+        {"{\"metadata\":{\"labels\":[\"pod-security.kubernetes.io/enforce\"]}}", CAIRN_PSS_OK,
+         NULL},
+    };
+    /* core/v1 EventList: another Job's FailedCreate, ours twice (the newer
+     * wins), another reason, another kind of the same name, an older Job of
+     * the same name (other uid). */
+    static const char events[] =
+        "{\"apiVersion\":\"v1\",\"kind\":\"EventList\",\"items\":["
+        "{\"involvedObject\":{\"kind\":\"Job\",\"name\":\"cairn-restore-data-old12\"},"
+        "\"reason\":\"FailedCreate\",\"message\":\"other job\",\"lastTimestamp\":"
+        "\"2026-11-22T03:00:09Z\"},"
+        "{\"involvedObject\":{\"kind\":\"Job\",\"name\":\"cairn-restore-data-ab12c\","
+        "\"uid\":\"u1\"},\"reason\":\"FailedCreate\",\"message\":\"Error creating: first\","
+        "\"count\":1,\"lastTimestamp\":\"2026-11-22T03:00:01Z\"},"
+        "{\"involvedObject\":{\"kind\":\"Job\",\"name\":\"cairn-restore-data-ab12c\","
+        "\"uid\":\"u1\"},\"reason\":\"FailedCreate\",\"message\":\"Error creating: pods "
+        "\\\"x\\\" is forbidden:\\n\\u001b[31mexceeded quota\",\"count\":4,"
+        "\"lastTimestamp\":\"2026-11-22T03:00:05Z\"},"
+        "{\"involvedObject\":{\"kind\":\"Job\",\"name\":\"cairn-restore-data-ab12c\"},"
+        "\"reason\":\"SuccessfulCreate\",\"message\":\"Created pod\","
+        "\"lastTimestamp\":\"2026-11-22T03:00:08Z\"},"
+        "{\"involvedObject\":{\"kind\":\"Pod\",\"name\":\"cairn-restore-data-ab12c\"},"
+        "\"reason\":\"FailedCreate\",\"message\":\"a pod\",\"lastTimestamp\":"
+        "\"2026-11-22T03:00:09Z\"},"
+        "{\"involvedObject\":{\"kind\":\"Job\",\"name\":\"cairn-restore-data-ab12c\","
+        "\"uid\":\"u0\"},\"reason\":\"FailedCreate\",\"message\":\"older job\","
+        "\"lastTimestamp\":\"2026-11-22T03:00:09Z\"},"
+        "{\"involvedObject\":{\"kind\":\"Job\",\"name\":\"cairn-restore-data-zz99z\"},"
+        "\"reason\":\"FailedCreate\",\"message\":\"by eventTime\",\"eventTime\":"
+        "\"2026-11-22T03:00:01.000000Z\"},"
+        "{\"involvedObject\":{\"kind\":\"Job\",\"name\":\"cairn-restore-data-zz99z\"},"
+        "\"reason\":\"FailedCreate\",\"message\":\"by creation\",\"count\":0,"
+        "\"metadata\":{\"creationTimestamp\":\"2026-11-22T03:00:00Z\"}}]}";
+    size_t i;
+    char why[256];
+    int64_t count = 0;
+    json_t *j;
+    for (i = 0; i < sizeof ns / sizeof *ns; i++) {
+        const char *label = "unset";
+        enum cairn_pss_verdict v;
+        j = json_loads(ns[i].json, 0, NULL);
+        CHECK(j, "namespace %zu does not parse", i);
+        v = cairn_restore_pss_check(j, &label);
+        CHECK(v == ns[i].want && (ns[i].label ? label && strcmp(label, ns[i].label) == 0 : !label),
+              "namespace %zu: %d '%s'", i, v, label ? label : "(null)");
+        json_decref(j);
+    }
+    CHECK(cairn_restore_pss_check(NULL, NULL) == CAIRN_PSS_OK, "NULL namespace");
+
+    j = json_loads(events, 0, NULL);
+    CHECK(j, "events do not parse");
+    CHECK(cairn_job_failed_create(j, "cairn-restore-data-ab12c", "u1", why, sizeof why, &count) ==
+                  1 &&
+              strcmp(why, "Error creating: pods \"x\" is forbidden:  [31mexceeded quota") == 0 &&
+              count == 4,
+          "failed create: '%s' %lld", why, (long long)count);
+    /* no uid known: the older Job's event (same name, newest) counts too */
+    CHECK(cairn_job_failed_create(j, "cairn-restore-data-ab12c", NULL, why, sizeof why, NULL) ==
+                  1 && strcmp(why, "older job") == 0,
+          "no uid: '%s'", why);
+    CHECK(cairn_job_failed_create(j, "cairn-restore-data-zz99z", "u9", why, sizeof why, &count) ==
+                  1 && strcmp(why, "by eventTime") == 0 && count == 1,
+          "eventTime: '%s' %lld", why, (long long)count);
+    CHECK(cairn_job_failed_create(j, "cairn-restore-data-nope1", "u1", why, sizeof why, &count) ==
+              0,
+          "another Job's event counted");
+    CHECK(cairn_job_failed_create(j, "cairn-restore-data-ab12", "u1", why, sizeof why, &count) ==
+              0,
+          "a name prefix counted");
+    CHECK(cairn_job_failed_create(j, "cairn-restore-data-ab12c", "u1", why, 8, NULL) == 1 &&
+              strcmp(why, "Error c") == 0,
+          "cut: '%s'", why);
+    json_decref(j);
+    j = json_loads("{\"items\":{}}", 0, NULL);
+    CHECK(cairn_job_failed_create(j, "x", NULL, why, sizeof why, NULL) == 0, "items not a list");
+    json_decref(j);
+    CHECK(cairn_job_failed_create(NULL, "x", NULL, why, sizeof why, NULL) == 0, "NULL list");
+}
+
 int main(void)
 {
     names();
     quantities();
     build();
     states();
+    admission();
     if (failures) {
         fprintf(stderr, "%d failure(s)\n", failures);
         return 1;
