@@ -682,12 +682,45 @@ static int sock_ready(const char *path)
     return ok;
 }
 
-/* Stops the private server cleanly: SIGTERM, then its exit status must be 0. */
-static int stop_server(pid_t pid, const char *log, cairn_err *err)
+/* Stops the private server cleanly: SIGTERM, then its exit status must be 0.
+ * SIGTERM is sent again every 5 s (harmless once it shuts down); a server
+ * still there after timeout_s is killed, and that is an error (seen once: a
+ * mariadbd told to stop just after it opened its socket hung in shutdown,
+ * and restore-mysql with it). */
+static int stop_server(pid_t pid, const char *log, int timeout_s, cairn_err *err)
 {
+    double start = cairn_mono(), last = start;
     kill(pid, SIGTERM);
-    return cairn_my_wait(pid, "the temporary mariadbd (shutdown)", log, err);
+    for (;;) {
+        siginfo_t si;
+        double now;
+        memset(&si, 0, sizeof si);
+        /* WNOWAIT: look without reaping; cairn_my_wait reaps and explains */
+        if (waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT) != 0 ? errno != EINTR
+                                                                             : si.si_pid == pid)
+            return cairn_my_wait(pid, "the temporary mariadbd (shutdown)", log, err);
+        now = cairn_mono();
+        if (now - start > timeout_s) {
+            kill(pid, SIGKILL);
+            while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+                ;
+            return cairn_error(err, CAIRN_FAILED,
+                               "the temporary mariadbd did not shut down within %d s; it was "
+                               "killed (its log: %s)",
+                               timeout_s, log);
+        }
+        if (now - last >= 5) {
+            kill(pid, SIGTERM);
+            last = now;
+        }
+        usleep(50000);
+    }
 }
+
+/* How long the private server may take to shut down: after a replay (it
+ * flushes what it replayed), and when the restore failed anyway. */
+#define STOP_TIMEOUT_S 600
+#define STOP_TIMEOUT_FAILED_S 30
 
 static int replay(const struct plan *pl, const char *target, const char *tmp,
                   const char *bindir, const char *user, uint64_t stop_pos, uint64_t last_seq,
@@ -812,7 +845,7 @@ static int replay(const struct plan *pl, const char *target, const char *tmp,
     }
     if (rc != CAIRN_OK)
         goto out;
-    rc = stop_server(spid, slog, err);
+    rc = stop_server(spid, slog, STOP_TIMEOUT_S, err);
     spid = -1;
 out:
     if (p[0] >= 0)
@@ -828,7 +861,7 @@ out:
         waitpid(bpid, NULL, 0);
     }
     if (spid > 0)
-        stop_server(spid, slog, &e2);
+        stop_server(spid, slog, STOP_TIMEOUT_FAILED_S, &e2);
     for (i = 0; names && i < nfiles; i++)
         free(names[i]);
     free(names);
