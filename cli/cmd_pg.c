@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -162,6 +163,8 @@ static void dir_of(const char *path, char *out, size_t n)
  * segments after name spooled (a fresh process: nothing of this one's state
  * is shared, and PostgreSQL does not wait for it). Not when one is running
  * already (it holds <spool>/<sysid>.lock and follows recovery by itself). */
+#define PREFETCH_NICE 10
+
 static void start_prefetch(struct cli *c, const char *sysid, const char *name, uint64_t segsize,
                            int n, const char *spool)
 {
@@ -233,6 +236,10 @@ static void start_prefetch(struct cli *c, const char *sysid, const char *name, u
         setsid();
         if (fork() != 0)
             _exit(0);
+        /* background work: where CPUs are short, the server's replay and the
+         * next restore_command (a spool hit) go first; the worker has the
+         * time replay takes to stay ahead */
+        (void)setpriority(PRIO_PROCESS, 0, PREFETCH_NICE); /* best effort */
         fd = open("/dev/null", O_RDWR);
         if (fd >= 0) {
             dup2(fd, 0);
