@@ -127,6 +127,8 @@ struct cairn_my_restore_opts {
     const char *server;          /* NULL: the only server with base backups */
     const char *snapshot;        /* NULL: choose; else this base backup (id prefix) */
     const char *user;            /* owner for mariadbd --user; NULL = "mysql" when root */
+    int stop_timeout_s;          /* the private server's shutdown, at most (0: 600 s;
+                                  * after a failure at most 30 s) */
     cairn_my_info_fn info;       /* progress lines (may be NULL) */
     void *info_arg;
 };

@@ -717,8 +717,8 @@ static int stop_server(pid_t pid, const char *log, int timeout_s, cairn_err *err
     }
 }
 
-/* How long the private server may take to shut down: after a replay (it
- * flushes what it replayed), and when the restore failed anyway. */
+/* How long the private server may take to shut down by default: after a
+ * replay (it flushes what it replayed), and when the restore failed anyway. */
 #define STOP_TIMEOUT_S 600
 #define STOP_TIMEOUT_FAILED_S 30
 
@@ -736,7 +736,7 @@ static int replay(const struct plan *pl, const char *target, const char *tmp,
                            NULL};
     size_t na = 0, nb = 0, i, nfiles = (size_t)(last_seq - pl->first_seq + 1);
     pid_t spid = -1, bpid = -1, cpid = -1;
-    int p[2] = {-1, -1}, rc, k;
+    int p[2] = {-1, -1}, rc, k, stop_s = o->stop_timeout_s > 0 ? o->stop_timeout_s : STOP_TIMEOUT_S;
     cairn_err e2;
     char **names = NULL;
 
@@ -845,7 +845,7 @@ static int replay(const struct plan *pl, const char *target, const char *tmp,
     }
     if (rc != CAIRN_OK)
         goto out;
-    rc = stop_server(spid, slog, STOP_TIMEOUT_S, err);
+    rc = stop_server(spid, slog, stop_s, err);
     spid = -1;
 out:
     if (p[0] >= 0)
@@ -861,7 +861,8 @@ out:
         waitpid(bpid, NULL, 0);
     }
     if (spid > 0)
-        stop_server(spid, slog, STOP_TIMEOUT_FAILED_S, &e2);
+        stop_server(spid, slog, stop_s < STOP_TIMEOUT_FAILED_S ? stop_s : STOP_TIMEOUT_FAILED_S,
+                    &e2);
     for (i = 0; names && i < nfiles; i++)
         free(names[i]);
     free(names);

@@ -153,7 +153,7 @@ static void on_info(void *arg, const char *msg)
 int cmd_restore_mysql(struct cli *c, int argc, char **argv)
 {
     const char *target = NULL, *to_time = NULL, *to_pos = NULL, *to_gtid = NULL, *server = NULL,
-               *from = NULL, *user = NULL;
+               *from = NULL, *user = NULL, *stop_timeout = NULL;
     int latest = 0, nt;
     struct opt opts[] = {
         {"target", 1, 0, &target, NULL, NULL, NULL},
@@ -164,11 +164,13 @@ int cmd_restore_mysql(struct cli *c, int argc, char **argv)
         {"server", 1, 0, &server, NULL, NULL, NULL},
         {"from", 1, 0, &from, NULL, NULL, NULL},
         {"user", 1, 0, &user, NULL, NULL, NULL},
+        {"stop-timeout", 1, 0, &stop_timeout, NULL, NULL, NULL},
         {NULL, 0, 0, NULL, NULL, NULL, NULL},
     };
     const char *usage = "cairn restore-mysql --target DIR (--to-time T | --to-position FILE:POS "
                         "| --to-gtid D-S-N | --latest) [--server ID] [--from SNAPSHOT] "
-                        "[--user USER]";
+                        "[--user USER] [--stop-timeout DURATION]";
+    int64_t stop_s = 0;
     struct cairn_my_target t;
     struct cairn_my_restore_opts ro;
     struct cairn_my_restore_result res;
@@ -183,6 +185,10 @@ int cmd_restore_mysql(struct cli *c, int argc, char **argv)
         cli_error("usage: %s", usage);
         return EXIT_USAGE;
     }
+    if (stop_timeout && (rc = cli_duration("stop-timeout", stop_timeout, 1, &stop_s)) != EXIT_OK)
+        return rc;
+    if (stop_s > 86400)
+        stop_s = 86400;
     memset(&t, 0, sizeof t);
     if (to_time) {
         t.kind = CAIRN_MY_TARGET_TIME;
@@ -213,6 +219,7 @@ int cmd_restore_mysql(struct cli *c, int argc, char **argv)
     ro.server = server;
     ro.snapshot = from;
     ro.user = user;
+    ro.stop_timeout_s = (int)stop_s;
     ro.info = on_info;
     ro.info_arg = c;
     cairn_err_clear(&err);

@@ -84,6 +84,45 @@ expect_in "removed again" "what is left said" "$ERR"
 [ ! -e "$T/r_fail" ] || fail "a failed replay left '$T/r_fail' behind: $(ls "$T/r_fail" | head)"
 ps -eo args | grep -v grep | grep -q -- "--datadir=$T/r_fail" && fail "the temporary mariadbd was left running"
 
+# --- a private server that does not shut down (seen once with a real
+# mariadbd stopped just after it opened its socket): restore-mysql kills it
+# after --stop-timeout instead of waiting forever, and says so; the fake
+# server listens on the socket and ignores SIGTERM
+cat >"$T/fakebin/mariadbd" <<'PY_EOF'
+#!/usr/bin/env python3
+import signal, socket, sys, time
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+path = [a.split("=", 1)[1] for a in sys.argv if a.startswith("--socket=")][0]
+s = socket.socket(socket.AF_UNIX)
+s.bind(path)
+s.listen(8)
+while True:
+    time.sleep(1)
+PY_EOF
+chmod 755 "$T/fakebin/mariadbd"
+for replay in fails succeeds; do
+  if [ $replay = succeeds ]; then
+    printf '#!/bin/sh\ncat >/dev/null\nexit 0\n' >"$T/fakebin/mariadb"
+  fi
+  PATH=$T/fakebin:$PATH
+  t0=$(date +%s)
+  run_cairn restore-mysql --target "$T/r_hang" --latest --stop-timeout 3s
+  t1=$(date +%s)
+  PATH=$OLDPATH
+  expect_rc 1 "restore-mysql with a server that does not stop (replay $replay)"
+  [ $((t1 - t0)) -lt 30 ] || fail "restore-mysql took $((t1 - t0)) s with a server that does not stop"
+  if [ $replay = succeeds ]; then
+    expect_in "did not shut down within 3 s" "the hung shutdown named" "$ERR"
+  else
+    expect_in "injected failure" "the replay's error kept" "$ERR"
+  fi
+  [ ! -e "$T/r_hang" ] || fail "a restore with a hung server left '$T/r_hang' behind"
+  ps -eo args | grep -v grep | grep -q -- "--datadir=$T/r_hang" && fail "the hung server was left running"
+done
+run_cairn restore-mysql --target "$T/r_bad" --latest --stop-timeout soon
+expect_rc 2 "restore-mysql --stop-timeout soon"
+expect_in "stop-timeout" "the bad option named" "$ERR"
+
 # --- targets the archive cannot reach
 run_cairn restore-mysql --target "$T/r_future" --to-time "2099-01-01 00:00:00"
 expect_rc 1 "restore-mysql to a time after the archive"
