@@ -16,7 +16,8 @@
  * cairn_archive_load() must succeed before the first archive_* call. The
  * public entry points that use libarchive load it themselves, before they
  * change anything: cairn_backup_run() (path backups; a stream backup does not
- * need it), cairn_restore() and cairn_dump(). It loads libarchive.so.13 once
+ * need it), cairn_restore(), cairn_pg_restore() (before it creates any
+ * directory) and cairn_dump(). It loads libarchive.so.13 once
  * per process (thread-safe; any thread may call it any number of times,
  * later calls only take a mutex). The table is owned here, filled once and
  * never freed; libarchive stays loaded until exit.

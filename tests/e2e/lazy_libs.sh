@@ -145,7 +145,7 @@ nsnap=$((nsnap + 1))
 # ---- libarchive unloadable: a clear error, nothing recorded or written
 repo_state >"$T/state.before"
 no_archive backup "$T/src"
-expect_error "backup of a directory with libarchive unloadable"
+expect_rc 1 "backup of a directory with libarchive unloadable"
 expect_in "cannot load libdoesnotexist.so.9 (needed for backing up, restoring and dumping files)" \
   "backup: the error names the library and what needs it" "$ERR"
 expect_in "install the libarchive13 package" "backup: the error names the package" "$ERR"
@@ -156,7 +156,7 @@ repo_state >"$T/state.after"
 diff "$T/state.before" "$T/state.after" >&2 || fail "a backup without libarchive changed the repository"
 
 no_archive restore latest --target "$T/new-target"
-expect_error "restore into a new directory with libarchive unloadable"
+expect_rc 1 "restore into a new directory with libarchive unloadable"
 expect_in "cannot load libdoesnotexist.so.9 (needed for backing up, restoring and dumping files)" \
   "restore: the error names the library and what needs it" "$ERR"
 expect_in "install the libarchive13 package" "restore: the error names the package" "$ERR"
@@ -169,7 +169,7 @@ expect_error "restore --overwrite with libarchive unloadable"
 expect_in "install the libarchive13 package" "restore --overwrite: the error names the package" "$ERR"
 diff -r "$T/old-target.copy" "$T/old-target" >&2 || fail "a restore without libarchive changed its target"
 no_archive dump latest
-expect_error "dump with libarchive unloadable"
+expect_rc 1 "dump with libarchive unloadable"
 expect_in "install the libarchive13 package" "dump: the error names the package" "$ERR"
 [ ! -s "$OUT" ] || fail "a dump without libarchive wrote $(stat -c %s "$OUT") bytes"
 
