@@ -2,8 +2,6 @@
 #define _GNU_SOURCE
 #include "backup.h"
 
-#include <archive.h>
-#include <archive_entry.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -16,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "archive_dl.h"
 #include "chunker.h"
 #include "internal.h"
 #include "lock.h"
@@ -1217,14 +1216,21 @@ int cairn_backup_run(cairn_repo *r, const struct cairn_backup_opts *o,
     }
     cairn_chunker_init(&c.chunker, cfg->gear_key, cfg->chunk_min, cfg->chunk_avg,
                        cfg->chunk_max);
-    c.disk = archive_read_disk_new();
-    c.entry = archive_entry_new();
-    if (!c.disk || !c.entry) {
-        rc = cairn_error(err, CAIRN_FATAL, "out of memory");
-        goto out;
+    /* files and directories: their metadata (ACLs, xattrs, flags, sparse
+     * maps) is read with libarchive, loaded here before anything is written;
+     * a stream backup does not need it */
+    if (!o->stream_name) {
+        if ((rc = cairn_archive_load(err)) != CAIRN_OK)
+            goto out;
+        c.disk = archive_read_disk_new();
+        c.entry = archive_entry_new();
+        if (!c.disk || !c.entry) {
+            rc = cairn_error(err, CAIRN_FATAL, "out of memory");
+            goto out;
+        }
+        archive_read_disk_set_standard_lookup(c.disk);
+        archive_read_disk_set_behavior(c.disk, 0);
     }
-    archive_read_disk_set_standard_lookup(c.disk);
-    archive_read_disk_set_behavior(c.disk, 0);
 
     /* the shared lease keeps prune away until the snapshot is written; taking
      * it brings the catalog up to date, so dedup never relies on pruned data */

@@ -1,8 +1,9 @@
 /* engine/dl.h — optional shared libraries loaded at run time (dlopen) by the
  * commands that need them, so that every other command starts without them.
  * Each such library has a small module owning its table of function pointers:
- * uploaders/curl_dl.h (libcurl: S3 store, Kubernetes API) and agent/pq_dl.h
- * (libpq: PostgreSQL connections).
+ * uploaders/curl_dl.h (libcurl: S3 store, Kubernetes API), agent/pq_dl.h
+ * (libpq: PostgreSQL connections) and engine/archive_dl.h (libarchive: file
+ * metadata on backup, restore, dump).
  *
  * Ownership: the module owns its table and its struct cairn_dl_once (both
  * static). A library that loaded is never closed: its functions stay valid

@@ -1,10 +1,9 @@
 /* engine/tree.c — tree objects: JSON encoding and libarchive entry conversion. */
 #define _GNU_SOURCE
 #include "tree.h"
+#include "archive_dl.h"
 #include "internal.h"
 
-#include <archive.h>
-#include <archive_entry.h>
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>

@@ -36,14 +36,13 @@
 #define _GNU_SOURCE
 #include "restore.h"
 
-#include <archive.h>
-#include <archive_entry.h>
 #include <inttypes.h>
 #include <locale.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "../engine/archive_dl.h"
 #include "pipeline.h"
 
 enum dfmt { DF_TAR, DF_PAX, DF_ZIP };
@@ -286,6 +285,9 @@ int cairn_dump(cairn_repo *r, const struct cairn_snapshot *snap, const char *pat
     else
         return cairn_error(err, CAIRN_FAILED, "unknown dump format '%s' (valid: tar, pax, zip)",
                            format);
+    /* before the first byte is written to fd */
+    if ((rc = cairn_archive_load(err)) != CAIRN_OK)
+        return rc;
 
     memset(&sel, 0, sizeof sel);
     sel.start = path;

@@ -26,6 +26,7 @@
 #include <openssl/evp.h>
 #include <zstd.h>
 
+#include "../engine/archive_dl.h"
 #include "../engine/crc32c.h"
 #include "../engine/logobj.h"
 
@@ -1942,6 +1943,10 @@ int cairn_pg_restore(cairn_repo *r, const struct cairn_pg_plan *plan,
     size_t n_tsd = 0;
     int rc;
 
+    /* cairn_restore() loads libarchive too, but the tablespace directories
+     * are created before it runs: fail before anything is */
+    if ((rc = cairn_archive_load(err)) != CAIRN_OK)
+        return rc;
     rc = cairn_repo_snapshot_get(r, plan->base.snapshot, NULL, &snap, err);
     if (rc != CAIRN_OK)
         return rc;

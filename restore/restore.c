@@ -50,8 +50,6 @@
 #define _GNU_SOURCE
 #include "restore.h"
 
-#include <archive.h>
-#include <archive_entry.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -65,6 +63,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "../engine/archive_dl.h"
 #include "pipeline.h"
 
 #define PROGRESS_INTERVAL 0.1 /* seconds */
@@ -873,6 +872,9 @@ int cairn_restore(cairn_repo *r, const struct cairn_snapshot *snap,
     c.st = st;
     if (!opts || !opts->target || !*opts->target)
         return cairn_error(err, CAIRN_FAILED, "restore: no target directory given");
+    /* before the target is created or touched */
+    if ((rc = cairn_archive_load(err)) != CAIRN_OK)
+        return rc;
 
     rc = target_state(opts->target, err);
     if (rc < 0 && rc != CAIRN_NOTFOUND)

@@ -17,11 +17,12 @@ BUILD_PACKAGES=(
   libsodium-dev
   libjansson-dev
   libpq-dev         # PostgreSQL client library: backup-pg (pg_backup_start/stop)
-  # Nothing links these two: cairn loads them with dlopen only in the commands
-  # that need them (engine/dl.h). The -dev packages above give the headers;
-  # these are the libraries themselves, listed so they stay installed.
+  # Nothing links these three: cairn loads them with dlopen only in the
+  # commands that need them (engine/dl.h). The -dev packages above give the
+  # headers; these are the libraries themselves, listed so they stay installed.
   libcurl4          # S3 repositories, the Kubernetes API
   libpq5            # PostgreSQL connections
+  libarchive13      # backup of files, restore, dump
 )
 
 # apt_install PKG...: install the packages that are not installed yet.

@@ -1,17 +1,22 @@
 #!/usr/bin/env bash
-# libcurl and libpq are loaded at run time only by the commands that need them
-# (engine/dl.h, uploaders/curl_dl.h, agent/pq_dl.h), so that wal-push and
-# wal-fetch, run by PostgreSQL once per segment, start without ~30 libraries.
-# - the binary does not link them (ldd);
-# - init, backup, wal-push and wal-fetch against a local repository load
-#   neither (the dynamic loader's own trace, LD_DEBUG=files, names every object
-#   a process loads), and still work when both are made unloadable;
+# libcurl, libpq and libarchive are loaded at run time only by the commands
+# that need them (engine/dl.h, uploaders/curl_dl.h, agent/pq_dl.h,
+# engine/archive_dl.h), so that wal-push and wal-fetch, run by PostgreSQL once
+# per segment, start without ~40 libraries.
+# - the binary does not link them, nor libarchive's libxml2, ICU, libstdc++
+#   (ldd);
+# - init, wal-push and wal-fetch against a local repository load none of them
+#   (the dynamic loader's own trace, LD_DEBUG=files, names every object a
+#   process loads), and still work when all three are made unloadable;
+#   backup of a directory, restore and dump load libarchive only, a stream
+#   backup (--stdin) none;
 # - an s3:// command loads libcurl (and not libpq), backup-pg loads libpq (and
 #   not libcurl);
 # - with the library unloadable (the test-only CAIRN_TEST_CURL_SONAME /
-#   CAIRN_TEST_PQ_SONAME), or lacking a function, those commands exit non-zero
-#   with a message naming the library, what needs it and the package, and
-#   record nothing.
+#   CAIRN_TEST_PQ_SONAME / CAIRN_TEST_ARCHIVE_SONAME), or lacking a function,
+#   those commands exit non-zero with a message naming the library, what needs
+#   it and the package, and record or write nothing (no snapshot, no repository
+#   object, the restore target neither created nor changed, no dump bytes).
 # Needs no network, database server or root: the S3 endpoint is a closed
 # loopback port and the PostgreSQL data directory a fake one.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -20,8 +25,12 @@ need_cmd ldd
 # ---- the binary does not link them
 ldd "$CAIRN" >"$T/ldd.txt" || fail "ldd '$CAIRN' failed"
 grep -q 'libsqlite3' "$T/ldd.txt" || fail "ldd does not list libsqlite3: cannot judge its output"
-if grep -E 'libcurl|libpq' "$T/ldd.txt" >&2; then
-  fail "cairn is linked against libcurl or libpq (they must be loaded with dlopen)"
+# libstdc++ (libarchive's ICU needs it) is also what the sanitizer runtimes
+# need: checked only in a build without them.
+lazy='libcurl|libpq|libarchive|libxml2|libicu'
+grep -qE 'libasan|libubsan' "$T/ldd.txt" || lazy="$lazy|libstdc\+\+"
+if grep -E "$lazy" "$T/ldd.txt" >&2; then
+  fail "cairn is linked against libcurl, libpq or libarchive (or what libarchive needs): they must be loaded with dlopen"
 fi
 echo "cairn links $(grep -c . "$T/ldd.txt") objects" >&2
 
@@ -35,12 +44,13 @@ traced() {
 loaded() {
   cat "$T/ld.$1".* 2>/dev/null | sed -n 's/.*file=\([^ ]*\) .*/\1/p' | sort -u
 }
-# not_loaded NAME WHAT: fail if the traced run loaded libcurl or libpq.
+# not_loaded NAME WHAT: fail if the traced run loaded libcurl, libpq or
+# libarchive (or libxml2, which only libarchive brings).
 not_loaded() {
   loaded "$1" >"$T/loaded.$1"
   grep -q '^libsqlite3\.so' "$T/loaded.$1" || fail "$2: no loader trace (LD_DEBUG=files gave nothing)"
-  if grep -E 'libcurl|libpq' "$T/loaded.$1" >&2; then
-    fail "$2 loaded libcurl or libpq"
+  if grep -E 'libcurl|libpq|libarchive|libxml2' "$T/loaded.$1" >&2; then
+    fail "$2 loaded libcurl, libpq or libarchive"
   fi
 }
 # only_loaded NAME LIB OTHER WHAT: the traced run loaded LIB, not OTHER.
@@ -49,10 +59,20 @@ only_loaded() {
   grep -q "^$2" "$T/loaded.$1" || { cat "$T/loaded.$1" >&2; fail "$4 did not load $2"; }
   if grep "$3" "$T/loaded.$1" >&2; then fail "$4 loaded $3 too"; fi
 }
-# unloadable ARGS...: run_cairn with both libraries unloadable.
+# unloadable ARGS...: run_cairn with all three libraries unloadable.
 unloadable() {
   CAIRN_TEST_CURL_SONAME=libdoesnotexist.so.9 CAIRN_TEST_PQ_SONAME=libdoesnotexist.so.9 \
-    run_cairn "$@"
+    CAIRN_TEST_ARCHIVE_SONAME=libdoesnotexist.so.9 run_cairn "$@"
+}
+# no_archive ARGS...: run_cairn with libarchive unloadable.
+no_archive() {
+  CAIRN_TEST_ARCHIVE_SONAME=libdoesnotexist.so.9 run_cairn "$@"
+}
+# repo_state: every file of the repository with its size, and the snapshots.
+repo_state() {
+  (cd "$CAIRN_REPO" && find . -printf '%p %s\n' | sort)
+  cairn_ok snapshots --json >"$T/state.json"
+  json_get "$T/state.json" '[s["id"] for s in j]'
 }
 
 # wal_segment FILE: a 16 MiB WAL segment of system 7000000000000000001 on
@@ -81,7 +101,7 @@ randfile "$T/src/a.bin" 100000
 printf 'hello\n' >"$T/src/b.txt"
 traced backup backup "$T/src"
 expect_rc 0 "backup"
-not_loaded backup "backup into a local repository"
+only_loaded backup libarchive.so.13 'libcurl\|libpq' "backup of a directory into a local repository"
 
 seg1=$T/pg_wal/000000010000000000000001
 seg2=$T/pg_wal/000000010000000000000002
@@ -101,12 +121,61 @@ rm -f "$T/fetched"
 unloadable wal-fetch --system-id "$SYSID" --prefetch 0 000000010000000000000002 "$T/fetched"
 expect_rc 0 "wal-fetch with libcurl and libpq unloadable"
 cmp -s "$seg2" "$T/fetched" || fail "wal-fetch (libraries unloadable) did not give back the segment"
-unloadable backup "$T/src"
+CAIRN_TEST_CURL_SONAME=libdoesnotexist.so.9 CAIRN_TEST_PQ_SONAME=libdoesnotexist.so.9 \
+  run_cairn backup "$T/src"
 expect_rc 0 "backup with libcurl and libpq unloadable"
 unloadable snapshots --json
-expect_rc 0 "snapshots with libcurl and libpq unloadable"
+expect_rc 0 "snapshots with all three libraries unloadable"
 nsnap=$(json_get "$OUT" 'len(j)')
 [ "$nsnap" -eq 2 ] || fail "expected 2 snapshots, found $nsnap"
+
+# ---- libarchive: restore and dump load it and work; a stream backup does not
+traced restore restore latest --target "$T/restored"
+expect_rc 0 "restore"
+only_loaded restore libarchive.so.13 'libcurl\|libpq' "restore from a local repository"
+diff -r "$T/src" "$T/restored" >&2 || fail "restore did not give back the backed-up directory"
+traced dump dump latest --format pax
+expect_rc 0 "dump"
+only_loaded dump libarchive.so.13 'libcurl\|libpq' "dump"
+mkdir "$T/untarred"
+tar -xf "$OUT" -C "$T/untarred" || fail "tar cannot read the dump"
+diff -r "$T/src" "$T/untarred" >&2 || fail "the dump does not hold the backed-up directory"
+printf 'streamed\n' >"$T/stream.txt"
+LD_DEBUG=files LD_DEBUG_OUTPUT=$T/ld.stream "$CAIRN" backup --stdin --stdin-filename s.txt \
+  <"$T/stream.txt" >/dev/null 2>"$T/stream.err" || { cat "$T/stream.err" >&2; fail "backup --stdin failed"; }
+not_loaded stream "backup --stdin"
+nsnap=$((nsnap + 1))
+
+# ---- libarchive unloadable: a clear error, nothing recorded or written
+repo_state >"$T/state.before"
+no_archive backup "$T/src"
+expect_rc 1 "backup of a directory with libarchive unloadable"
+expect_in "cannot load libdoesnotexist.so.9 (needed for backing up, restoring and dumping files)" \
+  "backup: the error names the library and what needs it" "$ERR"
+expect_in "install the libarchive13 package" "backup: the error names the package" "$ERR"
+CAIRN_TEST_ARCHIVE_SONAME=libz.so.1 run_cairn backup "$T/src"
+expect_error "backup with a library that is not libarchive"
+expect_in "it has no function 'archive_entry_acl_count'" "a missing libarchive function is named" "$ERR"
+repo_state >"$T/state.after"
+diff "$T/state.before" "$T/state.after" >&2 || fail "a backup without libarchive changed the repository"
+
+no_archive restore latest --target "$T/new-target"
+expect_rc 1 "restore into a new directory with libarchive unloadable"
+expect_in "cannot load libdoesnotexist.so.9 (needed for backing up, restoring and dumping files)" \
+  "restore: the error names the library and what needs it" "$ERR"
+expect_in "install the libarchive13 package" "restore: the error names the package" "$ERR"
+[ ! -e "$T/new-target" ] || fail "a restore without libarchive created its target"
+mkdir "$T/old-target"
+printf 'keep me\n' >"$T/old-target/b.txt"
+cp -a "$T/old-target" "$T/old-target.copy"
+no_archive restore latest --target "$T/old-target" --overwrite
+expect_error "restore --overwrite with libarchive unloadable"
+expect_in "install the libarchive13 package" "restore --overwrite: the error names the package" "$ERR"
+diff -r "$T/old-target.copy" "$T/old-target" >&2 || fail "a restore without libarchive changed its target"
+no_archive dump latest
+expect_rc 1 "dump with libarchive unloadable"
+expect_in "install the libarchive13 package" "dump: the error names the package" "$ERR"
+[ ! -s "$OUT" ] || fail "a dump without libarchive wrote $(stat -c %s "$OUT") bytes"
 
 # ---- S3: libcurl is loaded (and only it); unloadable, a clear error
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
