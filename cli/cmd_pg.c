@@ -317,7 +317,7 @@ int cmd_wal_fetch(struct cli *c, int argc, char **argv)
     dir_of(c->args[1], dir, sizeof dir);
     snprintf(spooldir, sizeof spooldir, "%s/.cairn-prefetch", dir);
     /* a spool hit needs no repository: the spooled segment was verified when
-     * it was spooled and its SHA-256 is checked again now */
+     * it was spooled and is checked against its CRC-32C check file now */
     if (wn.kind == CAIRN_PG_SEGMENT && access(spooldir, F_OK) == 0 &&
         cairn_pg_wal_fetch_spooled(sysid, c->args[0], c->args[1], spooldir, &err) == CAIRN_OK) {
         struct stat st;

@@ -124,11 +124,11 @@ void cairn_pg_walrow_from_meta(const struct cairn_pg_walmeta *m, const char *key
 int cairn_pg_wal_fetch(cairn_store *s, const char *system_id, const char *name,
                        const char *dest, cairn_err *err);
 /* The same, but first from spool_dir (where cairn_pg_wal_prefetch() puts
- * verified segments) when it is not NULL: a spool file is the raw segment
- * plus a trailer with its SHA-256 (from the archived object, checked when it
- * was spooled); a hit checks the SHA-256 again, cuts the trailer off and
- * renames the file to dest. A damaged spool file is removed and the segment
- * fetched from the store. Waits up to 60 s for a prefetcher still
+ * verified segments) when it is not NULL: a spool entry is the raw segment
+ * and a check file beside it (a CRC-32C digest of the bytes whose SHA-256 was
+ * checked against the archived object when it was spooled); a hit checks the
+ * digest again and renames the segment to dest. A damaged spool entry is
+ * removed and the segment fetched from the store. Waits up to 60 s for a prefetcher still
  * downloading it; spooled files of earlier segments are removed. */
 int cairn_pg_wal_fetch_spool(cairn_store *s, const char *system_id, const char *name,
                              const char *dest, const char *spool_dir, cairn_err *err);
