@@ -718,6 +718,7 @@ static void run_backup(struct agent *a, const struct pvc_entry *e, const char *p
     const char *paths[1];
     json_t *extra = NULL;
     cairn_err err;
+    double t0 = cairn_mono();
     int rc, ok;
 
     snprintf(source, sizeof source, "k8s:%s/%s", e->ns, e->name);
@@ -752,8 +753,9 @@ static void run_backup(struct agent *a, const struct pvc_entry *e, const char *p
         json_decref(extra);
     }
     ok = rc == CAIRN_OK;
-    cairn_metrics_job_end(a->metrics, e->ns, e->name, ok, res.duration, res.bytes_read,
-                          res.bytes_new, res.bytes_stored, (double)cairn_now_ns() / 1e9);
+    cairn_metrics_job_end(a->metrics, e->ns, e->name, ok, cairn_mono() - t0, res.duration,
+                          res.bytes_read, res.bytes_new, res.bytes_stored,
+                          (double)cairn_now_ns() / 1e9);
     if (!ok && job_abort_requested(a)) {
         record_aborted(a, e, pvc_uid, source);
         return;

@@ -23,6 +23,17 @@ struct series {
     int has_job;
 };
 
+/* Upper bounds of cairn_backup_job_duration_seconds's buckets, in seconds
+ * (the +Inf bucket is the count). */
+static const double job_buckets[] = {1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200};
+#define N_JOB_BUCKETS (sizeof job_buckets / sizeof *job_buckets)
+
+struct histogram {
+    uint64_t bucket[N_JOB_BUCKETS]; /* observations in (previous bound, bound] */
+    uint64_t count;
+    double sum;
+};
+
 struct archives {
     struct cairn_archive_time v[CAIRN_METRICS_MAX_ARCHIVES];
     size_t n;
@@ -31,6 +42,7 @@ struct archives {
 struct cairn_metrics {
     pthread_mutex_t mu;
     struct archives arch[2]; /* by enum cairn_archive_kind */
+    struct histogram jobs[2]; /* [0] failure, [1] success */
     struct series *s;
     size_t n, max;
     uint64_t dropped;
@@ -96,14 +108,29 @@ static struct series *series_get(cairn_metrics *m, const char *ns, const char *p
     return &m->s[m->n++];
 }
 
+/* mu held */
+static void observe(struct histogram *h, double v)
+{
+    size_t i;
+    if (!(v >= 0)) /* NaN or a clock step: counted, as 0 */
+        v = 0;
+    for (i = 0; i < N_JOB_BUCKETS && v > job_buckets[i]; i++)
+        ;
+    if (i < N_JOB_BUCKETS)
+        h->bucket[i]++;
+    h->count++;
+    h->sum += v;
+}
+
 void cairn_metrics_job_end(cairn_metrics *m, const char *ns, const char *pvc, int ok,
-                           double duration_s, uint64_t bytes_read, uint64_t bytes_new,
-                           uint64_t bytes_stored, double end_s)
+                           double job_s, double duration_s, uint64_t bytes_read,
+                           uint64_t bytes_new, uint64_t bytes_stored, double end_s)
 {
     struct series *s;
     pthread_mutex_lock(&m->mu);
     if (m->in_flight > 0)
         m->in_flight--;
+    observe(&m->jobs[ok != 0], job_s);
     if (!(s = series_get(m, ns, pvc))) {
         m->dropped++;
     } else if (ok) {
@@ -237,6 +264,38 @@ static int family(cairn_metrics *m, cairn_buf *b, const char *name, const char *
 static int archive_families(cairn_metrics *m, cairn_buf *b, enum cairn_archive_kind kind,
                             double now_s);
 
+/* mu held: cairn_backup_job_duration_seconds, both results always (the
+ * buckets cumulative, as the text format wants). */
+static int job_histogram(cairn_metrics *m, cairn_buf *b)
+{
+    static const char *const result[2] = {"failure", "success"};
+    static const char name[] = "cairn_backup_job_duration_seconds";
+    size_t r, i;
+    int rc = cairn_buf_appendf(b,
+                               "# HELP %s Wall time of the agent's backup jobs (quiesce, "
+                               "snapshot, copy) since it started, by result.\n"
+                               "# TYPE %s histogram\n",
+                               name, name);
+    for (r = 0; r < 2 && rc == CAIRN_OK; r++) {
+        const struct histogram *h = &m->jobs[r];
+        uint64_t cum = 0;
+        for (i = 0; i < N_JOB_BUCKETS && rc == CAIRN_OK; i++) {
+            cum += h->bucket[i];
+            rc = cairn_buf_appendf(b, "%s_bucket{result=\"%s\",le=\"%g\"} %llu\n", name,
+                                   result[r], job_buckets[i], (unsigned long long)cum);
+        }
+        if (rc == CAIRN_OK)
+            rc = cairn_buf_appendf(b,
+                                   "%s_bucket{result=\"%s\",le=\"+Inf\"} %llu\n"
+                                   "%s_sum{result=\"%s\"} %.17g\n"
+                                   "%s_count{result=\"%s\"} %llu\n",
+                                   name, result[r], (unsigned long long)h->count, name,
+                                   result[r], h->sum, name, result[r],
+                                   (unsigned long long)h->count);
+    }
+    return rc;
+}
+
 int cairn_metrics_render(cairn_metrics *m, cairn_buf *b, cairn_err *err)
 {
     int rc;
@@ -262,6 +321,8 @@ int cairn_metrics_render(cairn_metrics *m, cairn_buf *b, cairn_err *err)
     if (rc == CAIRN_OK)
         rc = family(m, b, "cairn_backups_total", "counter",
                     "Successful backups of the PVC since the agent started.", F_SUCCESSES);
+    if (rc == CAIRN_OK)
+        rc = job_histogram(m, b);
     if (rc == CAIRN_OK)
         rc = cairn_buf_appendf(b,
                                "# HELP cairn_jobs_in_flight Backup jobs running now.\n"

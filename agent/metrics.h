@@ -7,6 +7,7 @@
  *   cairn_last_success_timestamp_seconds{namespace,pvc} gauge
  *   cairn_backup_failures_total{namespace,pvc}          counter
  *   cairn_backups_total{namespace,pvc}                  counter (successes)
+ *   cairn_backup_job_duration_seconds{result="success|failure"}  histogram, every job
  *   cairn_jobs_in_flight                                gauge
  *   cairn_agent_ready                                   gauge (0/1)
  *   cairn_wal_archive_lag_seconds{system_id}            gauge, now - newest archived commit
@@ -53,11 +54,13 @@ int cairn_metrics_new(size_t max_series, cairn_metrics **out, cairn_err *err);
 void cairn_metrics_free(cairn_metrics *m);
 
 /* A job on namespace/pvc started (in-flight + 1) or ended (in-flight - 1;
- * ok: success at end_s epoch seconds, with its duration and bytes). */
+ * job_s: the whole job's wall time, observed in the histogram whatever the
+ * result; ok: success at end_s epoch seconds, with the backup's duration and
+ * bytes). */
 void cairn_metrics_job_start(cairn_metrics *m);
 void cairn_metrics_job_end(cairn_metrics *m, const char *ns, const char *pvc, int ok,
-                           double duration_s, uint64_t bytes_read, uint64_t bytes_new,
-                           uint64_t bytes_stored, double end_s);
+                           double job_s, double duration_s, uint64_t bytes_read,
+                           uint64_t bytes_new, uint64_t bytes_stored, double end_s);
 /* A prune ended (ok or failed) at end_s, giving back freed bytes. */
 void cairn_metrics_prune_end(cairn_metrics *m, int ok, double end_s, uint64_t freed);
 /* A VolumeSnapshot of a forgotten snapshot was deleted (ok) or its deletion

@@ -54,6 +54,7 @@ ctl POST pod '{"apiVersion":"v1","kind":"Pod","metadata":{"name":"other","namesp
 
 # ---- the agent ----
 MPORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+T_START=$(date +%s.%N)
 env NODE_NAME=node-a POD_NAMESPACE=cairn-system \
   CAIRN_KUBELET_PODS_DIR="$PODS" CAIRN_METRICS_ADDR=127.0.0.1 CAIRN_METRICS_PORT="$MPORT" \
   CAIRN_AGENT_TICK=1 CAIRN_JITTER_MAX=0 CAIRN_LOG_LEVEL=debug CAIRN_PRUNE_INTERVAL=0 \
@@ -267,6 +268,57 @@ assert k["pod"] == "web-1", k
 EOF
 cairn_ok ls "$SNAP" >"$T/ls"
 grep -q 'web1.txt' "$T/ls" || fail "the snapshot was not read through web-1's mount"
+
+# ---- the job duration histogram: every job so far, success and failure ----
+curl -fsS "http://127.0.0.1:$MPORT/metrics" >"$T/metrics"
+WALL=$(python3 -c "import time; print(time.time() - $T_START)")
+/usr/bin/python3 - "$T/metrics" "$WALL" <<'EOF' || { cat "$T/metrics" >&2; fail "cairn_backup_job_duration_seconds is wrong"; }
+import re, sys
+text, wall = open(sys.argv[1]).read(), float(sys.argv[2])
+H = "cairn_backup_job_duration_seconds"
+BOUNDS = [1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200]
+def die(m):
+    print("FAIL: " + m, file=sys.stderr); sys.exit(1)
+if "# TYPE %s histogram\n" % H not in text or "# HELP %s " % H not in text:
+    die("no HELP/TYPE histogram lines for " + H)
+samples, lines = {}, [l for l in text.splitlines() if l.startswith(H)]
+for l in lines:
+    m = re.fullmatch(H + r'(_bucket|_sum|_count)\{result="(success|failure)"(?:,le="([^"]+)")?\} (\S+)', l)
+    if not m or (m.group(1) == "_bucket") != (m.group(3) is not None):
+        die("bad histogram line %r" % l)
+    samples[(m.group(1), m.group(2), m.group(3))] = float(m.group(4))
+# the per-PVC counters on the same page (rendered under the same lock)
+def total(name):
+    return sum(float(v) for v in re.findall(r"^%s\{[^}]*\} (\S+)$" % name, text, re.M))
+want = {"success": total("cairn_backups_total"), "failure": total("cairn_backup_failures_total")}
+if want["success"] < 4 or want["failure"] < 1:
+    die("expected >= 4 successful and >= 1 failed jobs by now, counters say %r" % want)
+for r in ("success", "failure"):
+    les = [le for (k, rr, le) in samples if k == "_bucket" and rr == r]
+    if les != ["%g" % b for b in BOUNDS] + ["+Inf"]:
+        die("result=%s buckets %r, want the fixed bounds then +Inf in order" % (r, les))
+    b = [samples[("_bucket", r, le)] for le in les]
+    if any(x > y for x, y in zip(b, b[1:])):
+        die("result=%s buckets are not cumulative: %r" % (r, b))
+    n, s = samples[("_count", r, None)], samples[("_sum", r, None)]
+    if b[-1] != n:
+        die("result=%s +Inf bucket %g != _count %g" % (r, b[-1], n))
+    if n != want[r]:
+        die("result=%s _count %g, but the per-PVC counters add up to %g" % (r, n, want[r]))
+    if not (0 <= s <= wall) or (r == "success" and s <= 0):
+        die("result=%s _sum %g, want > 0 and <= the %.1f s the agent has run" % (r, s, wall))
+    if r == "success" and b[-2] != n:
+        die("result=%s: %g of %g small test backups above 7200 s" % (r, n - b[-2], n))
+try:
+    from prometheus_client.parser import text_string_to_metric_families
+except ImportError:
+    print("note: python3-prometheus-client is not installed: the page is not parsed", file=sys.stderr)
+else:
+    fams = {f.name: f for f in text_string_to_metric_families(text)}
+    if fams[H].type != "histogram":
+        die("the Prometheus parser sees %s as %s" % (H, fams[H].type))
+print("histogram: %r" % {r: (samples[("_count", r, None)], samples[("_sum", r, None)]) for r in ("success", "failure")})
+EOF
 
 # ---- SIGTERM ----
 kill -TERM "$AGENT_PID"

@@ -7,7 +7,8 @@
 #    is archived, and disappear when the rows go (forgotten logs);
 #  - the page (with a PVC backup's series too) parses with the Prometheus
 #    client library's parser (python3-prometheus-client), and every family has
-#    exactly one HELP and TYPE line before its samples, no series twice.
+#    exactly one HELP and TYPE line before its samples, no series twice; the
+#    job duration histogram's buckets end with +Inf = _count, non-decreasing.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/lib_k8s.sh"
 need_cmd sqlite3
@@ -93,6 +94,16 @@ else:
                  "cairn_jobs_in_flight", "cairn_last_success_timestamp_seconds"):
         if want not in fams or fams[want].type != "gauge":
             die("family %s missing or not a gauge: %r" % (want, fams.get(want)))
+    h = fams.get("cairn_backup_job_duration_seconds")
+    if not h or h.type != "histogram":
+        die("cairn_backup_job_duration_seconds missing or not a histogram: %r" % h)
+    for r in ("success", "failure"):
+        b = [(s.labels["le"], s.value) for s in h.samples
+             if s.name.endswith("_bucket") and s.labels["result"] == r]
+        n = [s.value for s in h.samples if s.name.endswith("_count") and s.labels["result"] == r]
+        if not b or b[-1][0] != "+Inf" or n != [b[-1][1]] or any(
+                x[1] > y[1] for x, y in zip(b, b[1:])):
+            die("histogram result=%s: buckets %r, count %r" % (r, b, n))
     if "cairn_backup_failures" not in fams or fams["cairn_backup_failures"].type != "counter":
         die("cairn_backup_failures_total is not a counter")
 if not text.endswith("\n"):
@@ -117,7 +128,10 @@ for ln, line in enumerate(text.splitlines(), 1):
     if not m:
         die("line %d is not a sample: %r" % (ln, line))
     name, labels, value = m.group(1), m.group(2) or "", m.group(3)
-    if name != cur or name not in types or name not in helps:
+    fam = name
+    if types.get(cur) == "histogram" and name in (cur + "_bucket", cur + "_sum", cur + "_count"):
+        fam = cur  # a histogram's series carry these suffixes
+    if fam != cur or fam not in types or fam not in helps:
         die("line %d: sample of %s without its HELP and TYPE just before" % (ln, name))
     float(value)
     if (name, labels) in seen:
