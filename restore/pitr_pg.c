@@ -619,11 +619,10 @@ static int spool_check(int fd, const char *sumpath)
  * one still downloading it). CAIRN_OK when served, CAIRN_NOTFOUND otherwise
  * (a damaged spool entry is removed: the caller fetches it from the store). */
 static int fetch_spooled(const char *dir, const char *sysid, const char *name,
-                         const char *dest, cairn_err *err)
+                         const char *dest)
 {
     char path[PATH_MAX], part[PATH_MAX], sum[PATH_MAX];
     int fd;
-    (void)err;
     if (spool_path(dir, sysid, name, "", path, sizeof path) ||
         spool_path(dir, sysid, name, ".part", part, sizeof part) ||
         spool_path(dir, sysid, name, SPOOL_SUM_SFX, sum, sizeof sum))
@@ -674,8 +673,9 @@ int cairn_pg_wal_fetch(cairn_store *s, const char *system_id, const char *name,
 int cairn_pg_wal_fetch_spooled(const char *system_id, const char *name, const char *dest,
                                const char *spool_dir, cairn_err *err)
 {
+    (void)err; /* nothing here fails in a way the caller must hear of */
     spool_clean(spool_dir, system_id, name);
-    return fetch_spooled(spool_dir, system_id, name, dest, err);
+    return fetch_spooled(spool_dir, system_id, name, dest);
 }
 
 int cairn_pg_wal_fetch_spool(cairn_store *s, const char *system_id, const char *name,
@@ -684,7 +684,7 @@ int cairn_pg_wal_fetch_spool(cairn_store *s, const char *system_id, const char *
     if (spool_dir) {
         int rc;
         spool_clean(spool_dir, system_id, name);
-        rc = fetch_spooled(spool_dir, system_id, name, dest, err);
+        rc = fetch_spooled(spool_dir, system_id, name, dest);
         if (rc != CAIRN_NOTFOUND)
             return rc;
         served_set(spool_dir, system_id, name);

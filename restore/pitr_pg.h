@@ -134,7 +134,7 @@ int cairn_pg_wal_fetch_spool(cairn_store *s, const char *system_id, const char *
                              const char *dest, const char *spool_dir, cairn_err *err);
 /* Only the spool part of the above, without a store: CAIRN_OK when name was
  * served from spool_dir, CAIRN_NOTFOUND when it is not there (or was damaged
- * and removed), other codes on errors. */
+ * and removed, or could not be moved to dest). err is left alone. */
 int cairn_pg_wal_fetch_spooled(const char *system_id, const char *name, const char *dest,
                                const char *spool_dir, cairn_err *err);
 /* The same, from an object already read. */
