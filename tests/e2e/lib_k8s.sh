@@ -95,7 +95,13 @@ pvc_ann() { # NS PVC KEY
     json_get "$T/pvc.$$.json" 'j["metadata"].get("annotations", {}).get("'"$3"'", "")'
 }
 
-metrics() { curl -fsS "http://127.0.0.1:$MPORT/metrics"; }
+# The whole page first, then one write: a reader that stops early (grep -q)
+# must not make curl fail writing the rest (exit 23 under pipefail)
+metrics() {
+  local page
+  page=$(curl -fsS "http://127.0.0.1:$MPORT/metrics") || return
+  printf '%s\n' "$page"
+}
 
 request_backup() { # NS PVC
   sleep 1.1 # cairn.io/last-backup has second resolution
