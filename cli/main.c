@@ -26,7 +26,7 @@ static const struct command commands[] = {
     {"diff", cmd_diff, "show what changed between two snapshots"},
     {"restore", cmd_restore, "restore a snapshot (or part of it) into a directory"},
     {"dump", cmd_dump, "write a snapshot as a tar, pax or zip archive to stdout"},
-    {"check", cmd_check, "verify the repository (--read-data: every byte)"},
+    {"check", cmd_check, "verify the repository (--read-data: every byte; --read-data-subset 3/7: a part)"},
     {"catalog", cmd_catalog, "catalog maintenance: 'catalog rebuild'"},
     {"forget", cmd_forget, "remove snapshots by a retention policy (--keep-daily 7 ...)"},
     {"prune", cmd_prune, "delete data no snapshot uses; repack partly used packs"},

@@ -2,6 +2,8 @@
 #define _GNU_SOURCE
 #include "check.h"
 
+#include <ctype.h>
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,6 +11,7 @@
 
 #include "internal.h"
 #include "pack.h"
+#include "prune.h"
 
 /* ---- a set of ids with one byte of value each ---- */
 
@@ -304,26 +307,149 @@ static int verify_blob(void *arg, const cairn_id *blob, const struct cairn_blob_
     return 0;
 }
 
-static int read_data(struct check *c, struct store_pack_list *sl)
+/* ---- which packs a data read covers ---- */
+
+int cairn_check_parse_subset(const char *spec, struct cairn_check_opts *o, cairn_err *err)
+{
+    const char *slash = strchr(spec, '/');
+    size_t len = strlen(spec);
+    char *end;
+    memset(o, 0, sizeof *o);
+    o->read_data = 1;
+    if (slash) {
+        unsigned long n, m;
+        if (!isdigit((unsigned char)spec[0]) || !isdigit((unsigned char)slash[1]))
+            goto bad;
+        errno = 0;
+        n = strtoul(spec, &end, 10);
+        if (errno || end != slash)
+            goto bad;
+        m = strtoul(slash + 1, &end, 10);
+        if (errno || *end)
+            goto bad;
+        if (m < 1 || m > 1000000 || n < 1 || n > m)
+            return cairn_error(err, CAIRN_FAILED,
+                               "--read-data-subset '%s': N/M needs 1 <= N <= M <= 1000000 "
+                               "(e.g. 1/7 on Monday, 2/7 on Tuesday, ...)",
+                               spec);
+        o->subset = CAIRN_CHECK_BUCKET;
+        o->n = (uint32_t)n;
+        o->m = (uint32_t)m;
+        return CAIRN_OK;
+    }
+    if (len > 1 && spec[len - 1] == '%') {
+        double p;
+        if (!isdigit((unsigned char)spec[0]))
+            goto bad;
+        errno = 0;
+        p = strtod(spec, &end);
+        if (errno || end != spec + len - 1)
+            goto bad;
+        if (!(p > 0 && p <= 100))
+            return cairn_error(err, CAIRN_FAILED,
+                               "--read-data-subset '%s': a percentage must be above 0 and at "
+                               "most 100",
+                               spec);
+        o->subset = CAIRN_CHECK_PERCENT;
+        o->percent = p;
+        return CAIRN_OK;
+    }
+    if (isdigit((unsigned char)spec[0]) && cairn_parse_size(spec, &o->bytes, err) == CAIRN_OK) {
+        if (!o->bytes)
+            return cairn_error(err, CAIRN_FAILED,
+                               "--read-data-subset '%s': the size must be above 0", spec);
+        o->subset = CAIRN_CHECK_BYTES;
+        return CAIRN_OK;
+    }
+bad:
+    return cairn_error(err, CAIRN_FAILED,
+                       "--read-data-subset '%s' is not N/M (e.g. 2/7), a percentage (e.g. "
+                       "10%%) or a size (e.g. 500M)",
+                       spec);
+}
+
+static int in_bucket(const cairn_id *id, uint32_t n, uint32_t m)
+{
+    uint32_t v = (uint32_t)id->b[0] << 24 | (uint32_t)id->b[1] << 16 |
+                 (uint32_t)id->b[2] << 8 | id->b[3];
+    return v % m == n - 1;
+}
+
+/* Marks in pick[] the indexed packs of sl the options ask for. */
+static int pick_packs(struct check *c, const struct store_pack_list *sl,
+                      const struct cairn_check_opts *o, unsigned char *pick)
+{
+    size_t i, n = 0, *order, want;
+    uint64_t total = 0;
+    if (o->subset == CAIRN_CHECK_ALL || o->subset == CAIRN_CHECK_BUCKET) {
+        for (i = 0; i < sl->n; i++)
+            pick[i] = idmap_get(&c->pack_state, &sl->v[i].id) >= 0 &&
+                      (o->subset == CAIRN_CHECK_ALL || in_bucket(&sl->v[i].id, o->n, o->m));
+        return CAIRN_OK;
+    }
+    /* a random order of the indexed packs (Fisher-Yates) */
+    if (!(order = malloc((sl->n ? sl->n : 1) * sizeof *order)))
+        return cairn_error(c->err, CAIRN_FATAL, "out of memory choosing packs to read");
+    for (i = 0; i < sl->n; i++)
+        if (idmap_get(&c->pack_state, &sl->v[i].id) >= 0)
+            order[n++] = i;
+    for (i = n; i > 1; i--) {
+        uint64_t r;
+        size_t j, t;
+        cairn_random(&r, sizeof r);
+        j = (size_t)(r % i);
+        t = order[i - 1];
+        order[i - 1] = order[j];
+        order[j] = t;
+    }
+    if (o->subset == CAIRN_CHECK_PERCENT) {
+        double w = (double)n * o->percent / 100.0;
+        want = (size_t)w;
+        if ((double)want < w)
+            want++;
+        for (i = 0; i < want && i < n; i++)
+            pick[order[i]] = 1;
+    } else {
+        for (i = 0; i < n; i++)
+            if (sl->v[order[i]].size <= o->bytes - total) {
+                pick[order[i]] = 1;
+                total += sl->v[order[i]].size;
+            }
+    }
+    free(order);
+    return CAIRN_OK;
+}
+
+static int read_data(struct check *c, struct store_pack_list *sl,
+                     const struct cairn_check_opts *o)
 {
     cairn_buf b = CAIRN_BUF_INIT;
+    unsigned char *pick = calloc(sl->n ? sl->n : 1, 1);
     size_t i;
+    if (!pick)
+        return cairn_error(c->err, CAIRN_FATAL, "out of memory choosing packs to read");
+    if (pick_packs(c, sl, o, pick) != CAIRN_OK) {
+        free(pick);
+        return CAIRN_FATAL;
+    }
     for (i = 0; i < sl->n; i++) {
         const cairn_id *pack = &sl->v[i].id;
         char key[128], hex[CAIRN_HEX_LEN + 1];
         struct blob_ctx x;
         cairn_err e;
-        int st = idmap_get(&c->pack_state, pack), rc;
-        if (st < 0)
-            continue; /* not indexed: nothing refers to it */
+        int rc;
+        if (!pick[i])
+            continue; /* not asked for, or not indexed: nothing refers to it */
         cairn_pack_key(pack, key, sizeof key);
         cairn_id_hex(pack, hex);
+        c->res->packs_read++;
         rc = cairn_store_get(cairn_repo_store(c->r), key, &b, (size_t)1 << 30, &e);
         if (rc != CAIRN_OK) {
             problem(c, "cannot read pack %s: %s", hex, e.msg);
             idmap_set(&c->pack_state, pack, PACK_BAD);
             continue;
         }
+        c->res->bytes_read += b.len;
         {
             struct cairn_pack_entry *es = NULL;
             size_t n = 0, need = 0;
@@ -339,12 +465,14 @@ static int read_data(struct check *c, struct store_pack_list *sl)
         cairn_buf_free(&x.out);
         if (rc != CAIRN_OK) {
             cairn_buf_free(&b);
+            free(pick);
             return rc;
         }
         /* the pack was read: damage is now known blob by blob */
         idmap_set(&c->pack_state, pack, PACK_OK);
     }
     cairn_buf_free(&b);
+    free(pick);
     return CAIRN_OK;
 }
 
@@ -474,6 +602,16 @@ static int collect_snap(void *arg, const struct cairn_snaprow *row)
 int cairn_check(cairn_repo *r, int read_data_flag, cairn_check_report_fn report, void *arg,
                 struct cairn_check_result *res, cairn_err *err)
 {
+    struct cairn_check_opts o;
+    memset(&o, 0, sizeof o);
+    o.read_data = read_data_flag;
+    return cairn_check_opts(r, &o, report, arg, res, err);
+}
+
+int cairn_check_opts(cairn_repo *r, const struct cairn_check_opts *o,
+                     cairn_check_report_fn report, void *arg, struct cairn_check_result *res,
+                     cairn_err *err)
+{
     struct check c;
     struct store_pack_list sl;
     struct cat_pack_ctx cp;
@@ -512,7 +650,7 @@ int cairn_check(cairn_repo *r, int read_data_flag, cairn_check_report_fn report,
     for (i = 0; i < sl.n; i++)
         if (idmap_get(&c.pack_state, &sl.v[i].id) < 0)
             res->unindexed_packs++;
-    if (read_data_flag && (rc = read_data(&c, &sl)) != CAIRN_OK)
+    if (o && o->read_data && (rc = read_data(&c, &sl, o)) != CAIRN_OK)
         goto out;
     /* snapshots and their trees */
     if ((rc = cairn_catalog_list_snapshots(cairn_repo_catalog(r), NULL, collect_snap, &snaps,
