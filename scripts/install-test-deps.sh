@@ -26,6 +26,7 @@ TEST_PACKAGES=(
   findutils         # find
   util-linux        # runuser (tests run as nobody), fallocate
   procps            # ps, free: inspecting processes and memory
+  strace            # tests/e2e/check_subset.sh counts the packs a check opens
   python3           # JSON checks in the tests
   valgrind          # memcheck of the round trip (tests/e2e/valgrind_roundtrip.sh)
   cppcheck          # static analysis gate in scripts/test.sh
