@@ -525,6 +525,34 @@ void cairn_snapshot_free(struct cairn_snapshot *s)
     free(s);
 }
 
+int cairn_snapshot_has_data(const struct cairn_snapshot *s, char *where, size_t where_len)
+{
+    json_t *sn = json_object_get(s->json, "snapshot");
+    const char *data = json_string_value(json_object_get(sn, "data"));
+    const char *method = json_string_value(json_object_get(sn, "method"));
+    const char *handle = json_string_value(json_object_get(sn, "handle"));
+    if (!data || strcmp(data, "reference") != 0)
+        return 1;
+    if (!where || !where_len)
+        return 0;
+    if (method && strcmp(method, "csi") == 0) {
+        const char *vs = json_string_value(json_object_get(sn, "volume_snapshot"));
+        const char *ns = json_string_value(json_object_get(sn, "namespace"));
+        snprintf(where, where_len,
+                 "its data is the CSI VolumeSnapshot %s/%s (storage handle %s); restore it by "
+                 "creating a PVC with that VolumeSnapshot as its dataSource "
+                 "(docs/annotations.md, 'csi')",
+                 ns ? ns : "?", vs ? vs : "?", handle ? handle : "unknown");
+    } else {
+        const char *cmd = json_string_value(json_object_get(sn, "command"));
+        snprintf(where, where_len,
+                 "its data is the storage snapshot '%s' taken by the agent's snapshot command "
+                 "%s; restore it with your storage's tools",
+                 handle ? handle : "(no handle recorded)", cmd ? cmd : "(unknown)");
+    }
+    return 0;
+}
+
 int cairn_snapshot_parse(const char *id, const uint8_t *data, size_t len,
                          struct cairn_snapshot **out, cairn_err *err)
 {

@@ -107,6 +107,13 @@ int cairn_snapshot_parse(const char *id, const uint8_t *data, size_t len,
                          struct cairn_snapshot **out, cairn_err *err);
 void cairn_snapshot_free(struct cairn_snapshot *s);
 
+/* Whether the snapshot's data is in the repository. 1: yes (a normal
+ * snapshot). 0: the snapshot only records a storage snapshot (an agent
+ * snapshot with "snapshot": {"data": "reference"}: a CSI VolumeSnapshot or an
+ * exec command's handle) and its tree is empty; `where` (if given) then says
+ * which storage snapshot holds the data and how to restore it. */
+int cairn_snapshot_has_data(const struct cairn_snapshot *s, char *where, size_t where_len);
+
 /* Walks a snapshot's tree depth-first in name order, calling cb for every node
  * with its path relative to the snapshot root ("a/b/c"). The root itself is not
  * passed. cb returns 0 to go on, 1 to skip a directory's children, <0 to stop.

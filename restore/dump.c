@@ -276,6 +276,13 @@ int cairn_dump(cairn_repo *r, const struct cairn_snapshot *snap, const char *pat
     memset(&c, 0, sizeof c);
     c.warn = warn;
     c.warn_arg = warn_arg;
+    {
+        char where[768];
+        if (!cairn_snapshot_has_data(snap, where, sizeof where))
+            return cairn_error(err, CAIRN_FAILED,
+                               "snapshot %.12s holds no files, nothing was written: %s",
+                               snap->id, where);
+    }
     if (!format || !*format || strcmp(format, "pax") == 0)
         c.fmt = DF_PAX;
     else if (strcmp(format, "tar") == 0)

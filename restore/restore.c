@@ -872,6 +872,13 @@ int cairn_restore(cairn_repo *r, const struct cairn_snapshot *snap,
     c.st = st;
     if (!opts || !opts->target || !*opts->target)
         return cairn_error(err, CAIRN_FAILED, "restore: no target directory given");
+    {
+        char where[768];
+        if (!cairn_snapshot_has_data(snap, where, sizeof where))
+            return cairn_error(err, CAIRN_FAILED,
+                               "snapshot %.12s holds no files, nothing was restored: %s",
+                               snap->id, where);
+    }
     /* before the target is created or touched */
     if ((rc = cairn_archive_load(err)) != CAIRN_OK)
         return rc;

@@ -88,6 +88,20 @@ cairn_ok snapshots --json >"$T/snaps.json"
 [ "$(json_get "$T/snaps.json" '[(s["consistency"], s["snapshot"]["method"], s["snapshot"]["data"]) for s in j if s["id"] == "'"$SNAP"'"][0]')" = "('crash', 'csi', 'reference')" ] ||
   fail "cairn snapshots --json does not show the consistency and method of the csi snapshot"
 
+# Its data is the VolumeSnapshot: restore and dump refuse, naming it, instead
+# of writing an empty tree as if it were the volume.
+VSNAME=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["snapshot"]["volume_snapshot"])' "$CAIRN_REPO/snapshots/$SNAP")
+run_cairn restore "$SNAP" --target "$T/refrestore"
+expect_rc 1 "restore of a csi reference snapshot"
+expect_in "holds no files" "restore says the snapshot holds no files" "$ERR"
+expect_in "VolumeSnapshot app/$VSNAME" "restore names the VolumeSnapshot" "$ERR"
+expect_in "dataSource" "restore says how to restore it" "$ERR"
+[ ! -e "$T/refrestore" ] || fail "restore of a reference snapshot created the target"
+run_cairn dump "$SNAP" --format tar
+expect_rc 1 "dump of a csi reference snapshot"
+expect_in "VolumeSnapshot app/$VSNAME" "dump names the VolumeSnapshot" "$ERR"
+[ ! -s "$OUT" ] || fail "dump of a reference snapshot wrote an archive"
+
 # The other PVCs: each reported, none stopping the others.
 plain_ok() { case "$(pvc_status app plain)" in ok\ *) return 0 ;; *) return 1 ;; esac; }
 wait_for 30 "app/plain to be backed up" plain_ok
