@@ -187,6 +187,11 @@ int cmd_ls(struct cli *c, int argc, char **argv)
         cairn_repo_free(repo);
         return EXIT_ERR;
     }
+    {
+        char where[768];
+        if (!cairn_snapshot_has_data(snap, where, sizeof where) && !c->quiet)
+            cli_warn("snapshot %.12s holds no files: %s", snap->id, where);
+    }
     memset(&l, 0, sizeof l);
     l.longfmt = longfmt;
     if (c->nargs == 2) {

@@ -101,6 +101,10 @@ run_cairn dump "$SNAP" --format tar
 expect_rc 1 "dump of a csi reference snapshot"
 expect_in "VolumeSnapshot app/$VSNAME" "dump names the VolumeSnapshot" "$ERR"
 [ ! -s "$OUT" ] || fail "dump of a reference snapshot wrote an archive"
+run_cairn ls "$SNAP"
+expect_rc 0 "ls of a csi reference snapshot"
+expect_in "holds no files" "ls says the snapshot holds no files" "$ERR"
+expect_in "VolumeSnapshot app/$VSNAME" "ls names the VolumeSnapshot" "$ERR"
 
 # The other PVCs: each reported, none stopping the others.
 plain_ok() { case "$(pvc_status app plain)" in ok\ *) return 0 ;; *) return 1 ;; esac; }
