@@ -500,6 +500,28 @@ static void snap_log(void *arg, enum cairn_snap_log_level lvl, const char *msg)
          "%s", msg);
 }
 
+/* A hold of the workload ended (agent/snapshot.c): the quiesce histogram,
+ * and a warning when writes or commits were blocked long (PostgreSQL's
+ * backup mode blocks nothing: it may span a whole copy). */
+static void job_quiesced(void *arg, enum cairn_quiesce q, double sec)
+{
+    struct job *j = arg;
+    struct agent *a = j->a;
+    cairn_metrics_quiesce(a->metrics, j->e->ns, j->e->name,
+                          q == CAIRN_QUIESCE_POSTGRES ? CAIRN_QUIESCE_M_POSTGRES
+                          : q == CAIRN_QUIESCE_MYSQL  ? CAIRN_QUIESCE_M_MYSQL
+                                                      : CAIRN_QUIESCE_M_FSFREEZE,
+                          sec);
+    if (q != CAIRN_QUIESCE_POSTGRES && sec * 1000 >= (double)a->snap.quiesce_warn_ms)
+        alog(a, CAIRN_LOG_WARN,
+             "pvc %s/%s: %s for %.1f s (more than CAIRN_QUIESCE_WARN, %.0f s): is the "
+             "snapshot step slow?",
+             j->e->ns, j->e->name,
+             q == CAIRN_QUIESCE_MYSQL ? "commits were blocked (BACKUP STAGE BLOCK_COMMIT)"
+                                      : "the filesystem was frozen",
+             sec, (double)a->snap.quiesce_warn_ms / 1000);
+}
+
 /* ---- retention and the VolumeSnapshots of forgotten snapshots ----
  * Order: the VolumeSnapshot is deleted first, the record forgotten after (in
  * forget's before_remove hook). A deletion that fails keeps the record
@@ -746,7 +768,8 @@ static void run_backup(struct agent *a, const struct pvc_entry *e, const char *p
         {
             /* quiesce, snapshot, copy, clean up: agent/snapshot.c */
             struct cairn_snap_job sj = {a->repo, a->kube, &a->snap, p, e->ns, e->name, pv,
-                                        e->m[0].pod, a->cfg->node, host_path, &bo, snap_log, a};
+                                        e->m[0].pod, a->cfg->node, host_path, &bo, snap_log, a,
+                                        job_quiesced, &j};
             rc = extra ? cairn_snap_run(&sj, &res, &err)
                        : cairn_error(&err, CAIRN_FATAL, "out of memory");
         }

@@ -74,7 +74,9 @@ int cairn_snap_config_from_env(struct cairn_snap_config *c, cairn_err *err)
     if ((rc = env_ms("CAIRN_FREEZE_TIMEOUT", CAIRN_FREEZE_TIMEOUT_MS, &c->freeze_timeout_ms,
                      err)) != CAIRN_OK ||
         (rc = env_ms("CAIRN_CSI_READY_TIMEOUT", 600000, &c->csi_ready_timeout_ms, err)) !=
-            CAIRN_OK)
+            CAIRN_OK ||
+        (rc = env_ms("CAIRN_QUIESCE_WARN", 10000, &c->quiesce_warn_ms, err)) != CAIRN_OK ||
+        (rc = env_ms("CAIRN_RELEASE_TIMEOUT", 120000, &c->release_timeout_ms, err)) != CAIRN_OK)
         return rc;
     c->poll_ms = 1000;
     if (poll && *poll) {
@@ -709,7 +711,45 @@ struct run {
     json_t *pgsec;       /* the "postgres" section (in extra) */
     int pg_stop_in_hook; /* file: stop after the copy */
     cairn_my_quiesce *my;
+    double held[4];      /* cairn_mono() at the start of a hold, by enum cairn_quiesce; 0: none */
+    double hold_first, hold_last; /* the first hold's start, the last one's end */
 };
+
+/* A hold of the workload (a freeze, a database backup mode) began at t0. */
+static void hold_begin(struct run *r, enum cairn_quiesce q, double t0)
+{
+    r->held[q] = t0;
+    if (r->hold_first <= 0 || t0 < r->hold_first)
+        r->hold_first = t0;
+}
+
+/* ... and ended now: reported (j->quiesced) once; its seconds (0 when none
+ * was held). */
+static double hold_end(struct run *r, enum cairn_quiesce q)
+{
+    double now = cairn_mono(), sec;
+    if (r->held[q] <= 0)
+        return 0;
+    sec = now - r->held[q];
+    r->held[q] = 0;
+    r->hold_last = now;
+    if (r->j->quiesced)
+        r->j->quiesced(r->j->quiesced_arg, q, sec);
+    return sec;
+}
+
+/* The manifest's quiesce_ms: from the first hold to the last release, once
+ * every hold is over; -1 while one lasts or when there was none. */
+static json_int_t hold_ms(const struct run *r)
+{
+    size_t i;
+    for (i = 0; i < sizeof r->held / sizeof *r->held; i++)
+        if (r->held[i] > 0)
+            return -1;
+    if (r->hold_first <= 0 || r->hold_last < r->hold_first)
+        return -1;
+    return (json_int_t)((r->hold_last - r->hold_first) * 1000 + 0.5);
+}
 
 /* The database may go on: the snapshot is cut (postgres: pg_backup_stop;
  * mysql: BACKUP STAGE END). */
@@ -719,6 +759,7 @@ static int db_release(const struct cairn_snap_job *j, struct run *r, cairn_err *
     if (r->my) {
         rc = cairn_my_quiesce_end(r->my, err);
         r->my = NULL;
+        hold_end(r, CAIRN_QUIESCE_MYSQL); /* the session is over either way */
         if (rc != CAIRN_OK)
             return rc;
         jlog(j, CAIRN_SNAP_LOG_INFO, "pvc %s/%s: BACKUP STAGE END done", j->ns, j->pvc);
@@ -726,6 +767,7 @@ static int db_release(const struct cairn_snap_job *j, struct run *r, cairn_err *
     if (r->pg && !r->pg_stop_in_hook && !json_object_get(r->pgsec, "stop_lsn")) {
         if ((rc = cairn_pg_session_stop(r->pg, r->pgsec, err)) != CAIRN_OK)
             return rc;
+        hold_end(r, CAIRN_QUIESCE_POSTGRES);
         jlog(j, CAIRN_SNAP_LOG_INFO, "pvc %s/%s: pg_backup_stop done", j->ns, j->pvc);
     }
     return CAIRN_OK;
@@ -735,6 +777,8 @@ static int stop_in_hook(void *arg, json_t *man, cairn_err *err)
 {
     struct run *r = arg;
     json_t *pg;
+    json_int_t ms;
+    int rc;
     if (!r->pg_stop_in_hook)
         return CAIRN_OK;
     if (json_is_true(json_object_get(man, "partial")))
@@ -744,7 +788,12 @@ static int stop_in_hook(void *arg, json_t *man, cairn_err *err)
                            "none was recorded");
     if (!(pg = json_object_get(man, "postgres")))
         return cairn_error(err, CAIRN_FATAL, "the manifest has no 'postgres' section");
-    return cairn_pg_session_stop(r->pg, pg, err);
+    if ((rc = cairn_pg_session_stop(r->pg, pg, err)) != CAIRN_OK)
+        return rc;
+    hold_end(r, CAIRN_QUIESCE_POSTGRES);
+    if ((ms = hold_ms(r)) >= 0 && json_is_object(json_object_get(man, "snapshot")))
+        json_object_set_new(json_object_get(man, "snapshot"), "quiesce_ms", json_integer(ms));
+    return CAIRN_OK;
 }
 
 static const char *consistency_of(const struct cairn_pvc_policy *p, int frozen)
@@ -772,6 +821,7 @@ int cairn_snap_run(const struct cairn_snap_job *j, struct cairn_backup_result *r
     size_t n_user_x = bo->n_excludes, n_xs = 0, i;
     int rc = CAIRN_OK, frozen = 0, reference = 0;
     int64_t t_freeze = 0;
+    json_int_t frozen_ms;
 
     memset(&run, 0, sizeof run);
     memset(&cr, 0, sizeof cr);
@@ -807,6 +857,7 @@ int cairn_snap_run(const struct cairn_snap_job *j, struct cairn_backup_result *r
             cairn_error_prefix(err, "cairn.io/quiesce 'postgres'");
             goto out;
         }
+        hold_begin(&run, CAIRN_QUIESCE_POSTGRES, cairn_mono());
         if (pgrel[0])
             json_object_set_new(snap, "pgdata_subdir", json_string(pgrel));
         jlog(j, CAIRN_SNAP_LOG_INFO, "pvc %s/%s: pg_backup_start done (data directory '%s')",
@@ -832,6 +883,7 @@ int cairn_snap_run(const struct cairn_snap_job *j, struct cairn_backup_result *r
             cairn_error_prefix(err, "cairn.io/quiesce 'mysql'");
             goto out;
         }
+        hold_begin(&run, CAIRN_QUIESCE_MYSQL, cairn_my_quiesce_blocked_since(run.my));
         my = json_pack("{s:s, s:I, s:s, s:s, s:s}", "binlog_file", co.file, "binlog_pos",
                        (json_int_t)co.pos, "gtid_binlog_pos", co.gtid, "server_id",
                        co.server_id, "server_version", co.version);
@@ -877,15 +929,17 @@ int cairn_snap_run(const struct cairn_snap_job *j, struct cairn_backup_result *r
                                      &fz, err)) != CAIRN_OK)
             goto out;
         t_freeze = mono_ms();
+        hold_begin(&run, CAIRN_QUIESCE_FSFREEZE, cairn_mono());
         jlog(j, CAIRN_SNAP_LOG_INFO, "pvc %s/%s: '%s' frozen; running %s '%s'", j->ns, j->pvc,
              j->host_path, var, cmd);
         erc = run_exec(j, cmd, var, outfile, t_freeze + j->cfg->freeze_timeout_ms, &xr, err);
         rc = cairn_freeze_end(fz, erc == CAIRN_OK ? err : NULL);
         fz = NULL;
         frozen = 1;
-        json_object_set_new(snap, "frozen_ms", json_integer(mono_ms() - t_freeze));
+        frozen_ms = (json_int_t)(hold_end(&run, CAIRN_QUIESCE_FSFREEZE) * 1000 + 0.5);
+        json_object_set_new(snap, "frozen_ms", json_integer(frozen_ms));
         jlog(j, CAIRN_SNAP_LOG_INFO, "pvc %s/%s: '%s' thawed after %lld ms", j->ns, j->pvc,
-             j->host_path, (long long)(mono_ms() - t_freeze));
+             j->host_path, (long long)frozen_ms);
         if (erc != CAIRN_OK) {
             rc = erc;
             goto out;
@@ -920,6 +974,7 @@ int cairn_snap_run(const struct cairn_snap_job *j, struct cairn_backup_result *r
                                          j->cfg->freeze_timeout_ms, &fz, err)) != CAIRN_OK)
                 goto out;
             t_freeze = mono_ms();
+            hold_begin(&run, CAIRN_QUIESCE_FSFREEZE, cairn_mono());
         }
         rc = vs_create(j, vsname, sizeof vsname, err);
         if (rc == CAIRN_OK)
@@ -933,7 +988,8 @@ int cairn_snap_run(const struct cairn_snap_job *j, struct cairn_backup_result *r
             frozen = 1;
             if (rc == CAIRN_OK)
                 rc = trc;
-            json_object_set_new(snap, "frozen_ms", json_integer(mono_ms() - t_freeze));
+            frozen_ms = (json_int_t)(hold_end(&run, CAIRN_QUIESCE_FSFREEZE) * 1000 + 0.5);
+            json_object_set_new(snap, "frozen_ms", json_integer(frozen_ms));
         }
         if (rc != CAIRN_OK)
             goto out;
@@ -984,6 +1040,8 @@ int cairn_snap_run(const struct cairn_snap_job *j, struct cairn_backup_result *r
     /* an atomic snapshot is cut: the database may go on at once */
     if ((rc = db_release(j, &run, err)) != CAIRN_OK)
         goto out;
+    if (hold_ms(&run) >= 0) /* file with postgres: in stop_in_hook */
+        json_object_set_new(snap, "quiesce_ms", json_integer(hold_ms(&run)));
 
     /* 3. the copy */
     if (reference) {
@@ -1026,9 +1084,12 @@ out:
         cairn_freeze_end(fz, NULL);
         fz = NULL;
     }
+    hold_end(&run, CAIRN_QUIESCE_FSFREEZE); /* a failed job observes its holds too */
     creds_wipe(&cr);
     cairn_pg_session_free(run.pg); /* before stop: aborts the server's backup */
+    hold_end(&run, CAIRN_QUIESCE_POSTGRES);
     cairn_my_quiesce_free(run.my);  /* the session ends: the stage is released */
+    hold_end(&run, CAIRN_QUIESCE_MYSQL);
     if (btrfs_name[0]) {
         cairn_err e;
         if (btrfs_delete(j->host_path, btrfs_name, &e) != CAIRN_OK)

@@ -49,6 +49,9 @@ struct cairn_snap_config {
     int64_t freeze_timeout_ms;     /* CAIRN_FREEZE_TIMEOUT, default 30 s */
     int64_t csi_ready_timeout_ms;  /* CAIRN_CSI_READY_TIMEOUT, default 10 min */
     int64_t poll_ms;               /* CAIRN_SNAPSHOT_POLL_MS, default 1000 */
+    int64_t quiesce_warn_ms;       /* CAIRN_QUIESCE_WARN, default 10 s: a longer freeze or
+                                      BACKUP STAGE hold is logged as a warning */
+    int64_t release_timeout_ms;    /* CAIRN_RELEASE_TIMEOUT, default 2 min */
 };
 
 /* Defaults, then the environment. Durations as cairn_parse_duration (a bare
@@ -75,6 +78,14 @@ struct cairn_snap_job {
     struct cairn_backup_opts *bo;
     void (*log)(void *arg, enum cairn_snap_log_level lvl, const char *msg);
     void *log_arg;
+    /* Called when a hold of the workload ends, whatever the job's result:
+     * method CAIRN_QUIESCE_FSFREEZE (the filesystem was frozen, with any
+     * quiesce: exec always freezes), POSTGRES (pg_backup_start returned ..
+     * pg_backup_stop, or the session's end on failure) or MYSQL (BACKUP STAGE
+     * BLOCK_COMMIT sent .. BACKUP STAGE END, or the session's end), with its
+     * monotonic duration. NULL: not reported. */
+    void (*quiesced)(void *arg, enum cairn_quiesce method, double seconds);
+    void *quiesced_arg;
 };
 
 /* Runs the job. On CAIRN_OK res describes the snapshot; on error nothing is

@@ -19,7 +19,11 @@
 #     (CAIRN_FREEZE_TIMEOUT) thaws it; the resumed agent fails that job
 #     ("thawed before the snapshot was done") instead of trusting it;
 #   - a freeze record left by an agent whose watchdog died too: the next
-#     agent thaws the filesystem at start.
+#     agent thaws the filesystem at start;
+#   - the quiesce time: cairn_quiesce_duration_seconds{method="fsfreeze"}
+#     counts each freeze (exec, csi, and the failed job whose freeze outlived
+#     the deadline), at least as long as the command slept (0.5 s; 3 s for
+#     the SIGSTOP case); the manifest's quiesce_ms equals frozen_ms.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/lib_agent.sh"
 need_loop "quiesce_xfs"
@@ -111,8 +115,16 @@ m = json.load(open(sys.argv[1]))
 s = m["snapshot"]
 assert m["consistency"] == "fs", m["consistency"]
 assert (s["method"], s["quiesce"], s["data"], s["handle"]) == ("exec", "fsfreeze", "reference", "copy.img"), s
-assert 0 < s["frozen_ms"] < 20000, s
+assert 500 <= s["frozen_ms"] < 20000, s
+assert abs(s["quiesce_ms"] - s["frozen_ms"]) <= 1, s
 EOF
+agent_quiesce fsfreeze app/db
+[ "$QN" = 1 ] || fail "cairn_quiesce_duration_seconds_count{method=fsfreeze} is $QN after one frozen job"
+fcmp "0.5 <= $QSUM < 20" || fail "the freeze around a command that sleeps 0.5 s was observed as $QSUM s"
+fcmp "$QLAST == $QSUM" || fail "cairn_last_quiesce_duration_seconds of app/db is $QLAST, the histogram's sum $QSUM"
+Q1=$QSUM
+agent_quiesce postgres
+[ "$QN" = 0 ] || fail "a postgres hold was counted for an fsfreeze job"
 cairn_ok snapshots --json >"$T/snaps.json"
 [ "$(json_get "$T/snaps.json" '[s for s in j if s["id"] == "'"$SNAP"'"][0]["consistency"]')" = fs ] ||
   fail "cairn snapshots --json does not show consistency fs"
@@ -164,7 +176,12 @@ assert m["consistency"] == "fs", m["consistency"]
 assert (s["method"], s["quiesce"], s["data"]) == ("csi", "fsfreeze", "reference"), s
 # cut after 3 reads at 100 ms, ready after 25: frozen ~0.2 s, not ~2.4 s
 assert 150 <= s["frozen_ms"] < 1500, s["frozen_ms"]
+assert abs(s["quiesce_ms"] - s["frozen_ms"]) <= 1, s
 EOF2
+agent_quiesce fsfreeze app/db
+[ "$QN" = 2 ] || fail "cairn_quiesce_duration_seconds_count{method=fsfreeze} is $QN after two frozen jobs"
+fcmp "0.15 <= $QLAST < 1.5 and abs($QSUM - $Q1 - $QLAST) < 1e-3" ||
+  fail "the csi freeze was observed as $QLAST s (sum $Q1 -> $QSUM)"
 a1=$(acked)
 sleep 0.3
 [ "$(acked)" -gt "$a1" ] || fail "no write after the csi backup"
@@ -219,6 +236,7 @@ touch "$T/stop-slow"
 # ---- SIGSTOP mid-freeze: the watchdog's deadline thaws ----
 rm -f "$T/stop-slow"
 AGENT_LAST=
+n_slow0=$(grep -c "frozen; running CAIRN_SNAPSHOT_EXEC_SLOW" "$T/agent.err")
 agent_start CAIRN_SNAPSHOT_EXEC="$T/snap.sh" CAIRN_SNAPSHOT_EXEC_SLOW="$T/slow.sh" \
   CAIRN_FREEZE_TIMEOUT=3
 # the record of the killed agent: thawed already, so only noted and removed
@@ -246,6 +264,12 @@ case $STATUS in
 esac
 grep -Eq "did not finish within the freeze timeout|thawed before the snapshot was done" "$T/agent.err" ||
   fail "the agent does not say why the job failed"
+# the failed jobs' freezes are observed too (one, or two when the first
+# tick took the killed agent's request), each lasting the 3 s deadline
+agent_quiesce fsfreeze app/db
+n_slow=$(($(grep -c "frozen; running CAIRN_SNAPSHOT_EXEC_SLOW" "$T/agent.err") - n_slow0))
+[ "$QN" = "$n_slow" ] && fcmp "2.9 * $QN <= $QSUM < 30 * $QN" ||
+  fail "$n_slow failed jobs' freezes (3 s deadline) were observed as count $QN, sum $QSUM"
 agent_stop
 [ "$(nrec)" -eq 0 ] || fail "freeze records left after a clean stop: $(ls "$T/state/freeze")"
 
