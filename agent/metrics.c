@@ -64,6 +64,7 @@ struct cairn_metrics {
     uint64_t prunes_ok, prunes_failed, pruned_bytes;
     double last_prune;
     uint64_t vs_deleted, vs_failed, vs_pending;
+    uint64_t exec_released, exec_failed;
 };
 
 int cairn_metrics_new(size_t max_series, cairn_metrics **out, cairn_err *err)
@@ -196,6 +197,16 @@ void cairn_metrics_vs_deletion(cairn_metrics *m, int ok)
         m->vs_deleted++;
     else
         m->vs_failed++;
+    pthread_mutex_unlock(&m->mu);
+}
+
+void cairn_metrics_exec_release(cairn_metrics *m, int ok)
+{
+    pthread_mutex_lock(&m->mu);
+    if (ok)
+        m->exec_released++;
+    else
+        m->exec_failed++;
     pthread_mutex_unlock(&m->mu);
 }
 
@@ -417,11 +428,24 @@ int cairn_metrics_render(cairn_metrics *m, cairn_buf *b, cairn_err *err)
                                "cairn_volume_snapshot_delete_failures_total %llu\n"
                                "# HELP cairn_volume_snapshot_deletions_pending Snapshots "
                                "retention chose to forget, kept until their VolumeSnapshot is "
-                               "deleted.\n# TYPE cairn_volume_snapshot_deletions_pending gauge\n"
-                               "cairn_volume_snapshot_deletions_pending %llu\n",
+                               "deleted or their exec storage snapshot released.\n"
+                               "# TYPE cairn_volume_snapshot_deletions_pending gauge\n"
+                               "cairn_volume_snapshot_deletions_pending %llu\n"
+                               "# HELP cairn_exec_snapshots_released_total Storage snapshots of "
+                               "exec snapshots released by the configured release command "
+                               "because retention forgot them.\n"
+                               "# TYPE cairn_exec_snapshots_released_total counter\n"
+                               "cairn_exec_snapshots_released_total %llu\n"
+                               "# HELP cairn_exec_snapshot_release_failures_total Failed runs "
+                               "of the release command (each retried later; the snapshot is "
+                               "kept until then).\n"
+                               "# TYPE cairn_exec_snapshot_release_failures_total counter\n"
+                               "cairn_exec_snapshot_release_failures_total %llu\n",
                                (unsigned long long)m->vs_deleted,
                                (unsigned long long)m->vs_failed,
-                               (unsigned long long)m->vs_pending);
+                               (unsigned long long)m->vs_pending,
+                               (unsigned long long)m->exec_released,
+                               (unsigned long long)m->exec_failed);
     if (rc == CAIRN_OK && m->prunes_ok)
         rc = cairn_buf_appendf(b,
                                "# HELP cairn_last_prune_timestamp_seconds Time of this agent's "

@@ -21,7 +21,9 @@
  *   cairn_prune_freed_bytes_total                       counter
  *   cairn_volume_snapshots_deleted_total                counter (retention)
  *   cairn_volume_snapshot_delete_failures_total         counter
- *   cairn_volume_snapshot_deletions_pending             gauge
+ *   cairn_volume_snapshot_deletions_pending             gauge (VolumeSnapshots and exec)
+ *   cairn_exec_snapshots_released_total                 counter (retention)
+ *   cairn_exec_snapshot_release_failures_total          counter
  * The archive series are computed at scrape time from the times the agent
  * last set (cairn_metrics_set_archives), at most CAIRN_METRICS_MAX_ARCHIVES
  * databases per kind.
@@ -77,6 +79,10 @@ void cairn_metrics_prune_end(cairn_metrics *m, int ok, double end_s, uint64_t fr
  * failed; n deletions wait for a retry. */
 void cairn_metrics_vs_deletion(cairn_metrics *m, int ok);
 void cairn_metrics_vs_pending(cairn_metrics *m, size_t n);
+/* The storage snapshot of a forgotten exec snapshot was released by the
+ * configured release command (ok), or the command failed. n above counts
+ * these waiting for a retry too. */
+void cairn_metrics_exec_release(cairn_metrics *m, int ok);
 /* /healthz answers 200 while live is set, /readyz while ready is set. */
 void cairn_metrics_set_live(cairn_metrics *m, int live);
 void cairn_metrics_set_ready(cairn_metrics *m, int ready);

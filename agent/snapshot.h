@@ -119,4 +119,37 @@ enum cairn_vs_outcome {
 int cairn_snap_vs_release(cairn_kube *k, const json_t *man, enum cairn_vs_outcome *out,
                           char *what, size_t whatlen, cairn_err *err);
 
+/* ---- retention: the storage snapshots of exec ----
+ * An exec snapshot without path= (data "reference") records the storage
+ * snapshot's handle=; the platform team may configure a release command for
+ * it: CAIRN_SNAPSHOT_RELEASE for the command CAIRN_SNAPSHOT_EXEC, and
+ * CAIRN_SNAPSHOT_RELEASE_<NAME> for CAIRN_SNAPSHOT_EXEC_<NAME> (the variable
+ * the manifest's snapshot.command names). Run like the exec command
+ * (no shell, no arguments, its own process group, output to the log) with
+ * CAIRN_SNAPSHOT_HANDLE, CAIRN_SNAPSHOT_ID, CAIRN_SNAPSHOT_TIME,
+ * CAIRN_SNAPSHOT_COMMAND, CAIRN_SNAPSHOT_NODE, CAIRN_PVC_NAMESPACE,
+ * CAIRN_PVC_NAME, CAIRN_PV_NAME, CAIRN_NODE_NAME and PATH only, killed after
+ * cfg->release_timeout_ms or when abort(abort_arg) says so. */
+struct cairn_snap_release {
+    const struct cairn_snap_config *cfg;
+    const char *node;        /* this agent's node */
+    int (*abort)(void *arg); /* may be NULL */
+    void *abort_arg;
+    void (*log)(void *arg, enum cairn_snap_log_level lvl, const char *msg);
+    void *log_arg;
+};
+
+/* Releases the storage snapshot the manifest man (of snapshot id) records.
+ * CAIRN_OK with *out: CAIRN_VS_NONE (not an exec reference with a handle:
+ * nothing to release, e.g. path= snapshots, whose data is in the
+ * repository), CAIRN_VS_DELETED (the command exited 0), CAIRN_VS_NOT_OURS
+ * (no release command configured: the storage snapshot stays, the record
+ * may go). An error (CAIRN_FAILED: non-zero exit, killed, timeout, a
+ * configured path that is not an executable) when it may still exist (the
+ * record must stay). what gets "'HANDLE' (VAR)" or, for CAIRN_VS_NOT_OURS,
+ * "'HANDLE' stays: <why>", for the log. man is borrowed. */
+int cairn_snap_exec_release(const struct cairn_snap_release *rl, const char *id,
+                            const json_t *man, enum cairn_vs_outcome *out, char *what,
+                            size_t whatlen, cairn_err *err);
+
 #endif
