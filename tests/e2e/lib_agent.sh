@@ -18,6 +18,9 @@
 #   agent_quiesce METHOD [NS/PVC]  check cairn_quiesce_duration_seconds on the
 #                               agent's /metrics: QN, QSUM (METHOD's _count,
 #                               _sum), QLAST (the PVC's last hold, "-": none)
+#   agent_quiesce_ms SNAP SECONDS MIN_FROZEN_MS   the manifest's quiesce_ms
+#                               is the observed hold of SECONDS (±1 ms), at
+#                               least its frozen_ms, itself >= MIN_FROZEN_MS
 #   fcmp PYEXPR                 a float comparison
 
 FAKE=$CAIRN_SRC/tests/k8s/fake_apiserver.py
@@ -237,6 +240,15 @@ if pvc:
 print("%d %.17g %s" % (s[("_count", want, None)], s[("_sum", want, None)], last))
 EOF
   read -r QN QSUM QLAST <"$T/qm.out"
+}
+
+agent_quiesce_ms() { # SNAP SECONDS MIN_FROZEN_MS
+  python3 - "$CAIRN_REPO/snapshots/$1" "$2" "$3" <<'EOF' || fail "quiesce_ms of snapshot $1 is not the observed $2 s (or frozen_ms is not below it)"
+import json, sys
+s = json.load(open(sys.argv[1]))["snapshot"]
+assert int(sys.argv[3]) <= s.get("frozen_ms", 0) <= s["quiesce_ms"], s
+assert abs(s["quiesce_ms"] - float(sys.argv[2]) * 1000) <= 1, (s, sys.argv[2])
+EOF
 }
 
 # fcmp PYEXPR: true when the Python expression holds ("$QSUM >= 1.5").

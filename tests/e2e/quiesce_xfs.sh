@@ -152,19 +152,9 @@ losetup -d "$COPY_DEV"
 COPY_DEV=
 
 # ---- kill -9 mid-freeze: the watchdog thaws at once ----
-set_ann() { # JSON merged into the annotations
-  ctl GET pvc/app/db >"$T/pvc.json"
-  python3 - "$T/pvc.json" "$1" >"$T/pvc-new.json" <<'EOF'
-import json, sys
-p = json.load(open(sys.argv[1]))
-p["metadata"]["annotations"].update(json.loads(sys.argv[2]))
-print(json.dumps(p))
-EOF
-  ctl POST pvc "$(cat "$T/pvc-new.json")" >/dev/null
-}
 # ---- csi with fsfreeze: frozen until the VolumeSnapshot is cut, not until ready ----
 ctl POST vs-steps '{"cut_after": 3, "ready_after": 25}' >/dev/null
-set_ann '{"cairn.io/snapshot":"csi","cairn.io/snapshot-class":"xfs-snaps"}'
+agent_set_ann app db '{"cairn.io/snapshot":"csi","cairn.io/snapshot-class":"xfs-snaps"}'
 agent_request app db
 agent_wait_snapshot app db 60 'm["snapshot"]["method"] == "csi"'
 case $STATUS in ok\ *) ;; *) fail "the csi backup with fsfreeze failed: $STATUS" ;; esac
@@ -198,7 +188,7 @@ chmod 755 "$T/copydir.sh"
 agent_stop
 agent_start CAIRN_SNAPSHOT_EXEC="$T/snap.sh" CAIRN_SNAPSHOT_EXEC_SLOW="$T/slow.sh" \
   CAIRN_SNAPSHOT_EXEC_COPY_DIR="$T/copydir.sh" CAIRN_FREEZE_TIMEOUT=20
-set_ann '{"cairn.io/snapshot":"exec:copy-dir"}'
+agent_set_ann app db '{"cairn.io/snapshot":"exec:copy-dir"}'
 agent_request app db
 agent_wait_snapshot app db 60 'm["snapshot"].get("command") == "CAIRN_SNAPSHOT_EXEC_COPY_DIR"'
 case $STATUS in ok\ *) ;; *) fail "the exec backup with path= failed: $STATUS" ;; esac
@@ -213,7 +203,7 @@ s = m["snapshot"]
 assert (m["consistency"], s["data"], s["path"], s["command"]) == ("fs", "files", sys.argv[3], "CAIRN_SNAPSHOT_EXEC_COPY_DIR"), s
 EOF2
 
-set_ann '{"cairn.io/snapshot":"exec:slow"}'
+agent_set_ann app db '{"cairn.io/snapshot":"exec:slow"}'
 : >"$T/agent.err.before"
 agent_request app db
 frozen_now() { grep -q "frozen; running CAIRN_SNAPSHOT_EXEC_SLOW" "$T/agent.err"; }
@@ -281,7 +271,7 @@ sleep 0.2
 a1=$(acked)
 sleep 0.5
 [ "$(acked)" = "$a1" ] || fail "fsfreeze -f did not stop the writer"
-set_ann '{"cairn.io/snapshot":"exec"}'
+agent_set_ann app db '{"cairn.io/snapshot":"exec"}'
 agent_start CAIRN_SNAPSHOT_EXEC="$T/snap.sh"
 wait_for 10 "the agent to thaw a recorded freeze at start" resumed
 grep -q "left '$VOL' frozen.*thawed it" "$T/agent.err" || fail "the thaw at start is not logged"
