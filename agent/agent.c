@@ -64,6 +64,7 @@ struct vs_pending {
     char id[CAIRN_HEX_LEN + 1];
     int64_t next_ns; /* next try */
     unsigned tries;
+    int exec;        /* an exec storage snapshot, not a VolumeSnapshot */
 };
 
 struct agent {
@@ -500,6 +501,28 @@ static void snap_log(void *arg, enum cairn_snap_log_level lvl, const char *msg)
          "%s", msg);
 }
 
+/* A hold of the workload ended (agent/snapshot.c): the quiesce histogram,
+ * and a warning when writes or commits were blocked long (PostgreSQL's
+ * backup mode blocks nothing: it may span a whole copy). */
+static void job_quiesced(void *arg, enum cairn_quiesce q, double sec)
+{
+    struct job *j = arg;
+    struct agent *a = j->a;
+    cairn_metrics_quiesce(a->metrics, j->e->ns, j->e->name,
+                          q == CAIRN_QUIESCE_POSTGRES ? CAIRN_QUIESCE_M_POSTGRES
+                          : q == CAIRN_QUIESCE_MYSQL  ? CAIRN_QUIESCE_M_MYSQL
+                                                      : CAIRN_QUIESCE_M_FSFREEZE,
+                          sec);
+    if (q != CAIRN_QUIESCE_POSTGRES && sec * 1000 >= (double)a->snap.quiesce_warn_ms)
+        alog(a, CAIRN_LOG_WARN,
+             "pvc %s/%s: %s for %.1f s (more than CAIRN_QUIESCE_WARN, %.0f s): is the "
+             "snapshot step slow?",
+             j->e->ns, j->e->name,
+             q == CAIRN_QUIESCE_MYSQL ? "commits were blocked (BACKUP STAGE BLOCK_COMMIT)"
+                                      : "the filesystem was frozen",
+             sec, (double)a->snap.quiesce_warn_ms / 1000);
+}
+
 /* ---- retention and the VolumeSnapshots of forgotten snapshots ----
  * Order: the VolumeSnapshot is deleted first, the record forgotten after (in
  * forget's before_remove hook). A deletion that fails keeps the record
@@ -520,7 +543,8 @@ static void pending_drop(struct agent *a, const char *id)
 
 /* Notes a failed deletion; returns the seconds until the next try (0: the
  * table is full, the next backup's retention tries again). */
-static int64_t pending_note(struct agent *a, const char *ns, const char *pvc, const char *id)
+static int64_t pending_note(struct agent *a, const char *ns, const char *pvc, const char *id,
+                            int exec)
 {
     struct vs_pending *v = NULL;
     int64_t delay;
@@ -534,8 +558,9 @@ static int64_t pending_note(struct agent *a, const char *ns, const char *pvc, co
         if (a->n_pend == VS_PENDING_MAX) {
             if (!a->pend_full_logged)
                 alog(a, CAIRN_LOG_WARN,
-                     "retention: %d VolumeSnapshot deletions wait already; snapshot %.12s is "
-                     "kept and tried again after the next backup of %s/%s",
+                     "retention: %d VolumeSnapshot deletions or storage snapshot releases wait "
+                     "already; snapshot %.12s is kept and tried again after the next backup of "
+                     "%s/%s",
                      VS_PENDING_MAX, id, ns, pvc);
             a->pend_full_logged = 1;
             return 0;
@@ -546,6 +571,7 @@ static int64_t pending_note(struct agent *a, const char *ns, const char *pvc, co
         snprintf(v->pvc, sizeof v->pvc, "%s", pvc);
         snprintf(v->id, sizeof v->id, "%s", id);
     }
+    v->exec = exec;
     delay = a->cfg->tick_s > 0 ? a->cfg->tick_s : 1;
     for (i = 0; i < v->tries && delay < VS_RETRY_MAX_S; i++)
         delay *= 2;
@@ -562,42 +588,52 @@ struct vs_hook {
     const char *ns, *pvc;
 };
 
-/* forget's before_remove: delete the snapshot's VolumeSnapshot, if it
- * records one that Cairn created; keep the snapshot while that fails. */
+/* forget's before_remove: release what the snapshot's manifest records
+ * outside the repository -- delete its VolumeSnapshot if Cairn created one
+ * (csi), run the configured release command for its storage snapshot
+ * (exec, handle=) -- and keep the snapshot while that fails. */
 static int vs_before_remove(void *arg, cairn_repo *r, const char *id, cairn_err *err)
 {
     struct vs_hook *h = arg;
     struct agent *a = h->a;
     struct cairn_snapshot *s = NULL;
     enum cairn_vs_outcome out = CAIRN_VS_NONE;
+    struct cairn_snap_release rl = {&a->snap, a->cfg->node, job_cancel_hook, a, snap_log, a};
+    const char *kept;
     char what[700];
     int64_t delay;
     cairn_err e;
-    int rc;
+    int rc, exec = 0;
     what[0] = 0;
     rc = cairn_repo_snapshot_get(r, id, NULL, &s, &e);
     if (rc == CAIRN_OK) {
         rc = cairn_snap_vs_release(a->kube, s->json, &out, what, sizeof what, &e);
+        if (rc == CAIRN_OK && out == CAIRN_VS_NONE) {
+            rc = cairn_snap_exec_release(&rl, id, s->json, &out, what, sizeof what, &e);
+            exec = rc != CAIRN_OK || out != CAIRN_VS_NONE;
+        }
         cairn_snapshot_free(s);
         if (rc == CAIRN_FATAL)
             return cairn_error(err, rc, "%s", e.msg);
-        if (rc != CAIRN_OK)
+        if (rc != CAIRN_OK && exec)
+            cairn_metrics_exec_release(a->metrics, 0);
+        else if (rc != CAIRN_OK)
             cairn_metrics_vs_deletion(a->metrics, 0);
     } else {
-        cairn_error_prefix(&e, "cannot read its manifest to find its VolumeSnapshot");
+        cairn_error_prefix(&e, "cannot read its manifest to find its VolumeSnapshot or storage "
+                           "snapshot");
     }
     if (rc != CAIRN_OK) {
-        delay = pending_note(a, h->ns, h->pvc, id);
+        kept = exec ? "its storage snapshot is released" : "its VolumeSnapshot is deleted";
+        delay = pending_note(a, h->ns, h->pvc, id, exec);
         if (delay)
             alog(a, CAIRN_LOG_WARN,
-                 "pvc %s/%s: retention: snapshot %.12s is kept until its VolumeSnapshot is "
-                 "deleted: %s (next try in %lld s)",
-                 h->ns, h->pvc, id, e.msg, (long long)delay);
+                 "pvc %s/%s: retention: snapshot %.12s is kept until %s: %s (next try in %lld "
+                 "s)",
+                 h->ns, h->pvc, id, kept, e.msg, (long long)delay);
         else
-            alog(a, CAIRN_LOG_WARN,
-                 "pvc %s/%s: retention: snapshot %.12s is kept until its VolumeSnapshot is "
-                 "deleted: %s",
-                 h->ns, h->pvc, id, e.msg);
+            alog(a, CAIRN_LOG_WARN, "pvc %s/%s: retention: snapshot %.12s is kept until %s: %s",
+                 h->ns, h->pvc, id, kept, e.msg);
         return CAIRN_RETRY;
     }
     pending_drop(a, id);
@@ -605,17 +641,24 @@ static int vs_before_remove(void *arg, cairn_repo *r, const char *id, cairn_err 
     case CAIRN_VS_NONE:
         break;
     case CAIRN_VS_DELETED:
-        cairn_metrics_vs_deletion(a->metrics, 1);
-        alog(a, CAIRN_LOG_INFO, "pvc %s/%s: retention: deleted the VolumeSnapshot %s of snapshot "
-             "%.12s", h->ns, h->pvc, what, id);
+        if (exec) {
+            cairn_metrics_exec_release(a->metrics, 1);
+            alog(a, CAIRN_LOG_INFO, "pvc %s/%s: retention: released the storage snapshot %s of "
+                 "snapshot %.12s", h->ns, h->pvc, what, id);
+        } else {
+            cairn_metrics_vs_deletion(a->metrics, 1);
+            alog(a, CAIRN_LOG_INFO, "pvc %s/%s: retention: deleted the VolumeSnapshot %s of "
+                 "snapshot %.12s", h->ns, h->pvc, what, id);
+        }
         break;
     case CAIRN_VS_GONE:
         alog(a, CAIRN_LOG_INFO, "pvc %s/%s: retention: the VolumeSnapshot %s of snapshot %.12s "
              "is already gone", h->ns, h->pvc, what, id);
         break;
     case CAIRN_VS_NOT_OURS:
-        alog(a, CAIRN_LOG_WARN, "pvc %s/%s: retention: snapshot %.12s forgotten; its "
-             "VolumeSnapshot %s", h->ns, h->pvc, id, what);
+        alog(a, exec ? CAIRN_LOG_INFO : CAIRN_LOG_WARN, "pvc %s/%s: retention: snapshot %.12s "
+             "forgotten; its %s %s", h->ns, h->pvc, id, exec ? "storage snapshot" :
+             "VolumeSnapshot", what);
         break;
     }
     return CAIRN_OK;
@@ -655,8 +698,9 @@ static void retry_vs_deletions(struct agent *a)
                  due[i].pvc, due[i].id, err.msg);
             pending_drop(a, due[i].id);
         } else if (fr.removed) {
-            alog(a, CAIRN_LOG_INFO, "pvc %s/%s: retention removed snapshot %.12s after its "
-                 "VolumeSnapshot was deleted", due[i].ns, due[i].pvc, due[i].id);
+            alog(a, CAIRN_LOG_INFO, "pvc %s/%s: retention removed snapshot %.12s after its %s",
+                 due[i].ns, due[i].pvc, due[i].id,
+                 due[i].exec ? "storage snapshot was released" : "VolumeSnapshot was deleted");
         }
     }
     free(due);
@@ -694,7 +738,7 @@ static void apply_retention(struct agent *a, const struct pvc_entry *e,
         else if (fr.deferred)
             alog(a, CAIRN_LOG_INFO,
                  "pvc %s/%s: retention removed %llu snapshots, kept %llu (%llu of them until "
-                 "their VolumeSnapshots are deleted)",
+                 "their VolumeSnapshots are deleted or storage snapshots released)",
                  e->ns, e->name, (unsigned long long)fr.removed, (unsigned long long)fr.kept,
                  (unsigned long long)fr.deferred);
         else if (fr.removed)
@@ -746,7 +790,8 @@ static void run_backup(struct agent *a, const struct pvc_entry *e, const char *p
         {
             /* quiesce, snapshot, copy, clean up: agent/snapshot.c */
             struct cairn_snap_job sj = {a->repo, a->kube, &a->snap, p, e->ns, e->name, pv,
-                                        e->m[0].pod, a->cfg->node, host_path, &bo, snap_log, a};
+                                        e->m[0].pod, a->cfg->node, host_path, &bo, snap_log, a,
+                                        job_quiesced, &j};
             rc = extra ? cairn_snap_run(&sj, &res, &err)
                        : cairn_error(&err, CAIRN_FATAL, "out of memory");
         }

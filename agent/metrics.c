@@ -21,18 +21,30 @@ struct series {
     uint64_t read, new_, stored;
     uint64_t failures, successes;
     int has_job;
+    double quiesce[CAIRN_QUIESCE_METHODS]; /* the last hold, by method */
+    unsigned has_quiesce;                  /* bit per method */
 };
 
 /* Upper bounds of cairn_backup_job_duration_seconds's buckets, in seconds
  * (the +Inf bucket is the count). */
 static const double job_buckets[] = {1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200};
 #define N_JOB_BUCKETS (sizeof job_buckets / sizeof *job_buckets)
+/* cairn_quiesce_duration_seconds: a freeze is normally well under a second,
+ * a database backup mode seconds to minutes; CAIRN_FREEZE_TIMEOUT (30 s by
+ * default) bounds a freeze. */
+static const double quiesce_buckets[] = {0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,
+                                         2.5,  5,     10,   30,  60,   120, 300};
+#define N_QUIESCE_BUCKETS (sizeof quiesce_buckets / sizeof *quiesce_buckets)
+#define MAX_BUCKETS 16
 
 struct histogram {
-    uint64_t bucket[N_JOB_BUCKETS]; /* observations in (previous bound, bound] */
+    uint64_t bucket[MAX_BUCKETS]; /* observations in (previous bound, bound] */
     uint64_t count;
     double sum;
 };
+
+static const char *const quiesce_method[CAIRN_QUIESCE_METHODS] = {"fsfreeze", "postgres",
+                                                                  "mysql"};
 
 struct archives {
     struct cairn_archive_time v[CAIRN_METRICS_MAX_ARCHIVES];
@@ -43,6 +55,7 @@ struct cairn_metrics {
     pthread_mutex_t mu;
     struct archives arch[2]; /* by enum cairn_archive_kind */
     struct histogram jobs[2]; /* [0] failure, [1] success */
+    struct histogram quiesce[CAIRN_QUIESCE_METHODS];
     struct series *s;
     size_t n, max;
     uint64_t dropped;
@@ -51,6 +64,7 @@ struct cairn_metrics {
     uint64_t prunes_ok, prunes_failed, pruned_bytes;
     double last_prune;
     uint64_t vs_deleted, vs_failed, vs_pending;
+    uint64_t exec_released, exec_failed;
 };
 
 int cairn_metrics_new(size_t max_series, cairn_metrics **out, cairn_err *err)
@@ -109,14 +123,14 @@ static struct series *series_get(cairn_metrics *m, const char *ns, const char *p
 }
 
 /* mu held */
-static void observe(struct histogram *h, double v)
+static void observe(struct histogram *h, const double *bounds, size_t n, double v)
 {
     size_t i;
     if (!(v >= 0)) /* NaN or a clock step: counted, as 0 */
         v = 0;
-    for (i = 0; i < N_JOB_BUCKETS && v > job_buckets[i]; i++)
+    for (i = 0; i < n && v > bounds[i]; i++)
         ;
-    if (i < N_JOB_BUCKETS)
+    if (i < n)
         h->bucket[i]++;
     h->count++;
     h->sum += v;
@@ -130,7 +144,7 @@ void cairn_metrics_job_end(cairn_metrics *m, const char *ns, const char *pvc, in
     pthread_mutex_lock(&m->mu);
     if (m->in_flight > 0)
         m->in_flight--;
-    observe(&m->jobs[ok != 0], job_s);
+    observe(&m->jobs[ok != 0], job_buckets, N_JOB_BUCKETS, job_s);
     if (!(s = series_get(m, ns, pvc))) {
         m->dropped++;
     } else if (ok) {
@@ -143,6 +157,22 @@ void cairn_metrics_job_end(cairn_metrics *m, const char *ns, const char *pvc, in
         s->successes++;
     } else {
         s->failures++;
+    }
+    pthread_mutex_unlock(&m->mu);
+}
+
+void cairn_metrics_quiesce(cairn_metrics *m, const char *ns, const char *pvc,
+                           enum cairn_quiesce_method method, double seconds)
+{
+    struct series *s;
+    if ((unsigned)method >= CAIRN_QUIESCE_METHODS)
+        return;
+    pthread_mutex_lock(&m->mu);
+    observe(&m->quiesce[method], quiesce_buckets, N_QUIESCE_BUCKETS, seconds);
+    /* a PVC beyond the limit is counted as dropped once, at its job's end */
+    if ((s = series_get(m, ns, pvc))) {
+        s->quiesce[method] = seconds >= 0 ? seconds : 0;
+        s->has_quiesce |= 1u << method;
     }
     pthread_mutex_unlock(&m->mu);
 }
@@ -167,6 +197,16 @@ void cairn_metrics_vs_deletion(cairn_metrics *m, int ok)
         m->vs_deleted++;
     else
         m->vs_failed++;
+    pthread_mutex_unlock(&m->mu);
+}
+
+void cairn_metrics_exec_release(cairn_metrics *m, int ok)
+{
+    pthread_mutex_lock(&m->mu);
+    if (ok)
+        m->exec_released++;
+    else
+        m->exec_failed++;
     pthread_mutex_unlock(&m->mu);
 }
 
@@ -214,7 +254,7 @@ static int label(cairn_buf *b, const char *v)
     return rc;
 }
 
-static int labels(cairn_buf *b, const struct series *s, const char *kind)
+static int labels(cairn_buf *b, const struct series *s, const char *key, const char *kind)
 {
     int rc = cairn_buf_append(b, "{namespace=\"", 12);
     if (rc == CAIRN_OK)
@@ -224,7 +264,7 @@ static int labels(cairn_buf *b, const struct series *s, const char *kind)
     if (rc == CAIRN_OK)
         rc = label(b, s->pvc);
     if (rc == CAIRN_OK && kind)
-        rc = cairn_buf_appendf(b, "\",kind=\"%s", kind);
+        rc = cairn_buf_appendf(b, "\",%s=\"%s", key, kind);
     if (rc == CAIRN_OK)
         rc = cairn_buf_append(b, "\"} ", 3);
     return rc;
@@ -255,7 +295,7 @@ static int family(cairn_metrics *m, cairn_buf *b, const char *name, const char *
         case F_SUCCESSES: v = (double)s->successes; break;
         }
         if ((rc = cairn_buf_append(b, name, strlen(name))) == CAIRN_OK &&
-            (rc = labels(b, s, kind)) == CAIRN_OK)
+            (rc = labels(b, s, "kind", kind)) == CAIRN_OK)
             rc = cairn_buf_appendf(b, "%.17g\n", v);
     }
     return rc;
@@ -264,35 +304,63 @@ static int family(cairn_metrics *m, cairn_buf *b, const char *name, const char *
 static int archive_families(cairn_metrics *m, cairn_buf *b, enum cairn_archive_kind kind,
                             double now_s);
 
-/* mu held: cairn_backup_job_duration_seconds, both results always (the
- * buckets cumulative, as the text format wants). */
-static int job_histogram(cairn_metrics *m, cairn_buf *b)
+/* mu held: a histogram family with one label (key) taking the n values
+ * val[], h[i] the histogram of val[i]; every series always (the buckets
+ * cumulative, as the text format wants). */
+static int histogram_family(cairn_buf *b, const char *name, const char *help, const char *key,
+                            const char *const *val, const struct histogram *h, size_t n,
+                            const double *bounds, size_t nb)
 {
-    static const char *const result[2] = {"failure", "success"};
-    static const char name[] = "cairn_backup_job_duration_seconds";
     size_t r, i;
-    int rc = cairn_buf_appendf(b,
-                               "# HELP %s Wall time of the agent's backup jobs (quiesce, "
-                               "snapshot, copy) since it started, by result.\n"
-                               "# TYPE %s histogram\n",
-                               name, name);
-    for (r = 0; r < 2 && rc == CAIRN_OK; r++) {
-        const struct histogram *h = &m->jobs[r];
+    int rc = cairn_buf_appendf(b, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
+    for (r = 0; r < n && rc == CAIRN_OK; r++) {
         uint64_t cum = 0;
-        for (i = 0; i < N_JOB_BUCKETS && rc == CAIRN_OK; i++) {
-            cum += h->bucket[i];
-            rc = cairn_buf_appendf(b, "%s_bucket{result=\"%s\",le=\"%g\"} %llu\n", name,
-                                   result[r], job_buckets[i], (unsigned long long)cum);
+        for (i = 0; i < nb && rc == CAIRN_OK; i++) {
+            cum += h[r].bucket[i];
+            rc = cairn_buf_appendf(b, "%s_bucket{%s=\"%s\",le=\"%g\"} %llu\n", name, key,
+                                   val[r], bounds[i], (unsigned long long)cum);
         }
         if (rc == CAIRN_OK)
             rc = cairn_buf_appendf(b,
-                                   "%s_bucket{result=\"%s\",le=\"+Inf\"} %llu\n"
-                                   "%s_sum{result=\"%s\"} %.17g\n"
-                                   "%s_count{result=\"%s\"} %llu\n",
-                                   name, result[r], (unsigned long long)h->count, name,
-                                   result[r], h->sum, name, result[r],
-                                   (unsigned long long)h->count);
+                                   "%s_bucket{%s=\"%s\",le=\"+Inf\"} %llu\n"
+                                   "%s_sum{%s=\"%s\"} %.17g\n"
+                                   "%s_count{%s=\"%s\"} %llu\n",
+                                   name, key, val[r], (unsigned long long)h[r].count, name, key,
+                                   val[r], h[r].sum, name, key, val[r],
+                                   (unsigned long long)h[r].count);
     }
+    return rc;
+}
+
+/* mu held: cairn_backup_job_duration_seconds by result, and
+ * cairn_quiesce_duration_seconds by method with the last hold per PVC. */
+static int histograms(cairn_metrics *m, cairn_buf *b)
+{
+    static const char *const result[2] = {"failure", "success"};
+    static const char last[] = "cairn_last_quiesce_duration_seconds";
+    size_t i, q;
+    int rc = histogram_family(b, "cairn_backup_job_duration_seconds",
+                              "Wall time of the agent's backup jobs (quiesce, snapshot, copy) "
+                              "since it started, by result.",
+                              "result", result, m->jobs, 2, job_buckets, N_JOB_BUCKETS);
+    if (rc == CAIRN_OK)
+        rc = histogram_family(b, "cairn_quiesce_duration_seconds",
+                              "How long the agent's jobs held workloads: filesystem frozen "
+                              "(fsfreeze), PostgreSQL backup mode (postgres), MariaDB commits "
+                              "blocked (mysql), failed jobs included.",
+                              "method", quiesce_method, m->quiesce, CAIRN_QUIESCE_METHODS,
+                              quiesce_buckets, N_QUIESCE_BUCKETS);
+    if (rc == CAIRN_OK)
+        rc = cairn_buf_appendf(b,
+                               "# HELP %s The PVC's last hold by method (see "
+                               "cairn_quiesce_duration_seconds).\n# TYPE %s gauge\n",
+                               last, last);
+    for (i = 0; i < m->n && rc == CAIRN_OK; i++)
+        for (q = 0; q < CAIRN_QUIESCE_METHODS && rc == CAIRN_OK; q++)
+            if ((m->s[i].has_quiesce & (1u << q)) &&
+                (rc = cairn_buf_append(b, last, sizeof last - 1)) == CAIRN_OK &&
+                (rc = labels(b, &m->s[i], "method", quiesce_method[q])) == CAIRN_OK)
+                rc = cairn_buf_appendf(b, "%.17g\n", m->s[i].quiesce[q]);
     return rc;
 }
 
@@ -322,7 +390,7 @@ int cairn_metrics_render(cairn_metrics *m, cairn_buf *b, cairn_err *err)
         rc = family(m, b, "cairn_backups_total", "counter",
                     "Successful backups of the PVC since the agent started.", F_SUCCESSES);
     if (rc == CAIRN_OK)
-        rc = job_histogram(m, b);
+        rc = histograms(m, b);
     if (rc == CAIRN_OK)
         rc = cairn_buf_appendf(b,
                                "# HELP cairn_jobs_in_flight Backup jobs running now.\n"
@@ -360,11 +428,24 @@ int cairn_metrics_render(cairn_metrics *m, cairn_buf *b, cairn_err *err)
                                "cairn_volume_snapshot_delete_failures_total %llu\n"
                                "# HELP cairn_volume_snapshot_deletions_pending Snapshots "
                                "retention chose to forget, kept until their VolumeSnapshot is "
-                               "deleted.\n# TYPE cairn_volume_snapshot_deletions_pending gauge\n"
-                               "cairn_volume_snapshot_deletions_pending %llu\n",
+                               "deleted or their exec storage snapshot released.\n"
+                               "# TYPE cairn_volume_snapshot_deletions_pending gauge\n"
+                               "cairn_volume_snapshot_deletions_pending %llu\n"
+                               "# HELP cairn_exec_snapshots_released_total Storage snapshots of "
+                               "exec snapshots released by the configured release command "
+                               "because retention forgot them.\n"
+                               "# TYPE cairn_exec_snapshots_released_total counter\n"
+                               "cairn_exec_snapshots_released_total %llu\n"
+                               "# HELP cairn_exec_snapshot_release_failures_total Failed runs "
+                               "of the release command (each retried later; the snapshot is "
+                               "kept until then).\n"
+                               "# TYPE cairn_exec_snapshot_release_failures_total counter\n"
+                               "cairn_exec_snapshot_release_failures_total %llu\n",
                                (unsigned long long)m->vs_deleted,
                                (unsigned long long)m->vs_failed,
-                               (unsigned long long)m->vs_pending);
+                               (unsigned long long)m->vs_pending,
+                               (unsigned long long)m->exec_released,
+                               (unsigned long long)m->exec_failed);
     if (rc == CAIRN_OK && m->prunes_ok)
         rc = cairn_buf_appendf(b,
                                "# HELP cairn_last_prune_timestamp_seconds Time of this agent's "

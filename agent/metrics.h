@@ -8,6 +8,8 @@
  *   cairn_backup_failures_total{namespace,pvc}          counter
  *   cairn_backups_total{namespace,pvc}                  counter (successes)
  *   cairn_backup_job_duration_seconds{result="success|failure"}  histogram, every job
+ *   cairn_quiesce_duration_seconds{method="fsfreeze|postgres|mysql"}  histogram, every hold
+ *   cairn_last_quiesce_duration_seconds{namespace,pvc,method}  gauge, the PVC's last hold
  *   cairn_jobs_in_flight                                gauge
  *   cairn_agent_ready                                   gauge (0/1)
  *   cairn_wal_archive_lag_seconds{system_id}            gauge, now - newest archived commit
@@ -19,7 +21,9 @@
  *   cairn_prune_freed_bytes_total                       counter
  *   cairn_volume_snapshots_deleted_total                counter (retention)
  *   cairn_volume_snapshot_delete_failures_total         counter
- *   cairn_volume_snapshot_deletions_pending             gauge
+ *   cairn_volume_snapshot_deletions_pending             gauge (VolumeSnapshots and exec)
+ *   cairn_exec_snapshots_released_total                 counter (retention)
+ *   cairn_exec_snapshot_release_failures_total          counter
  * The archive series are computed at scrape time from the times the agent
  * last set (cairn_metrics_set_archives), at most CAIRN_METRICS_MAX_ARCHIVES
  * databases per kind.
@@ -61,12 +65,24 @@ void cairn_metrics_job_start(cairn_metrics *m);
 void cairn_metrics_job_end(cairn_metrics *m, const char *ns, const char *pvc, int ok,
                            double job_s, double duration_s, uint64_t bytes_read,
                            uint64_t bytes_new, uint64_t bytes_stored, double end_s);
+/* A job on namespace/pvc held its workload for seconds (a freeze, a
+ * database backup mode), whatever the job's result: observed in the
+ * histogram and kept as the PVC's last hold of that method. */
+enum cairn_quiesce_method { CAIRN_QUIESCE_M_FSFREEZE, CAIRN_QUIESCE_M_POSTGRES,
+                            CAIRN_QUIESCE_M_MYSQL };
+#define CAIRN_QUIESCE_METHODS 3
+void cairn_metrics_quiesce(cairn_metrics *m, const char *ns, const char *pvc,
+                           enum cairn_quiesce_method method, double seconds);
 /* A prune ended (ok or failed) at end_s, giving back freed bytes. */
 void cairn_metrics_prune_end(cairn_metrics *m, int ok, double end_s, uint64_t freed);
 /* A VolumeSnapshot of a forgotten snapshot was deleted (ok) or its deletion
  * failed; n deletions wait for a retry. */
 void cairn_metrics_vs_deletion(cairn_metrics *m, int ok);
 void cairn_metrics_vs_pending(cairn_metrics *m, size_t n);
+/* The storage snapshot of a forgotten exec snapshot was released by the
+ * configured release command (ok), or the command failed. n above counts
+ * these waiting for a retry too. */
+void cairn_metrics_exec_release(cairn_metrics *m, int ok);
 /* /healthz answers 200 while live is set, /readyz while ready is set. */
 void cairn_metrics_set_live(cairn_metrics *m, int live);
 void cairn_metrics_set_ready(cairn_metrics *m, int ready);

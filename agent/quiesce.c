@@ -409,6 +409,7 @@ struct cairn_my_quiesce {
     char buf[MY_LINE_MAX + 1];
     size_t len;
     unsigned marker;
+    double blocked_at;    /* cairn_mono() when BACKUP STAGE BLOCK_COMMIT was sent */
 };
 
 /* One option-file value, quoted ("..." with \\ and \" escaped). */
@@ -583,6 +584,7 @@ int cairn_my_quiesce_start(const struct cairn_my_conn *c, const char *client,
     unlink(cnf); /* the client has connected: it needs the file no more */
     if (rc != CAIRN_OK)
         goto fail;
+    q->blocked_at = cairn_mono();
     if ((rc = my_exec(q, "BACKUP STAGE BLOCK_COMMIT", NULL, 0, NULL, err)) != CAIRN_OK)
         goto fail;
     if ((rc = my_exec(q, "SHOW MASTER STATUS", rows, 4, &n, err)) != CAIRN_OK)
@@ -641,6 +643,11 @@ void cairn_my_quiesce_free(cairn_my_quiesce *q)
     if (q->out >= 0)
         close(q->out);
     free(q);
+}
+
+double cairn_my_quiesce_blocked_since(const cairn_my_quiesce *q)
+{
+    return q ? q->blocked_at : 0;
 }
 
 int cairn_my_quiesce_end(cairn_my_quiesce *q, cairn_err *err)

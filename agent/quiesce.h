@@ -98,6 +98,9 @@ typedef struct cairn_my_quiesce cairn_my_quiesce;
 int cairn_my_quiesce_start(const struct cairn_my_conn *c, const char *client,
                            const char *state_dir, int64_t timeout_ms, cairn_my_quiesce **out,
                            struct cairn_my_coords *coords, cairn_err *err);
+/* When commits began to be blocked (cairn_mono() just before BACKUP STAGE
+ * BLOCK_COMMIT was sent; 0 for NULL): the start of the workload's hold. */
+double cairn_my_quiesce_blocked_since(const cairn_my_quiesce *q);
 /* BACKUP STAGE END, then the client quits; frees q. */
 int cairn_my_quiesce_end(cairn_my_quiesce *q, cairn_err *err);
 /* Ends the session without END (the server releases it); NULL is fine. */

@@ -74,7 +74,9 @@ int cairn_snap_config_from_env(struct cairn_snap_config *c, cairn_err *err)
     if ((rc = env_ms("CAIRN_FREEZE_TIMEOUT", CAIRN_FREEZE_TIMEOUT_MS, &c->freeze_timeout_ms,
                      err)) != CAIRN_OK ||
         (rc = env_ms("CAIRN_CSI_READY_TIMEOUT", 600000, &c->csi_ready_timeout_ms, err)) !=
-            CAIRN_OK)
+            CAIRN_OK ||
+        (rc = env_ms("CAIRN_QUIESCE_WARN", 10000, &c->quiesce_warn_ms, err)) != CAIRN_OK ||
+        (rc = env_ms("CAIRN_RELEASE_TIMEOUT", 120000, &c->release_timeout_ms, err)) != CAIRN_OK)
         return rc;
     c->poll_ms = 1000;
     if (poll && *poll) {
@@ -383,58 +385,52 @@ struct exec_result {
     char handle[256];      /* handle=... */
 };
 
-static void exec_line(const struct cairn_snap_job *j, const char *var, char *line, size_t *n,
-                      unsigned *lines)
+/* A configured command: run without a shell (execve of cmd, no arguments),
+ * in its own process group, stdin /dev/null, working directory /, only
+ * envp; its output logged line by line as "<who>: <var>: <line>" (at most
+ * EXEC_MAX_LINES lines of EXEC_LINE_MAX bytes); killed (the whole group) at
+ * deadline_ms, or when abort(abort_arg) says so. */
+struct command {
+    const char *cmd, *var, *who;
+    char *const *envp;
+    int64_t deadline_ms;
+    const char *timeout_msg; /* "did not finish within <what>: killed; <consequence>" */
+    int (*abort)(void *arg); /* may be NULL */
+    void *abort_arg;
+    void (*log)(void *arg, enum cairn_snap_log_level lvl, const char *msg);
+    void *log_arg;
+};
+
+static void cmd_line(const struct command *c, char *line, size_t *n, unsigned *lines)
 {
+    char msg[EXEC_LINE_MAX + 600];
     line[*n] = 0;
-    if ((*lines)++ < EXEC_MAX_LINES)
-        jlog(j, CAIRN_SNAP_LOG_INFO, "pvc %s/%s: %s: %s", j->ns, j->pvc, var, line);
+    if ((*lines)++ < EXEC_MAX_LINES && c->log) {
+        snprintf(msg, sizeof msg, "%s: %s: %s", c->who, c->var, line);
+        c->log(c->log_arg, CAIRN_SNAP_LOG_INFO, msg);
+    }
     *n = 0;
 }
 
-/* Runs the configured command with the job's environment; its output is
- * logged line by line; it is killed (its process group) at deadline_ms. */
-static int run_exec(const struct cairn_snap_job *j, const char *cmd, const char *var,
-                    const char *outfile, int64_t deadline_ms, struct exec_result *xr,
-                    cairn_err *err)
+/* CAIRN_OK when the command exited 0; otherwise an error naming it. */
+static int run_command(const struct command *c, cairn_err *err)
 {
-    char *envp[16], *argv[2];
+    char *argv[2];
     char line[EXEC_LINE_MAX + 1];
-    size_t n_env = 0, ln = 0, i;
+    size_t ln = 0, i;
     unsigned lines = 0;
-    int p[2], status = 0, rc = CAIRN_OK, timed_out = 0, eof = 0;
+    int p[2], status = 0, timed_out = 0, aborted = 0, eof = 0;
     pid_t pid;
-    const char *path = getenv("PATH");
 
-    memset(xr, 0, sizeof *xr);
-#define ENV(...)                                                                               \
-    do {                                                                                       \
-        if (n_env < 15 && asprintf(&envp[n_env], __VA_ARGS__) >= 0)                          \
-            n_env++;                                                                           \
-    } while (0)
-    ENV("PATH=%s", path ? path : "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
-    ENV("CAIRN_PVC_NAMESPACE=%s", j->ns);
-    ENV("CAIRN_PVC_NAME=%s", j->pvc);
-    ENV("CAIRN_PV_NAME=%s", j->pv);
-    ENV("CAIRN_POD_NAME=%s", j->pod);
-    ENV("CAIRN_NODE_NAME=%s", j->node);
-    ENV("CAIRN_VOLUME_PATH=%s", j->host_path);
-    ENV("CAIRN_SNAPSHOT_OUT=%s", outfile);
-    ENV("CAIRN_FROZEN=1");
-#undef ENV
-    envp[n_env] = NULL;
-    argv[0] = (char *)cmd;
+    argv[0] = (char *)c->cmd;
     argv[1] = NULL;
-    if (pipe2(p, O_CLOEXEC) != 0) {
-        rc = cairn_error(err, CAIRN_FAILED, "cannot create a pipe: %s", strerror(errno));
-        goto out;
-    }
+    if (pipe2(p, O_CLOEXEC) != 0)
+        return cairn_error(err, CAIRN_FAILED, "cannot create a pipe: %s", strerror(errno));
     pid = fork();
     if (pid < 0) {
-        rc = cairn_error(err, CAIRN_FAILED, "cannot start '%s': %s", cmd, strerror(errno));
         close(p[0]);
         close(p[1]);
-        goto out;
+        return cairn_error(err, CAIRN_FAILED, "cannot start '%s': %s", c->cmd, strerror(errno));
     }
     if (pid == 0) {
         int nul = open("/dev/null", O_RDONLY);
@@ -443,18 +439,22 @@ static int run_exec(const struct cairn_snap_job *j, const char *cmd, const char 
             dup2(nul, 0);
         dup2(p[1], 1);
         dup2(p[1], 2);
-        chdir("/");
-        execve(cmd, argv, envp);
+        if (chdir("/") == 0)
+            execve(c->cmd, argv, c->envp);
         _exit(127);
     }
     close(p[1]);
     while (!eof) {
         struct pollfd pf = {p[0], POLLIN, 0};
-        int64_t left = deadline_ms - mono_ms();
+        int64_t left = c->deadline_ms - mono_ms();
         char buf[1024];
         ssize_t r;
         if (left <= 0) {
             timed_out = 1;
+            break;
+        }
+        if (c->abort && c->abort(c->abort_arg)) {
+            aborted = 1;
             break;
         }
         if (poll(&pf, 1, left > 200 ? 200 : (int)left) <= 0)
@@ -468,15 +468,15 @@ static int run_exec(const struct cairn_snap_job *j, const char *cmd, const char 
         }
         for (i = 0; i < (size_t)r; i++) {
             if (buf[i] == '\n' || ln == EXEC_LINE_MAX)
-                exec_line(j, var, line, &ln, &lines);
+                cmd_line(c, line, &ln, &lines);
             if (buf[i] != '\n')
                 line[ln++] = isprint((unsigned char)buf[i]) ? buf[i] : '?';
         }
     }
     if (ln)
-        exec_line(j, var, line, &ln, &lines);
+        cmd_line(c, line, &ln, &lines);
     close(p[0]);
-    if (timed_out)
+    if (timed_out || aborted)
         kill(-pid, SIGKILL);
     /* the output ended: the command exits soon (bounded by the deadline) */
     for (;;) {
@@ -487,27 +487,91 @@ static int run_exec(const struct cairn_snap_job *j, const char *cmd, const char 
             status = -1;
             break;
         }
-        if (!timed_out && mono_ms() >= deadline_ms) {
+        if (!timed_out && !aborted && mono_ms() >= c->deadline_ms) {
             timed_out = 1;
+            kill(-pid, SIGKILL);
+        }
+        if (!timed_out && !aborted && c->abort && c->abort(c->abort_arg)) {
+            aborted = 1;
             kill(-pid, SIGKILL);
         }
         sleep_ms(20);
     }
-    if (timed_out) {
-        rc = cairn_error(err, CAIRN_FAILED,
-                         "%s '%s' did not finish within the freeze timeout "
-                         "(CAIRN_FREEZE_TIMEOUT): killed; no snapshot taken",
-                         var, cmd);
-    } else if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-        if (WIFSIGNALED(status))
-            rc = cairn_error(err, CAIRN_FAILED, "%s '%s' was killed by signal %d", var, cmd,
-                             WTERMSIG(status));
-        else
-            rc = cairn_error(err, CAIRN_FAILED,
-                             "%s '%s' failed with exit status %d (its output is in the agent's "
-                             "log)",
-                             var, cmd, WIFEXITED(status) ? WEXITSTATUS(status) : -1);
-    } else {
+    if (timed_out)
+        return cairn_error(err, CAIRN_FAILED, "%s '%s' %s", c->var, c->cmd, c->timeout_msg);
+    if (aborted)
+        return cairn_error(err, CAIRN_FAILED, "%s '%s' was killed: the agent is stopping",
+                           c->var, c->cmd);
+    if (WIFSIGNALED(status))
+        return cairn_error(err, CAIRN_FAILED, "%s '%s' was killed by signal %d", c->var, c->cmd,
+                           WTERMSIG(status));
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        return cairn_error(err, CAIRN_FAILED,
+                           "%s '%s' failed with exit status %d (its output is in the agent's "
+                           "log)",
+                           c->var, c->cmd, WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+    return CAIRN_OK;
+}
+
+/* The environment of a configured command: envp[0..n) (at most max - 1;
+ * NULL-terminated); entries that do not fit or cannot be allocated are left
+ * out. Freed by env_free. */
+static void env_add(char **envp, size_t max, size_t *n, const char *key, const char *val)
+{
+    if (*n + 1 < max && asprintf(&envp[*n], "%s=%s", key, val ? val : "") >= 0)
+        (*n)++;
+    envp[*n] = NULL;
+}
+
+static void env_free(char **envp, size_t n)
+{
+    size_t i;
+    for (i = 0; i < n; i++)
+        free(envp[i]);
+}
+
+static const char *env_path(void)
+{
+    const char *path = getenv("PATH");
+    return path ? path : "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+}
+
+/* Runs the configured snapshot command with the job's environment until
+ * deadline_ms; xr gets what it wrote to outfile. */
+static int run_exec(const struct cairn_snap_job *j, const char *cmd, const char *var,
+                    const char *outfile, int64_t deadline_ms, struct exec_result *xr,
+                    cairn_err *err)
+{
+    char *envp[16], who[400];
+    size_t n_env = 0;
+    struct command c;
+    int rc;
+
+    memset(xr, 0, sizeof *xr);
+    envp[0] = NULL;
+    env_add(envp, 16, &n_env, "PATH", env_path());
+    env_add(envp, 16, &n_env, "CAIRN_PVC_NAMESPACE", j->ns);
+    env_add(envp, 16, &n_env, "CAIRN_PVC_NAME", j->pvc);
+    env_add(envp, 16, &n_env, "CAIRN_PV_NAME", j->pv);
+    env_add(envp, 16, &n_env, "CAIRN_POD_NAME", j->pod);
+    env_add(envp, 16, &n_env, "CAIRN_NODE_NAME", j->node);
+    env_add(envp, 16, &n_env, "CAIRN_VOLUME_PATH", j->host_path);
+    env_add(envp, 16, &n_env, "CAIRN_SNAPSHOT_OUT", outfile);
+    env_add(envp, 16, &n_env, "CAIRN_FROZEN", "1");
+    snprintf(who, sizeof who, "pvc %s/%s", j->ns, j->pvc);
+    memset(&c, 0, sizeof c);
+    c.cmd = cmd;
+    c.var = var;
+    c.who = who;
+    c.envp = envp;
+    c.deadline_ms = deadline_ms;
+    c.timeout_msg = "did not finish within the freeze timeout (CAIRN_FREEZE_TIMEOUT): killed; "
+                    "no snapshot taken";
+    c.log = j->log;
+    c.log_arg = j->log_arg;
+    rc = run_command(&c, err);
+    env_free(envp, n_env);
+    if (rc == CAIRN_OK) {
         cairn_buf b = CAIRN_BUF_INIT;
         cairn_err e;
         if (cairn_read_file(outfile, &b, EXEC_OUT_MAX, &e) == CAIRN_OK) {
@@ -521,10 +585,93 @@ static int run_exec(const struct cairn_snap_job *j, const char *cmd, const char 
         }
         cairn_buf_free(&b);
     }
-out:
-    for (i = 0; i < n_env; i++)
-        free(envp[i]);
     return rc;
+}
+
+/* The storage snapshot an exec manifest records, released by retention (see
+ * snapshot.h). */
+int cairn_snap_exec_release(const struct cairn_snap_release *rl, const char *id,
+                            const json_t *man, enum cairn_vs_outcome *out, char *what,
+                            size_t whatlen, cairn_err *err)
+{
+    const json_t *s = json_object_get(man, "snapshot"), *k = json_object_get(man, "kubernetes");
+    const char *method = json_string_value(json_object_get(s, "method"));
+    const char *data = json_string_value(json_object_get(s, "data"));
+    const char *handle = json_string_value(json_object_get(s, "handle"));
+    const char *xvar = json_string_value(json_object_get(s, "command"));
+    const char *ns = json_string_value(json_object_get(k, "namespace"));
+    const char *pvc = json_string_value(json_object_get(k, "pvc"));
+    const char *suffix, *cmd, *p;
+    char rvar[96], who[400], *envp[16];
+    size_t n_env = 0;
+    struct stat st;
+    struct command c;
+    int rc;
+
+    *out = CAIRN_VS_NONE;
+    what[0] = 0;
+    /* path= snapshots hold their data in the repository: nothing to release */
+    if (!method || strcmp(method, "exec") != 0 || !data || strcmp(data, "reference") != 0 ||
+        !handle || !*handle)
+        return CAIRN_OK;
+    snprintf(what, whatlen, "'%.256s'", handle);
+    suffix = xvar && strncmp(xvar, "CAIRN_SNAPSHOT_EXEC", 19) == 0 ? xvar + 19 : NULL;
+    for (p = suffix; p && *p; p++)
+        if (!(isupper((unsigned char)*p) || isdigit((unsigned char)*p) || *p == '_'))
+            suffix = NULL;
+    if (!suffix || (suffix[0] && suffix[0] != '_') || strlen(suffix) > 64) {
+        *out = CAIRN_VS_NOT_OURS;
+        snprintf(what, whatlen, "'%.256s' stays: the manifest's command '%.80s' is not a "
+                 "CAIRN_SNAPSHOT_EXEC variable", handle, xvar ? xvar : "");
+        return CAIRN_OK;
+    }
+    snprintf(rvar, sizeof rvar, "CAIRN_SNAPSHOT_RELEASE%s", suffix);
+    cmd = getenv(rvar);
+    if (!cmd || !*cmd) {
+        *out = CAIRN_VS_NOT_OURS;
+        snprintf(what, whatlen, "'%.256s' stays: no %s is configured (delete it on the storage "
+                 "yourself)", handle, rvar);
+        return CAIRN_OK;
+    }
+    if (cmd[0] != '/' || stat(cmd, &st) != 0 || !S_ISREG(st.st_mode) || !(st.st_mode & 0111))
+        return cairn_error(err, CAIRN_FAILED,
+                           "%s '%.200s' is not an executable file given by its absolute path, "
+                           "so the storage snapshot '%.256s' cannot be released",
+                           rvar, cmd, handle);
+    envp[0] = NULL;
+    env_add(envp, 16, &n_env, "PATH", env_path());
+    env_add(envp, 16, &n_env, "CAIRN_SNAPSHOT_HANDLE", handle);
+    env_add(envp, 16, &n_env, "CAIRN_SNAPSHOT_ID", id);
+    env_add(envp, 16, &n_env, "CAIRN_SNAPSHOT_TIME",
+            json_string_value(json_object_get(man, "time")));
+    env_add(envp, 16, &n_env, "CAIRN_SNAPSHOT_COMMAND", xvar);
+    env_add(envp, 16, &n_env, "CAIRN_SNAPSHOT_NODE",
+            json_string_value(json_object_get(k, "node")));
+    env_add(envp, 16, &n_env, "CAIRN_PVC_NAMESPACE", ns);
+    env_add(envp, 16, &n_env, "CAIRN_PVC_NAME", pvc);
+    env_add(envp, 16, &n_env, "CAIRN_PV_NAME", json_string_value(json_object_get(k, "pv")));
+    env_add(envp, 16, &n_env, "CAIRN_NODE_NAME", rl->node);
+    snprintf(who, sizeof who, "pvc %s/%s: retention of snapshot %.12s", ns ? ns : "?",
+             pvc ? pvc : "?", id);
+    memset(&c, 0, sizeof c);
+    c.cmd = cmd;
+    c.var = rvar;
+    c.who = who;
+    c.envp = envp;
+    c.deadline_ms = mono_ms() + rl->cfg->release_timeout_ms;
+    c.timeout_msg = "did not finish within CAIRN_RELEASE_TIMEOUT: killed; the snapshot is kept "
+                    "and released again later";
+    c.abort = rl->abort;
+    c.abort_arg = rl->abort_arg;
+    c.log = rl->log;
+    c.log_arg = rl->log_arg;
+    rc = run_command(&c, err);
+    env_free(envp, n_env);
+    if (rc != CAIRN_OK)
+        return cairn_error_prefix(err, "cannot release the storage snapshot '%.256s'", handle);
+    *out = CAIRN_VS_DELETED;
+    snprintf(what, whatlen, "'%.256s' (%s)", handle, rvar);
+    return CAIRN_OK;
 }
 
 /* ---- csi ---- */
@@ -709,7 +856,45 @@ struct run {
     json_t *pgsec;       /* the "postgres" section (in extra) */
     int pg_stop_in_hook; /* file: stop after the copy */
     cairn_my_quiesce *my;
+    double held[4];      /* cairn_mono() at the start of a hold, by enum cairn_quiesce; 0: none */
+    double hold_first, hold_last; /* the first hold's start, the last one's end */
 };
+
+/* A hold of the workload (a freeze, a database backup mode) began at t0. */
+static void hold_begin(struct run *r, enum cairn_quiesce q, double t0)
+{
+    r->held[q] = t0;
+    if (r->hold_first <= 0 || t0 < r->hold_first)
+        r->hold_first = t0;
+}
+
+/* ... and ended now: reported (j->quiesced) once; its seconds (0 when none
+ * was held). */
+static double hold_end(struct run *r, enum cairn_quiesce q)
+{
+    double now = cairn_mono(), sec;
+    if (r->held[q] <= 0)
+        return 0;
+    sec = now - r->held[q];
+    r->held[q] = 0;
+    r->hold_last = now;
+    if (r->j->quiesced)
+        r->j->quiesced(r->j->quiesced_arg, q, sec);
+    return sec;
+}
+
+/* The manifest's quiesce_ms: from the first hold to the last release, once
+ * every hold is over; -1 while one lasts or when there was none. */
+static json_int_t hold_ms(const struct run *r)
+{
+    size_t i;
+    for (i = 0; i < sizeof r->held / sizeof *r->held; i++)
+        if (r->held[i] > 0)
+            return -1;
+    if (r->hold_first <= 0 || r->hold_last < r->hold_first)
+        return -1;
+    return (json_int_t)((r->hold_last - r->hold_first) * 1000 + 0.5);
+}
 
 /* The database may go on: the snapshot is cut (postgres: pg_backup_stop;
  * mysql: BACKUP STAGE END). */
@@ -719,6 +904,7 @@ static int db_release(const struct cairn_snap_job *j, struct run *r, cairn_err *
     if (r->my) {
         rc = cairn_my_quiesce_end(r->my, err);
         r->my = NULL;
+        hold_end(r, CAIRN_QUIESCE_MYSQL); /* the session is over either way */
         if (rc != CAIRN_OK)
             return rc;
         jlog(j, CAIRN_SNAP_LOG_INFO, "pvc %s/%s: BACKUP STAGE END done", j->ns, j->pvc);
@@ -726,6 +912,7 @@ static int db_release(const struct cairn_snap_job *j, struct run *r, cairn_err *
     if (r->pg && !r->pg_stop_in_hook && !json_object_get(r->pgsec, "stop_lsn")) {
         if ((rc = cairn_pg_session_stop(r->pg, r->pgsec, err)) != CAIRN_OK)
             return rc;
+        hold_end(r, CAIRN_QUIESCE_POSTGRES);
         jlog(j, CAIRN_SNAP_LOG_INFO, "pvc %s/%s: pg_backup_stop done", j->ns, j->pvc);
     }
     return CAIRN_OK;
@@ -735,6 +922,8 @@ static int stop_in_hook(void *arg, json_t *man, cairn_err *err)
 {
     struct run *r = arg;
     json_t *pg;
+    json_int_t ms;
+    int rc;
     if (!r->pg_stop_in_hook)
         return CAIRN_OK;
     if (json_is_true(json_object_get(man, "partial")))
@@ -744,7 +933,12 @@ static int stop_in_hook(void *arg, json_t *man, cairn_err *err)
                            "none was recorded");
     if (!(pg = json_object_get(man, "postgres")))
         return cairn_error(err, CAIRN_FATAL, "the manifest has no 'postgres' section");
-    return cairn_pg_session_stop(r->pg, pg, err);
+    if ((rc = cairn_pg_session_stop(r->pg, pg, err)) != CAIRN_OK)
+        return rc;
+    hold_end(r, CAIRN_QUIESCE_POSTGRES);
+    if ((ms = hold_ms(r)) >= 0 && json_is_object(json_object_get(man, "snapshot")))
+        json_object_set_new(json_object_get(man, "snapshot"), "quiesce_ms", json_integer(ms));
+    return CAIRN_OK;
 }
 
 static const char *consistency_of(const struct cairn_pvc_policy *p, int frozen)
@@ -772,6 +966,7 @@ int cairn_snap_run(const struct cairn_snap_job *j, struct cairn_backup_result *r
     size_t n_user_x = bo->n_excludes, n_xs = 0, i;
     int rc = CAIRN_OK, frozen = 0, reference = 0;
     int64_t t_freeze = 0;
+    json_int_t frozen_ms;
 
     memset(&run, 0, sizeof run);
     memset(&cr, 0, sizeof cr);
@@ -807,6 +1002,7 @@ int cairn_snap_run(const struct cairn_snap_job *j, struct cairn_backup_result *r
             cairn_error_prefix(err, "cairn.io/quiesce 'postgres'");
             goto out;
         }
+        hold_begin(&run, CAIRN_QUIESCE_POSTGRES, cairn_mono());
         if (pgrel[0])
             json_object_set_new(snap, "pgdata_subdir", json_string(pgrel));
         jlog(j, CAIRN_SNAP_LOG_INFO, "pvc %s/%s: pg_backup_start done (data directory '%s')",
@@ -832,6 +1028,7 @@ int cairn_snap_run(const struct cairn_snap_job *j, struct cairn_backup_result *r
             cairn_error_prefix(err, "cairn.io/quiesce 'mysql'");
             goto out;
         }
+        hold_begin(&run, CAIRN_QUIESCE_MYSQL, cairn_my_quiesce_blocked_since(run.my));
         my = json_pack("{s:s, s:I, s:s, s:s, s:s}", "binlog_file", co.file, "binlog_pos",
                        (json_int_t)co.pos, "gtid_binlog_pos", co.gtid, "server_id",
                        co.server_id, "server_version", co.version);
@@ -877,15 +1074,17 @@ int cairn_snap_run(const struct cairn_snap_job *j, struct cairn_backup_result *r
                                      &fz, err)) != CAIRN_OK)
             goto out;
         t_freeze = mono_ms();
+        hold_begin(&run, CAIRN_QUIESCE_FSFREEZE, cairn_mono());
         jlog(j, CAIRN_SNAP_LOG_INFO, "pvc %s/%s: '%s' frozen; running %s '%s'", j->ns, j->pvc,
              j->host_path, var, cmd);
         erc = run_exec(j, cmd, var, outfile, t_freeze + j->cfg->freeze_timeout_ms, &xr, err);
         rc = cairn_freeze_end(fz, erc == CAIRN_OK ? err : NULL);
         fz = NULL;
         frozen = 1;
-        json_object_set_new(snap, "frozen_ms", json_integer(mono_ms() - t_freeze));
+        frozen_ms = (json_int_t)(hold_end(&run, CAIRN_QUIESCE_FSFREEZE) * 1000 + 0.5);
+        json_object_set_new(snap, "frozen_ms", json_integer(frozen_ms));
         jlog(j, CAIRN_SNAP_LOG_INFO, "pvc %s/%s: '%s' thawed after %lld ms", j->ns, j->pvc,
-             j->host_path, (long long)(mono_ms() - t_freeze));
+             j->host_path, (long long)frozen_ms);
         if (erc != CAIRN_OK) {
             rc = erc;
             goto out;
@@ -920,6 +1119,7 @@ int cairn_snap_run(const struct cairn_snap_job *j, struct cairn_backup_result *r
                                          j->cfg->freeze_timeout_ms, &fz, err)) != CAIRN_OK)
                 goto out;
             t_freeze = mono_ms();
+            hold_begin(&run, CAIRN_QUIESCE_FSFREEZE, cairn_mono());
         }
         rc = vs_create(j, vsname, sizeof vsname, err);
         if (rc == CAIRN_OK)
@@ -933,7 +1133,8 @@ int cairn_snap_run(const struct cairn_snap_job *j, struct cairn_backup_result *r
             frozen = 1;
             if (rc == CAIRN_OK)
                 rc = trc;
-            json_object_set_new(snap, "frozen_ms", json_integer(mono_ms() - t_freeze));
+            frozen_ms = (json_int_t)(hold_end(&run, CAIRN_QUIESCE_FSFREEZE) * 1000 + 0.5);
+            json_object_set_new(snap, "frozen_ms", json_integer(frozen_ms));
         }
         if (rc != CAIRN_OK)
             goto out;
@@ -984,6 +1185,8 @@ int cairn_snap_run(const struct cairn_snap_job *j, struct cairn_backup_result *r
     /* an atomic snapshot is cut: the database may go on at once */
     if ((rc = db_release(j, &run, err)) != CAIRN_OK)
         goto out;
+    if (hold_ms(&run) >= 0) /* file with postgres: in stop_in_hook */
+        json_object_set_new(snap, "quiesce_ms", json_integer(hold_ms(&run)));
 
     /* 3. the copy */
     if (reference) {
@@ -1026,9 +1229,12 @@ out:
         cairn_freeze_end(fz, NULL);
         fz = NULL;
     }
+    hold_end(&run, CAIRN_QUIESCE_FSFREEZE); /* a failed job observes its holds too */
     creds_wipe(&cr);
     cairn_pg_session_free(run.pg); /* before stop: aborts the server's backup */
+    hold_end(&run, CAIRN_QUIESCE_POSTGRES);
     cairn_my_quiesce_free(run.my);  /* the session ends: the stage is released */
+    hold_end(&run, CAIRN_QUIESCE_MYSQL);
     if (btrfs_name[0]) {
         cairn_err e;
         if (btrfs_delete(j->host_path, btrfs_name, &e) != CAIRN_OK)

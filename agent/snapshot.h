@@ -49,6 +49,9 @@ struct cairn_snap_config {
     int64_t freeze_timeout_ms;     /* CAIRN_FREEZE_TIMEOUT, default 30 s */
     int64_t csi_ready_timeout_ms;  /* CAIRN_CSI_READY_TIMEOUT, default 10 min */
     int64_t poll_ms;               /* CAIRN_SNAPSHOT_POLL_MS, default 1000 */
+    int64_t quiesce_warn_ms;       /* CAIRN_QUIESCE_WARN, default 10 s: a longer freeze or
+                                      BACKUP STAGE hold is logged as a warning */
+    int64_t release_timeout_ms;    /* CAIRN_RELEASE_TIMEOUT, default 2 min */
 };
 
 /* Defaults, then the environment. Durations as cairn_parse_duration (a bare
@@ -75,6 +78,14 @@ struct cairn_snap_job {
     struct cairn_backup_opts *bo;
     void (*log)(void *arg, enum cairn_snap_log_level lvl, const char *msg);
     void *log_arg;
+    /* Called when a hold of the workload ends, whatever the job's result:
+     * method CAIRN_QUIESCE_FSFREEZE (the filesystem was frozen, with any
+     * quiesce: exec always freezes), POSTGRES (pg_backup_start returned ..
+     * pg_backup_stop, or the session's end on failure) or MYSQL (BACKUP STAGE
+     * BLOCK_COMMIT sent .. BACKUP STAGE END, or the session's end), with its
+     * monotonic duration. NULL: not reported. */
+    void (*quiesced)(void *arg, enum cairn_quiesce method, double seconds);
+    void *quiesced_arg;
 };
 
 /* Runs the job. On CAIRN_OK res describes the snapshot; on error nothing is
@@ -107,5 +118,38 @@ enum cairn_vs_outcome {
  * borrowed. */
 int cairn_snap_vs_release(cairn_kube *k, const json_t *man, enum cairn_vs_outcome *out,
                           char *what, size_t whatlen, cairn_err *err);
+
+/* ---- retention: the storage snapshots of exec ----
+ * An exec snapshot without path= (data "reference") records the storage
+ * snapshot's handle=; the platform team may configure a release command for
+ * it: CAIRN_SNAPSHOT_RELEASE for the command CAIRN_SNAPSHOT_EXEC, and
+ * CAIRN_SNAPSHOT_RELEASE_<NAME> for CAIRN_SNAPSHOT_EXEC_<NAME> (the variable
+ * the manifest's snapshot.command names). Run like the exec command
+ * (no shell, no arguments, its own process group, output to the log) with
+ * CAIRN_SNAPSHOT_HANDLE, CAIRN_SNAPSHOT_ID, CAIRN_SNAPSHOT_TIME,
+ * CAIRN_SNAPSHOT_COMMAND, CAIRN_SNAPSHOT_NODE, CAIRN_PVC_NAMESPACE,
+ * CAIRN_PVC_NAME, CAIRN_PV_NAME, CAIRN_NODE_NAME and PATH only, killed after
+ * cfg->release_timeout_ms or when abort(abort_arg) says so. */
+struct cairn_snap_release {
+    const struct cairn_snap_config *cfg;
+    const char *node;        /* this agent's node */
+    int (*abort)(void *arg); /* may be NULL */
+    void *abort_arg;
+    void (*log)(void *arg, enum cairn_snap_log_level lvl, const char *msg);
+    void *log_arg;
+};
+
+/* Releases the storage snapshot the manifest man (of snapshot id) records.
+ * CAIRN_OK with *out: CAIRN_VS_NONE (not an exec reference with a handle:
+ * nothing to release, e.g. path= snapshots, whose data is in the
+ * repository), CAIRN_VS_DELETED (the command exited 0), CAIRN_VS_NOT_OURS
+ * (no release command configured: the storage snapshot stays, the record
+ * may go). An error (CAIRN_FAILED: non-zero exit, killed, timeout, a
+ * configured path that is not an executable) when it may still exist (the
+ * record must stay). what gets "'HANDLE' (VAR)" or, for CAIRN_VS_NOT_OURS,
+ * "'HANDLE' stays: <why>", for the log. man is borrowed. */
+int cairn_snap_exec_release(const struct cairn_snap_release *rl, const char *id,
+                            const json_t *man, enum cairn_vs_outcome *out, char *what,
+                            size_t whatlen, cairn_err *err);
 
 #endif

@@ -8,7 +8,8 @@
 #  - the page (with a PVC backup's series too) parses with the Prometheus
 #    client library's parser (python3-prometheus-client), and every family has
 #    exactly one HELP and TYPE line before its samples, no series twice; the
-#    job duration histogram's buckets end with +Inf = _count, non-decreasing.
+#    job duration and quiesce histograms' buckets end with +Inf = _count,
+#    non-decreasing (no quiesce here: every method's count is 0).
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/lib_k8s.sh"
 need_cmd sqlite3
@@ -97,13 +98,20 @@ else:
     h = fams.get("cairn_backup_job_duration_seconds")
     if not h or h.type != "histogram":
         die("cairn_backup_job_duration_seconds missing or not a histogram: %r" % h)
-    for r in ("success", "failure"):
-        b = [(s.labels["le"], s.value) for s in h.samples
-             if s.name.endswith("_bucket") and s.labels["result"] == r]
-        n = [s.value for s in h.samples if s.name.endswith("_count") and s.labels["result"] == r]
-        if not b or b[-1][0] != "+Inf" or n != [b[-1][1]] or any(
-                x[1] > y[1] for x, y in zip(b, b[1:])):
-            die("histogram result=%s: buckets %r, count %r" % (r, b, n))
+    q = fams.get("cairn_quiesce_duration_seconds")
+    if not q or q.type != "histogram":
+        die("cairn_quiesce_duration_seconds missing or not a histogram: %r" % q)
+    for h, key, vals in ((h, "result", ("success", "failure")),
+                         (q, "method", ("fsfreeze", "postgres", "mysql"))):
+        for r in vals:
+            b = [(s.labels["le"], s.value) for s in h.samples
+                 if s.name.endswith("_bucket") and s.labels[key] == r]
+            n = [s.value for s in h.samples if s.name.endswith("_count") and s.labels[key] == r]
+            if not b or b[-1][0] != "+Inf" or n != [b[-1][1]] or any(
+                    x[1] > y[1] for x, y in zip(b, b[1:])):
+                die("histogram %s=%s: buckets %r, count %r" % (key, r, b, n))
+            if h is q and n != [0]:
+                die("a quiesce was counted although no job quiesced: %s %r" % (r, n))
     if "cairn_backup_failures" not in fams or fams["cairn_backup_failures"].type != "counter":
         die("cairn_backup_failures_total is not a counter")
 if not text.endswith("\n"):

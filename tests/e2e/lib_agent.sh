@@ -9,10 +9,19 @@
 #                               made the kubelet path (a symlink would not be
 #                               a mount point, so DIR itself is bind-mounted
 #                               there when AGENT_BIND=1)
-#   agent_start [ENV=VAL...]    run the agent (tick 1 s, no jitter): $AGENT_PID
+#   agent_start [ENV=VAL...]    run the agent (tick 1 s, no jitter): $AGENT_PID,
+#                               /metrics on 127.0.0.1:$AGENT_MPORT
 #   agent_wait_status NS PVC SECONDS   wait until cairn.io/last-status changes
 #                               from $AGENT_LAST (""), leaves it in $STATUS
 #   wait_for SECONDS WHAT CMD...
+#   agent_set_ann NS PVC JSON   merge JSON into the PVC's annotations
+#   agent_quiesce METHOD [NS/PVC]  check cairn_quiesce_duration_seconds on the
+#                               agent's /metrics: QN, QSUM (METHOD's _count,
+#                               _sum), QLAST (the PVC's last hold, "-": none)
+#   agent_quiesce_ms SNAP SECONDS MIN_FROZEN_MS   the manifest's quiesce_ms
+#                               is the observed hold of SECONDS (±1 ms), at
+#                               least its frozen_ms, itself >= MIN_FROZEN_MS
+#   fcmp PYEXPR                 a float comparison
 
 FAKE=$CAIRN_SRC/tests/k8s/fake_apiserver.py
 need_cmd curl
@@ -55,8 +64,10 @@ agent_volume() {
 }
 
 agent_start() { # [VAR=VALUE...]
-  local mport
+  local mport a
   mport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  for a in "$@"; do case $a in CAIRN_METRICS_PORT=*) mport=${a#*=} ;; esac; done
+  AGENT_MPORT=$mport
   env KUBECONFIG="$T/kubeconfig.json" NODE_NAME=node-a POD_NAMESPACE=cairn-system \
     CAIRN_KUBELET_PODS_DIR="$PODS" CAIRN_METRICS_ADDR=127.0.0.1 CAIRN_METRICS_PORT="$mport" \
     CAIRN_AGENT_TICK=1 CAIRN_JITTER_MAX=0 CAIRN_LOG_LEVEL=debug CAIRN_PRUNE_INTERVAL=0 \
@@ -157,3 +168,88 @@ need_loop() {
   losetup -d "$dev"
   rm -f "$f"
 }
+
+agent_set_ann() { # NS PVC JSON: merged into the PVC's annotations
+  ctl GET "pvc/$1/$2" >"$T/pvc.json"
+  python3 - "$T/pvc.json" "$3" >"$T/pvc-new.json" <<'EOF'
+import json, sys
+p = json.load(open(sys.argv[1]))
+p["metadata"]["annotations"].update(json.loads(sys.argv[2]))
+print(json.dumps(p))
+EOF
+  ctl POST pvc "$(cat "$T/pvc-new.json")" >/dev/null
+}
+
+# agent_quiesce METHOD [NS/PVC]: reads the running agent's /metrics and
+# checks the cairn_quiesce_duration_seconds histogram: parsed by the
+# Prometheus client library (python3-prometheus-client) when it is
+# installed, the three methods present, the fixed le bounds in order ending
+# with +Inf, buckets non-decreasing (cumulative), +Inf = _count, _sum >= 0.
+# Sets QN and QSUM to METHOD's _count and _sum, and QLAST to the PVC's
+# cairn_last_quiesce_duration_seconds{method=METHOD} ("" when absent).
+agent_quiesce() {
+  curl -fsS "http://127.0.0.1:$AGENT_MPORT/metrics" >"$T/qm.txt" || fail "cannot read /metrics"
+  /usr/bin/python3 - "$T/qm.txt" "$1" "${2:-}" >"$T/qm.out" <<'EOF' || fail "the quiesce histogram on /metrics is not right (page in $T/qm.txt)"
+import re, sys
+text, want, pvc = open(sys.argv[1]).read(), sys.argv[2], sys.argv[3]
+H = "cairn_quiesce_duration_seconds"
+BOUNDS = ["0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "10", "30", "60", "120", "300", "+Inf"]
+def die(m):
+    print("FAIL: " + m, file=sys.stderr); sys.exit(1)
+if "# TYPE %s histogram\n" % H not in text or "# HELP %s " % H not in text:
+    die("no HELP/TYPE histogram lines for " + H)
+s = {}
+for l in text.splitlines():
+    if not l.startswith(H):
+        continue
+    m = re.fullmatch(H + r'(_bucket|_sum|_count)\{method="(fsfreeze|postgres|mysql)"(?:,le="([^"]+)")?\} (\S+)', l)
+    if not m or (m.group(1) == "_bucket") != (m.group(3) is not None):
+        die("bad histogram line %r" % l)
+    s[(m.group(1), m.group(2), m.group(3))] = float(m.group(4))
+for meth in ("fsfreeze", "postgres", "mysql"):
+    les = [le for (k, mm, le) in s if k == "_bucket" and mm == meth]
+    if les != BOUNDS:
+        die("method %s: le bounds %r" % (meth, les))
+    b = [s[("_bucket", meth, le)] for le in les]
+    n, total = s.get(("_count", meth, None)), s.get(("_sum", meth, None))
+    if any(x > y for x, y in zip(b, b[1:])) or b[-1] != n:
+        die("method %s: buckets %r not cumulative up to _count %r" % (meth, b, n))
+    if total is None or total < 0:
+        die("method %s: _sum %r" % (meth, total))
+try:
+    from prometheus_client.parser import text_string_to_metric_families
+except ImportError:
+    print("note: python3-prometheus-client is not installed: the page is not parsed", file=sys.stderr)
+else:
+    try:
+        fams = {f.name: f for f in text_string_to_metric_families(text)}
+    except Exception as e:
+        die("the Prometheus parser rejects the page: %s" % e)
+    if H not in fams or fams[H].type != "histogram":
+        die("%s is not a histogram for the parser: %r" % (H, fams.get(H)))
+    g = fams.get("cairn_last_quiesce_duration_seconds")
+    if not g or g.type != "gauge":
+        die("cairn_last_quiesce_duration_seconds is not a gauge for the parser")
+last = "-"
+if pvc:
+    ns, name = pvc.split("/")
+    key = 'cairn_last_quiesce_duration_seconds{namespace="%s",pvc="%s",method="%s"} ' % (ns, name, want)
+    for l in text.splitlines():
+        if l.startswith(key):
+            last = l[len(key):]
+print("%d %.17g %s" % (s[("_count", want, None)], s[("_sum", want, None)], last))
+EOF
+  read -r QN QSUM QLAST <"$T/qm.out"
+}
+
+agent_quiesce_ms() { # SNAP SECONDS MIN_FROZEN_MS
+  python3 - "$CAIRN_REPO/snapshots/$1" "$2" "$3" <<'EOF' || fail "quiesce_ms of snapshot $1 is not the observed $2 s (or frozen_ms is not below it)"
+import json, sys
+s = json.load(open(sys.argv[1]))["snapshot"]
+assert int(sys.argv[3]) <= s.get("frozen_ms", 0) <= s["quiesce_ms"], s
+assert abs(s["quiesce_ms"] - float(sys.argv[2]) * 1000) <= 1, (s, sys.argv[2])
+EOF
+}
+
+# fcmp PYEXPR: true when the Python expression holds ("$QSUM >= 1.5").
+fcmp() { python3 -c "import sys; sys.exit(0 if ($1) else 1)"; }

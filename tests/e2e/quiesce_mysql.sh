@@ -9,7 +9,11 @@
 # (application-consistent); the snapshot restored and started as a server
 # holds exactly the transactions up to the recorded @@gtid_binlog_pos (rows
 # counted against GTID sequence numbers: data and binlog agree); the password
-# is never logged.
+# is never logged. The hold: cairn_quiesce_duration_seconds{method="mysql"}
+# counts the job (not the one whose login failed), and with a slow exec
+# snapshot (frozen 1.5 s while commits are blocked) at least that long;
+# a hold longer than CAIRN_QUIESCE_WARN is logged; quiesce_ms in the
+# manifest is the observed hold.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/lib_mysql.sh"
 . "$(dirname "$0")/lib_agent.sh"
@@ -59,10 +63,17 @@ mount --bind "$DATA" "$VOL"
 b64() { printf '%s' "$1" | base64 -w0; }
 ctl POST secret '{"apiVersion":"v1","kind":"Secret","type":"Opaque","metadata":{"name":"db-creds","namespace":"app"},"data":{"socket":"'"$(b64 "$MY_DIR/main/sock")"'","username":"'"$(b64 backup)"'","password":"'"$(b64 "$PASSWORD")"'"}}' >/dev/null
 sleep 1 # some rows first
-agent_start
+printf '#!/bin/sh\nsleep 1.5\necho handle=slow-1 >"$CAIRN_SNAPSHOT_OUT"\n' >"$T/slow.sh"
+chmod 755 "$T/slow.sh"
+agent_start CAIRN_SNAPSHOT_EXEC_SLOW="$T/slow.sh" CAIRN_QUIESCE_WARN=1
 agent_wait_status app mariadb 90
 case $STATUS in ok\ *) ;; *) fail "the mysql-quiesced backup failed: $STATUS" ;; esac
 SNAP=${STATUS#ok }
+agent_quiesce mysql app/mariadb
+[ "$QN" = 1 ] && fcmp "0 < $QSUM < 30 and $QLAST == $QSUM" ||
+  fail "one job with commits blocked was observed as count $QN, sum $QSUM, last $QLAST"
+agent_quiesce_ms "$SNAP" "$QSUM" 0
+Q1=$QSUM
 sleep 0.5
 touch "$T/stop-writer"
 wait "$WRITER_PID" || true
@@ -81,6 +92,23 @@ esac
 [ -z "$(ls "$T/state" | grep '\.cnf')" ] || fail "the defaults file was left behind after a failed login"
 [ -z "$(btrfs subvolume list "$DATA")" ] || fail "a btrfs snapshot was taken although the database was not quiesced"
 my_sql main "INSERT INTO app.t (v) VALUES ('after-failure')" >/dev/null || fail "the server is held after a failed job"
+agent_quiesce mysql app/mariadb
+[ "$QN" = 1 ] || fail "a job whose login failed was counted as a hold (count $QN)"
+# commits blocked around a slow exec snapshot: at least as long as it ran
+ctl POST secret '{"apiVersion":"v1","kind":"Secret","type":"Opaque","metadata":{"name":"db-creds","namespace":"app"},"data":{"socket":"'"$(b64 "$MY_DIR/main/sock")"'","username":"'"$(b64 backup)"'","password":"'"$(b64 "$PASSWORD")"'"}}' >/dev/null
+agent_set_ann app mariadb '{"cairn.io/snapshot":"exec:slow"}'
+agent_request app mariadb
+agent_wait_status app mariadb 60
+case $STATUS in ok\ *) ;; *) fail "the mysql+exec backup failed: $STATUS" ;; esac
+agent_quiesce mysql app/mariadb
+[ "$QN" = 2 ] && fcmp "1.5 <= $QLAST < 30 and abs($QSUM - $Q1 - $QLAST) < 1e-3" ||
+  fail "commits blocked around a 1.5 s exec command were observed as count $QN, last $QLAST s"
+MYLAST=$QLAST
+agent_quiesce fsfreeze app/mariadb
+[ "$QN" = 1 ] && fcmp "1.5 <= $QLAST <= $MYLAST" || fail "the freeze was observed as count $QN, last $QLAST s"
+agent_quiesce_ms "${STATUS#ok }" "$MYLAST" 1500
+grep -q "pvc app/mariadb: commits were blocked (BACKUP STAGE BLOCK_COMMIT) for [1-9]\.[0-9] s (more than CAIRN_QUIESCE_WARN" "$T/agent.err" ||
+  fail "no warning for commits blocked longer than CAIRN_QUIESCE_WARN"
 agent_stop
 umount "$VOL"
 VOL=

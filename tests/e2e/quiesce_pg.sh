@@ -11,7 +11,11 @@
 # Then, where loop devices are permitted, the same with cairn.io/snapshot:
 # btrfs (the data directory on a loop-mounted btrfs): pg_backup_stop right
 # after the atomic snapshot, the data read from the snapshot, restored and
-# started again.
+# started again. The time in backup mode: cairn_quiesce_duration_seconds
+# {method="postgres"} counts each job (with btrfs, a slow exec command that
+# sleeps 1.5 s while frozen, and one that fails after 1 s: at least that
+# long, the freeze counted as fsfreeze too), the manifest's quiesce_ms is the
+# observed time; a freeze longer than CAIRN_QUIESCE_WARN is logged.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/lib_pg.sh"
 . "$(dirname "$0")/lib_agent.sh"
@@ -65,7 +69,14 @@ assert pg["backup_label"].startswith("START WAL LOCATION:"), pg
 assert "LABEL: cairn k8s:app/pg" in pg["backup_label"], pg["backup_label"]
 for k in ("system_id", "start_lsn", "stop_lsn", "timeline", "tablespace_map"):
     assert k in pg, k
+assert s["quiesce_ms"] > 0 and "frozen_ms" not in s, s
 EOF
+agent_quiesce postgres app/pg
+[ "$QN" = 1 ] && fcmp "0 < $QSUM < 90 and $QLAST == $QSUM" ||
+  fail "one backup in backup mode was observed as count $QN, sum $QSUM, last $QLAST"
+agent_quiesce_ms "$SNAP" "$QSUM" 0
+agent_quiesce fsfreeze
+[ "$QN" = 0 ] || fail "a freeze was counted for a file backup"
 cairn_ok ls "$SNAP" >"$T/ls"
 grep -q 'PG_VERSION' "$T/ls" || fail "the snapshot does not hold the data directory at its root"
 grep -q 'postmaster.pid' "$T/ls" && fail "postmaster.pid was backed up"
@@ -103,14 +114,48 @@ pg_init b
 pg_start b
 pg_sql b "CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t SELECT g, md5(g::text) FROM generate_series(1, 3000) g" >/dev/null
 ANN='{"cairn.io/schedule":"@daily","cairn.io/quiesce":"postgres","cairn.io/credentials-secret":"db-creds-b","cairn.io/snapshot":"btrfs"}'
+printf '#!/bin/sh\nsleep 1.5\necho handle=slow-1 >"$CAIRN_SNAPSHOT_OUT"\n' >"$T/slow.sh"
+printf '#!/bin/sh\nsleep 1\necho broken >&2\nexit 3\n' >"$T/broken.sh"
+chmod 755 "$T/slow.sh" "$T/broken.sh"
 VOLB=$(agent_volume app pgb pv-pgb 82222222-2222-3333-4444-555555555555)
 mount --bind "$PG_DIR/b" "$VOLB"
 ctl POST secret '{"apiVersion":"v1","kind":"Secret","type":"Opaque","metadata":{"name":"db-creds-b","namespace":"app"},"data":{"host":"'"$(b64 "$PG_SOCK")"'","port":"'"$(b64 "$(pg_port b)")"'","user":"'"$(b64 postgres)"'","password":"'"$(b64 "$PASSWORD")"'","dbname":"'"$(b64 postgres)"'"}}' >/dev/null
 AGENT_LAST=
-agent_start
+agent_start CAIRN_SNAPSHOT_EXEC_SLOW="$T/slow.sh" CAIRN_SNAPSHOT_EXEC_BROKEN="$T/broken.sh" \
+  CAIRN_QUIESCE_WARN=1
 agent_wait_status app pgb 90
 case $STATUS in ok\ *) ;; *) fail "the postgres+btrfs backup failed: $STATUS" ;; esac
 SNAPB=${STATUS#ok }
+agent_quiesce postgres app/pgb
+[ "$QN" = 1 ] || fail "cairn_quiesce_duration_seconds_count{method=postgres} is $QN after one btrfs backup"
+Q1=$QSUM
+# backup mode around a slow exec snapshot (frozen 1.5 s): at least that long
+agent_set_ann app pgb '{"cairn.io/snapshot":"exec:slow"}'
+agent_request app pgb
+agent_wait_snapshot app pgb 60 'm["snapshot"]["method"] == "exec"'
+case $STATUS in ok\ *) ;; *) fail "the postgres+exec backup failed: $STATUS" ;; esac
+agent_quiesce postgres app/pgb
+[ "$QN" = 2 ] && fcmp "1.5 <= $QLAST < 60 and abs($QSUM - $Q1 - $QLAST) < 1e-3" ||
+  fail "backup mode around a 1.5 s exec command was observed as count $QN, last $QLAST s (sum $Q1 -> $QSUM)"
+PGLAST=$QLAST
+agent_quiesce fsfreeze app/pgb
+[ "$QN" = 1 ] && fcmp "1.5 <= $QLAST <= $PGLAST" ||
+  fail "the freeze around a 1.5 s exec command was observed as count $QN, last $QLAST s (backup mode $PGLAST s)"
+agent_quiesce_ms "${STATUS#ok }" "$PGLAST" 1500
+grep -q "pvc app/pgb: the filesystem was frozen for 1\.[5-9] s (more than CAIRN_QUIESCE_WARN" "$T/agent.err" ||
+  fail "no warning for a freeze longer than CAIRN_QUIESCE_WARN"
+grep -q "pvc app/pgb: commits were blocked" "$T/agent.err" && fail "a PostgreSQL job warned about blocked commits"
+# a job that fails after pg_backup_start still observes its time
+agent_set_ann app pgb '{"cairn.io/snapshot":"exec:broken"}'
+agent_request app pgb
+agent_wait_status app pgb 60
+case $STATUS in failed:*"exit status 3"*) ;; *) fail "the broken exec command did not fail the job: $STATUS" ;; esac
+agent_quiesce postgres app/pgb
+[ "$QN" = 3 ] && fcmp "1 <= $QLAST < 60" ||
+  fail "the failed job's backup mode was observed as count $QN, last $QLAST s"
+agent_quiesce fsfreeze app/pgb
+[ "$QN" = 2 ] && fcmp "1 <= $QLAST < 60" ||
+  fail "the failed job's freeze was observed as count $QN, last $QLAST s"
 agent_stop
 python3 - "$CAIRN_REPO/snapshots/$SNAPB" "$VOLB" <<'EOF' || fail "the postgres+btrfs manifest is not as expected"
 import json, sys

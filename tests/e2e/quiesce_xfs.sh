@@ -19,7 +19,11 @@
 #     (CAIRN_FREEZE_TIMEOUT) thaws it; the resumed agent fails that job
 #     ("thawed before the snapshot was done") instead of trusting it;
 #   - a freeze record left by an agent whose watchdog died too: the next
-#     agent thaws the filesystem at start.
+#     agent thaws the filesystem at start;
+#   - the quiesce time: cairn_quiesce_duration_seconds{method="fsfreeze"}
+#     counts each freeze (exec, csi, and the failed job whose freeze outlived
+#     the deadline), at least as long as the command slept (0.5 s; 3 s for
+#     the SIGSTOP case); the manifest's quiesce_ms equals frozen_ms.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/lib_agent.sh"
 need_loop "quiesce_xfs"
@@ -111,8 +115,16 @@ m = json.load(open(sys.argv[1]))
 s = m["snapshot"]
 assert m["consistency"] == "fs", m["consistency"]
 assert (s["method"], s["quiesce"], s["data"], s["handle"]) == ("exec", "fsfreeze", "reference", "copy.img"), s
-assert 0 < s["frozen_ms"] < 20000, s
+assert 500 <= s["frozen_ms"] < 20000, s
+assert abs(s["quiesce_ms"] - s["frozen_ms"]) <= 1, s
 EOF
+agent_quiesce fsfreeze app/db
+[ "$QN" = 1 ] || fail "cairn_quiesce_duration_seconds_count{method=fsfreeze} is $QN after one frozen job"
+fcmp "0.5 <= $QSUM < 20" || fail "the freeze around a command that sleeps 0.5 s was observed as $QSUM s"
+fcmp "$QLAST == $QSUM" || fail "cairn_last_quiesce_duration_seconds of app/db is $QLAST, the histogram's sum $QSUM"
+Q1=$QSUM
+agent_quiesce postgres
+[ "$QN" = 0 ] || fail "a postgres hold was counted for an fsfreeze job"
 cairn_ok snapshots --json >"$T/snaps.json"
 [ "$(json_get "$T/snaps.json" '[s for s in j if s["id"] == "'"$SNAP"'"][0]["consistency"]')" = fs ] ||
   fail "cairn snapshots --json does not show consistency fs"
@@ -140,19 +152,9 @@ losetup -d "$COPY_DEV"
 COPY_DEV=
 
 # ---- kill -9 mid-freeze: the watchdog thaws at once ----
-set_ann() { # JSON merged into the annotations
-  ctl GET pvc/app/db >"$T/pvc.json"
-  python3 - "$T/pvc.json" "$1" >"$T/pvc-new.json" <<'EOF'
-import json, sys
-p = json.load(open(sys.argv[1]))
-p["metadata"]["annotations"].update(json.loads(sys.argv[2]))
-print(json.dumps(p))
-EOF
-  ctl POST pvc "$(cat "$T/pvc-new.json")" >/dev/null
-}
 # ---- csi with fsfreeze: frozen until the VolumeSnapshot is cut, not until ready ----
 ctl POST vs-steps '{"cut_after": 3, "ready_after": 25}' >/dev/null
-set_ann '{"cairn.io/snapshot":"csi","cairn.io/snapshot-class":"xfs-snaps"}'
+agent_set_ann app db '{"cairn.io/snapshot":"csi","cairn.io/snapshot-class":"xfs-snaps"}'
 agent_request app db
 agent_wait_snapshot app db 60 'm["snapshot"]["method"] == "csi"'
 case $STATUS in ok\ *) ;; *) fail "the csi backup with fsfreeze failed: $STATUS" ;; esac
@@ -164,7 +166,12 @@ assert m["consistency"] == "fs", m["consistency"]
 assert (s["method"], s["quiesce"], s["data"]) == ("csi", "fsfreeze", "reference"), s
 # cut after 3 reads at 100 ms, ready after 25: frozen ~0.2 s, not ~2.4 s
 assert 150 <= s["frozen_ms"] < 1500, s["frozen_ms"]
+assert abs(s["quiesce_ms"] - s["frozen_ms"]) <= 1, s
 EOF2
+agent_quiesce fsfreeze app/db
+[ "$QN" = 2 ] || fail "cairn_quiesce_duration_seconds_count{method=fsfreeze} is $QN after two frozen jobs"
+fcmp "0.15 <= $QLAST < 1.5 and abs($QSUM - $Q1 - $QLAST) < 1e-3" ||
+  fail "the csi freeze was observed as $QLAST s (sum $Q1 -> $QSUM)"
 a1=$(acked)
 sleep 0.3
 [ "$(acked)" -gt "$a1" ] || fail "no write after the csi backup"
@@ -181,7 +188,7 @@ chmod 755 "$T/copydir.sh"
 agent_stop
 agent_start CAIRN_SNAPSHOT_EXEC="$T/snap.sh" CAIRN_SNAPSHOT_EXEC_SLOW="$T/slow.sh" \
   CAIRN_SNAPSHOT_EXEC_COPY_DIR="$T/copydir.sh" CAIRN_FREEZE_TIMEOUT=20
-set_ann '{"cairn.io/snapshot":"exec:copy-dir"}'
+agent_set_ann app db '{"cairn.io/snapshot":"exec:copy-dir"}'
 agent_request app db
 agent_wait_snapshot app db 60 'm["snapshot"].get("command") == "CAIRN_SNAPSHOT_EXEC_COPY_DIR"'
 case $STATUS in ok\ *) ;; *) fail "the exec backup with path= failed: $STATUS" ;; esac
@@ -196,7 +203,7 @@ s = m["snapshot"]
 assert (m["consistency"], s["data"], s["path"], s["command"]) == ("fs", "files", sys.argv[3], "CAIRN_SNAPSHOT_EXEC_COPY_DIR"), s
 EOF2
 
-set_ann '{"cairn.io/snapshot":"exec:slow"}'
+agent_set_ann app db '{"cairn.io/snapshot":"exec:slow"}'
 : >"$T/agent.err.before"
 agent_request app db
 frozen_now() { grep -q "frozen; running CAIRN_SNAPSHOT_EXEC_SLOW" "$T/agent.err"; }
@@ -219,6 +226,7 @@ touch "$T/stop-slow"
 # ---- SIGSTOP mid-freeze: the watchdog's deadline thaws ----
 rm -f "$T/stop-slow"
 AGENT_LAST=
+n_slow0=$(grep -c "frozen; running CAIRN_SNAPSHOT_EXEC_SLOW" "$T/agent.err")
 agent_start CAIRN_SNAPSHOT_EXEC="$T/snap.sh" CAIRN_SNAPSHOT_EXEC_SLOW="$T/slow.sh" \
   CAIRN_FREEZE_TIMEOUT=3
 # the record of the killed agent: thawed already, so only noted and removed
@@ -246,6 +254,12 @@ case $STATUS in
 esac
 grep -Eq "did not finish within the freeze timeout|thawed before the snapshot was done" "$T/agent.err" ||
   fail "the agent does not say why the job failed"
+# the failed jobs' freezes are observed too (one, or two when the first
+# tick took the killed agent's request), each lasting the 3 s deadline
+agent_quiesce fsfreeze app/db
+n_slow=$(($(grep -c "frozen; running CAIRN_SNAPSHOT_EXEC_SLOW" "$T/agent.err") - n_slow0))
+[ "$QN" = "$n_slow" ] && fcmp "2.9 * $QN <= $QSUM < 30 * $QN" ||
+  fail "$n_slow failed jobs' freezes (3 s deadline) were observed as count $QN, sum $QSUM"
 agent_stop
 [ "$(nrec)" -eq 0 ] || fail "freeze records left after a clean stop: $(ls "$T/state/freeze")"
 
@@ -257,7 +271,7 @@ sleep 0.2
 a1=$(acked)
 sleep 0.5
 [ "$(acked)" = "$a1" ] || fail "fsfreeze -f did not stop the writer"
-set_ann '{"cairn.io/snapshot":"exec"}'
+agent_set_ann app db '{"cairn.io/snapshot":"exec"}'
 agent_start CAIRN_SNAPSHOT_EXEC="$T/snap.sh"
 wait_for 10 "the agent to thaw a recorded freeze at start" resumed
 grep -q "left '$VOL' frozen.*thawed it" "$T/agent.err" || fail "the thaw at start is not logged"
