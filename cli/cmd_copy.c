@@ -37,6 +37,7 @@ static void on_item(void *arg, const struct cairn_copy_item *it)
     cairn_format_size(it->bytes_new, nb, sizeof nb);
     cairn_format_size(it->bytes_stored, sb, sizeof sb);
     cairn_format_time(it->time_ns, ts, sizeof ts);
+    cli_progress(o->c, "", 0);
     if (it->status == CAIRN_COPY_FAILED)
         cli_error("cannot copy snapshot %.12s: %s", it->src_id, it->err ? it->err->msg : "");
     if (o->items) {
@@ -71,6 +72,21 @@ static void on_item(void *arg, const struct cairn_copy_item *it)
         break;
     }
     fflush(stdout);
+}
+
+static void on_progress(void *arg, size_t n, size_t count, const char *src_id,
+                        uint64_t bytes_read, const char *path)
+{
+    struct out *o = arg;
+    static double start;
+    char line[512], r[32], rate[32], eta[32];
+    if (!start)
+        start = cairn_mono();
+    cairn_format_size(bytes_read, r, sizeof r);
+    cli_rate_eta(start, bytes_read, 0, rate, sizeof rate, eta, sizeof eta);
+    snprintf(line, sizeof line, "copying %zu/%zu %.12s: %s read, %s/s  %.50s", n, count, src_id,
+             r, rate, path ? path : "");
+    cli_progress(o->c, line, 0);
 }
 
 /* Sets or clears an environment variable (value NULL = unset). */
@@ -190,6 +206,8 @@ int cmd_copy(struct cli *c, int argc, char **argv)
     co.on_item = on_item;
     co.arg = &o;
     o.c = c;
+    if (c->progress && !c->quiet)
+        co.progress = on_progress;
     if (c->json && !(o.items = json_array())) {
         cli_error("out of memory");
         rc = EXIT_ERR;

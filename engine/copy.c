@@ -237,7 +237,23 @@ struct cctx {
     uint64_t files, bytes_read;
     int dst_failed;       /* the error came from the destination: stop everything */
     cairn_err *err;
+    const struct cairn_copy_opts *o;
+    size_t n, count;      /* which snapshot, for progress */
+    const char *src_id;
+    double last_progress;
 };
+
+static void progress(struct cctx *c, const char *path)
+{
+    double now;
+    if (!c->o->progress)
+        return;
+    now = cairn_mono();
+    if (now - c->last_progress < 0.25)
+        return;
+    c->last_progress = now;
+    c->o->progress(c->o->arg, c->n, c->count, c->src_id, c->bytes_read, path);
+}
 
 static int dst_has(struct cctx *c, const cairn_id *id)
 {
@@ -301,6 +317,7 @@ static int copy_file(struct cctx *c, const struct cairn_node *sn, const struct c
             return cairn_error_prefix(c->err, "cannot read '%s' from the source",
                                       cur_path(c, sn->name));
         c->bytes_read += c->blob.len;
+        progress(c, cur_path(c, sn->name));
         rc = cairn_blob_writer_add(c->w, CAIRN_BLOB_DATA, c->blob.data, c->blob.len,
                                    &n->chunks[k], c->err);
         if (rc != CAIRN_OK)
@@ -538,6 +555,7 @@ int cairn_copy_run(cairn_repo *src, cairn_repo *dst, const struct cairn_copy_opt
     c.src = src;
     c.dst = dst;
     c.err = err;
+    c.o = o;
     c.trees.slots = TREE_MEMO_SLOTS;
     c.chunks.slots = CHUNK_MEMO_SLOTS;
     cairn_buf_init(&c.blob, CAIRN_BLOB_MAX);
@@ -641,6 +659,9 @@ int cairn_copy_run(cairn_repo *src, cairn_repo *dst, const struct cairn_copy_opt
         } else if (o->dry_run) {
             it.status = CAIRN_COPY_WOULD;
         } else {
+            c.n = i + 1;
+            c.count = sels.n;
+            c.src_id = s->id;
             rc = copy_snapshot(&c, s, &pairs, o, &it, dst_id);
             res->bytes_read += it.bytes_read;
             res->bytes_new += it.bytes_new;

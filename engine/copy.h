@@ -66,6 +66,10 @@ struct cairn_copy_opts {
     int workers;               /* destination blob writer threads; 0 = online CPUs */
     cairn_copy_cb on_item;     /* once per selected snapshot, in copy order */
     void *arg;
+    /* While a snapshot is copied, at most 4 times a second: which one (n of
+     * count), the source bytes read for it so far, and the file being read. */
+    void (*progress)(void *arg, size_t n, size_t count, const char *src_id,
+                     uint64_t bytes_read, const char *path);
 };
 
 struct cairn_copy_result {
