@@ -10,6 +10,7 @@
 #  - encrypted -> plain: the manifest records copied_from {repo, snapshot};
 #  - kill -9 mid-copy leaves a repository check passes and no snapshot;
 #    the rerun reuses what was stored and restores identically;
+#  - prune of either repository is refused while a copy runs (its leases);
 #  - --tag / SNAP selection, --dry-run, --json;
 #  - bad inputs: missing destination (says cairn init), destination = source,
 #    missing and wrong destination password, unknown snapshot, a damaged
@@ -218,6 +219,31 @@ note "the rerun after kill -9 stored $new new bytes of 72000000"
 cairn_ok --repo "$G" --catalog "$T/g.db" check --read-data >/dev/null
 cairn_ok --repo "$G" --catalog "$T/g.db" restore latest --target "$T/r5" >/dev/null
 diff -r "$T/big" "$T/r5" || fail "the snapshot copied after a kill -9 does not restore identically"
+
+echo "== prune waits for a running copy (leases on both sides)" >&2
+G=$T/h
+new_g
+"$CAIRN" copy --to "$G" --to-catalog "$T/g.db" --workers 1 "$idb" >"$T/lease.out" 2>"$T/lease.err" &
+pid=$!
+for _ in $(seq 1 2000); do
+  [ -n "$(ls "$G/locks" 2>/dev/null)" ] && break
+  kill -0 "$pid" 2>/dev/null || break
+  sleep 0.01
+done
+run_cairn --repo "$G" --catalog "$T/h-prune.db" prune
+dst_rc=$RC dst_err=$ERR
+run_cairn prune --catalog "$T/a-prune.db"
+src_rc=$RC src_err=$ERR
+if kill -0 "$pid" 2>/dev/null; then
+  [ "$dst_rc" != 0 ] || fail "prune of the destination ran during a copy"
+  expect_in "of copy" "prune of the destination names the copy's lease" "$dst_err"
+  [ "$src_rc" != 0 ] || fail "prune of the source ran during a copy"
+  expect_in "of copy" "prune of the source names the copy's lease" "$src_err"
+else
+  note "the copy ended before prune ran; lease part not exercised"
+fi
+wait "$pid" || fail "the copy failed while prune was refused: $(cat "$T/lease.err")"
+cairn_ok --repo "$G" --catalog "$T/g.db" check --read-data >/dev/null
 
 echo "== S3 destination" >&2
 if command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then
