@@ -89,46 +89,113 @@ static void on_progress(void *arg, size_t n, size_t count, const char *src_id,
     cli_progress(o->c, line, 0);
 }
 
-/* Sets or clears an environment variable (value NULL = unset). */
-static void env_put(const char *name, const char *value)
+/* Settings of the destination's store that differ from the source's (another
+ * provider, region or account): CAIRN_TO_<NAME> stands for <NAME> while the
+ * destination opens (stores read them then, not later). Each group is taken
+ * from CAIRN_TO_* as a whole once one of its names is set there, so a
+ * destination key is never paired with the source's session token. */
+static const char *const env_groups[][12] = {
+    {"AWS_ACCESS_KEY_ID", "AWS_ACCESS_KEY_ID_FILE", "AWS_SECRET_ACCESS_KEY",
+     "AWS_SECRET_ACCESS_KEY_FILE", "AWS_SESSION_TOKEN", "AWS_SESSION_TOKEN_FILE", "AWS_PROFILE",
+     "AWS_SHARED_CREDENTIALS_FILE", "AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE",
+     "AWS_ROLE_SESSION_NAME", NULL},
+    {"AWS_REGION", "AWS_REGION_FILE", "AWS_DEFAULT_REGION", "AWS_DEFAULT_REGION_FILE", NULL},
+    {"AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL_S3_FILE", "AWS_ENDPOINT_URL",
+     "AWS_ENDPOINT_URL_FILE", NULL},
+};
+#define MAX_SAVED 24
+
+struct saved_env {
+    const char *name[MAX_SAVED];
+    char *value[MAX_SAVED]; /* NULL: was unset */
+    size_t n;
+};
+
+static const char *to_env(const char *name, char *buf, size_t len)
 {
-    if (value)
-        setenv(name, value, 1);
+    snprintf(buf, len, "CAIRN_TO_%s", name);
+    return getenv(buf);
+}
+
+/* Sets (value NULL: unsets) name for the destination, remembering the old value. */
+static int env_swap(struct saved_env *sv, const char *name, const char *value)
+{
+    const char *old = getenv(name);
+    char *dup = value ? strdup(value) : NULL;
+    if (sv->n == MAX_SAVED || (value && !dup)) {
+        free(dup);
+        return -1;
+    }
+    sv->name[sv->n] = name;
+    sv->value[sv->n] = old ? strdup(old) : NULL;
+    if (old && !sv->value[sv->n]) {
+        free(dup);
+        return -1;
+    }
+    sv->n++;
+    if (dup)
+        setenv(name, dup, 1);
     else
         unsetenv(name);
+    free(dup);
+    return 0;
 }
 
-static char *env_dup(const char *name)
+static void env_restore(struct saved_env *sv)
 {
-    const char *v = getenv(name);
-    return v ? strdup(v) : NULL;
+    while (sv->n) {
+        sv->n--;
+        if (sv->value[sv->n])
+            setenv(sv->name[sv->n], sv->value[sv->n], 1);
+        else
+            unsetenv(sv->name[sv->n]);
+        free(sv->value[sv->n]);
+    }
 }
 
-/* Opens the destination with its own password file and catalog: the
- * source's (--password-file / CAIRN_PASSWORD_FILE, --catalog / CAIRN_CATALOG)
- * must not leak into it, so they are hidden from the environment while it
- * opens (keys are unlocked and the catalog opened then, not later). */
+/* Opens the destination with its own password file, catalog and store
+ * settings: the source's (--password-file / CAIRN_PASSWORD_FILE, --catalog /
+ * CAIRN_CATALOG) are hidden from the environment while it opens (keys are
+ * unlocked and the catalog opened then, not later), and CAIRN_TO_AWS_* stand
+ * for AWS_*. */
 static int open_dest(struct cli *c, const char *url, const char *pwfile, const char *catalog,
                      cairn_repo **out)
 {
     struct cairn_store_opts so = c->store;
-    char *saved_pw = env_dup("CAIRN_PASSWORD_FILE"), *saved_cat = env_dup("CAIRN_CATALOG");
+    struct saved_env sv;
     cairn_err err;
-    int rc;
+    char buf[96];
+    size_t g, k;
+    int rc = 0;
+    memset(&sv, 0, sizeof sv);
     so.password_file = pwfile;
-    unsetenv("CAIRN_PASSWORD_FILE");
-    unsetenv("CAIRN_CATALOG");
+    if (env_swap(&sv, "CAIRN_PASSWORD_FILE", NULL) != 0 ||
+        env_swap(&sv, "CAIRN_CATALOG", NULL) != 0)
+        rc = -1;
+    for (g = 0; rc == 0 && g < sizeof env_groups / sizeof *env_groups; g++) {
+        int any = 0;
+        for (k = 0; env_groups[g][k]; k++)
+            if (to_env(env_groups[g][k], buf, sizeof buf))
+                any = 1;
+        for (k = 0; any && rc == 0 && env_groups[g][k]; k++)
+            rc = env_swap(&sv, env_groups[g][k], to_env(env_groups[g][k], buf, sizeof buf));
+    }
+    if (rc != 0) {
+        env_restore(&sv);
+        cli_error("out of memory");
+        return EXIT_ERR;
+    }
     cairn_err_clear(&err);
     rc = cairn_repo_open_with(url, catalog, &so, out, &err);
-    env_put("CAIRN_PASSWORD_FILE", saved_pw);
-    env_put("CAIRN_CATALOG", saved_cat);
-    free(saved_pw);
-    free(saved_cat);
+    env_restore(&sv);
     if (rc == CAIRN_OK)
         return 0;
     if (strstr(err.msg, "CAIRN_PASSWORD_FILE"))
         cli_error("destination: %s (for the destination: --to-password-file FILE or "
                   "CAIRN_TO_PASSWORD_FILE)",
+                  err.msg);
+    else if (strstr(err.msg, "AWS_"))
+        cli_error("destination: %s (settings for the destination alone: CAIRN_TO_AWS_...)",
                   err.msg);
     else
         cli_error("destination: %s", err.msg);

@@ -16,7 +16,8 @@
 #    missing and wrong destination password, unknown snapshot, a damaged
 #    source pack (that snapshot fails naming the pack and file, the other is
 #    copied, exit 1), no --to (usage);
-#  - a copy into an S3 bucket (s3rver behind the SigV4-checking proxy).
+#  - a copy into an S3 bucket (s3rver behind the SigV4-checking proxy), also
+#    with the destination's own credentials (CAIRN_TO_AWS_*).
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 export CAIRN_TEST_SCRYPT_N_LOG2=12 # the default scrypt cost is ~0.4 s per open
@@ -261,6 +262,19 @@ if command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then
   cairn_ok --repo "$S3" --catalog "$T/s3-fresh.db" restore latest --target "$T/r6" >/dev/null
   compare_trees "$T/src" "$T/r6"
   cairn_ok --repo "$S3" --catalog "$T/s3.db" check --read-data >/dev/null
+  # the destination's own credentials (CAIRN_TO_AWS_*): a second account
+  AWS_SECRET_ACCESS_KEY=not-the-secret run_cairn copy --to "$S3" --to-catalog "$T/s3.db" --source other
+  expect_error "copy into S3 with a wrong secret"
+  AWS_SECRET_ACCESS_KEY=not-the-secret CAIRN_TO_AWS_ACCESS_KEY_ID=$S3_KEY2 \
+    CAIRN_TO_AWS_SECRET_ACCESS_KEY=wrong-$S3_SECRET2 \
+    run_cairn copy --to "$S3" --to-catalog "$T/s3.db" --source other
+  expect_error "copy into S3 with a wrong CAIRN_TO_AWS_SECRET_ACCESS_KEY"
+  AWS_SECRET_ACCESS_KEY=not-the-secret CAIRN_TO_AWS_ACCESS_KEY_ID=$S3_KEY2 \
+    CAIRN_TO_AWS_SECRET_ACCESS_KEY=$S3_SECRET2 \
+    run_cairn copy --to "$S3" --to-catalog "$T/s3.db" --source other
+  expect_rc 0 "copy into S3 with the destination's own credentials (CAIRN_TO_AWS_*)"
+  expect_in "copied 1 snapshots" "copy with CAIRN_TO_AWS_*: summary" "$OUT"
+  ! grep -rqF -- "$S3_SECRET2" "$T"/cmd.* || fail "the destination's secret appears in cairn's output"
 else
   note "node/npm not installed: the S3 part is skipped"
 fi
