@@ -17,7 +17,8 @@
 #    source pack (that snapshot fails naming the pack and file, the other is
 #    copied, exit 1), no --to (usage);
 #  - a copy into an S3 bucket (s3rver behind the SigV4-checking proxy), also
-#    with the destination's own credentials (CAIRN_TO_AWS_*).
+#    with the destination's own credentials (CAIRN_TO_AWS_*), and from it
+#    back into an encrypted local repository.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 export CAIRN_TEST_SCRYPT_N_LOG2=12 # the default scrypt cost is ~0.4 s per open
@@ -275,6 +276,15 @@ if command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then
   expect_rc 0 "copy into S3 with the destination's own credentials (CAIRN_TO_AWS_*)"
   expect_in "copied 1 snapshots" "copy with CAIRN_TO_AWS_*: summary" "$OUT"
   ! grep -rqF -- "$S3_SECRET2" "$T"/cmd.* || fail "the destination's secret appears in cairn's output"
+  # and back: S3 as the source, into a new encrypted local repository
+  cairn_ok --repo "$T/back" --catalog "$T/back-init.db" --password-file "$T/pwb" init --encrypt >/dev/null
+  run_cairn --repo "$S3" --catalog "$T/s3.db" copy --to "$T/back" --to-catalog "$T/back.db" \
+    --to-password-file "$T/pwb" --tag nightly
+  expect_rc 0 "copy from S3 into an encrypted local repository"
+  expect_in "copied 2 snapshots" "copy from S3: summary" "$OUT"
+  cairn_ok --repo "$T/back" --catalog "$T/back.db" --password-file "$T/pwb" restore latest \
+    --target "$T/r7" >/dev/null
+  compare_trees "$T/src" "$T/r7"
 else
   note "node/npm not installed: the S3 part is skipped"
 fi
