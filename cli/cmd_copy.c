@@ -264,6 +264,10 @@ int cmd_copy(struct cli *c, int argc, char **argv)
     if ((rc = open_dest(c, to, to_pw, to_cat, &dst)) != 0)
         goto out;
 
+    /* a remote source answers each read after a round trip: one reader per
+     * connection; a local one is bound by CPU (decompress, verify) */
+    co.readers = strncmp(c->repo, "s3://", 5) == 0 ? (c->store.connections ? c->store.connections : 8)
+                                                   : 2;
     co.snaps = (const char *const *)c->args;
     co.n_snaps = (size_t)c->nargs;
     co.source = source;

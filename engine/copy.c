@@ -2,6 +2,7 @@
 #define _GNU_SOURCE
 #include "copy.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -226,13 +227,137 @@ static int sel_cmp(const void *a, const void *b)
     return strcmp(x->id, y->id);
 }
 
+/* ---- parallel reads from the source ----
+ * A directory's chunks that must be read are collected (struct need) and
+ * read in batches by a few threads (remote stores answer each request after
+ * a round trip), then handed to the writer in order. */
+
+#define MAX_READERS 64
+#define NEED_FLUSH 1024 /* read the collected chunks once this many wait */
+
+struct need {
+    const cairn_id *id; /* source id (in the source tree, alive meanwhile) */
+    cairn_id *slot;     /* where the destination id goes */
+    const char *name;   /* the file's name, for messages */
+};
+
+struct needs {
+    struct need *v;
+    size_t n, cap;
+};
+
+struct fetch {
+    struct need nd;
+    cairn_buf buf; /* reused from batch to batch */
+    int rc, done;
+    cairn_err err;
+};
+
+struct readers {
+    cairn_repo *src;
+    pthread_mutex_t mu;
+    pthread_cond_t work, done;
+    struct fetch *batch; /* batch_cap entries */
+    size_t batch_cap, njobs, next;
+    int stop;
+    pthread_t th[MAX_READERS];
+    int n;
+};
+
+static void *reader_main(void *arg)
+{
+    struct readers *rd = arg;
+    pthread_mutex_lock(&rd->mu);
+    for (;;) {
+        struct fetch *f;
+        while (!rd->stop && rd->next >= rd->njobs)
+            pthread_cond_wait(&rd->work, &rd->mu);
+        if (rd->stop)
+            break;
+        f = &rd->batch[rd->next++];
+        pthread_mutex_unlock(&rd->mu);
+        cairn_err_clear(&f->err);
+        f->rc = cairn_repo_load_blob_v(rd->src, f->nd.id, CAIRN_VERIFY_FULL, &f->buf, &f->err);
+        pthread_mutex_lock(&rd->mu);
+        f->done = 1;
+        pthread_cond_broadcast(&rd->done);
+    }
+    pthread_mutex_unlock(&rd->mu);
+    return NULL;
+}
+
+static void readers_stop(struct readers *rd)
+{
+    size_t i;
+    int k;
+    if (!rd->batch)
+        return;
+    pthread_mutex_lock(&rd->mu);
+    rd->stop = 1;
+    pthread_cond_broadcast(&rd->work);
+    pthread_mutex_unlock(&rd->mu);
+    for (k = 0; k < rd->n; k++)
+        pthread_join(rd->th[k], NULL);
+    for (i = 0; i < rd->batch_cap; i++)
+        cairn_buf_free(&rd->batch[i].buf);
+    free(rd->batch);
+    rd->batch = NULL;
+    pthread_mutex_destroy(&rd->mu);
+    pthread_cond_destroy(&rd->work);
+    pthread_cond_destroy(&rd->done);
+}
+
+static int readers_start(struct readers *rd, cairn_repo *src, int n, cairn_err *err)
+{
+    size_t i;
+    memset(rd, 0, sizeof *rd);
+    rd->src = src;
+    if (n < 1)
+        n = 1;
+    if (n > MAX_READERS)
+        n = MAX_READERS;
+    rd->batch_cap = (size_t)n * 2;
+    if (!(rd->batch = calloc(rd->batch_cap, sizeof *rd->batch)))
+        return cairn_error(err, CAIRN_FATAL, "out of memory");
+    for (i = 0; i < rd->batch_cap; i++)
+        cairn_buf_init(&rd->batch[i].buf, CAIRN_BLOB_MAX);
+    pthread_mutex_init(&rd->mu, NULL);
+    pthread_cond_init(&rd->work, NULL);
+    pthread_cond_init(&rd->done, NULL);
+    for (rd->n = 0; rd->n < n; rd->n++)
+        if (pthread_create(&rd->th[rd->n], NULL, reader_main, rd) != 0)
+            break;
+    if (rd->n == 0) {
+        readers_stop(rd);
+        return cairn_error(err, CAIRN_FATAL, "cannot start reader threads");
+    }
+    return CAIRN_OK;
+}
+
+static int needs_add(struct needs *l, const cairn_id *id, cairn_id *slot, const char *name)
+{
+    if (l->n == l->cap) {
+        size_t ncap = l->cap ? l->cap * 2 : 64;
+        struct need *nv = realloc(l->v, ncap * sizeof *nv);
+        if (!nv)
+            return CAIRN_FATAL;
+        l->v = nv;
+        l->cap = ncap;
+    }
+    l->v[l->n].id = id;
+    l->v[l->n].slot = slot;
+    l->v[l->n].name = name;
+    l->n++;
+    return CAIRN_OK;
+}
+
 /* ---- copying one snapshot ---- */
 
 struct cctx {
     cairn_repo *src, *dst;
     cairn_blob_writer *w;
     struct memo trees, chunks;
-    cairn_buf blob;       /* one source blob */
+    struct readers rd;    /* source reads */
     cairn_buf path;       /* the directory being copied, for messages */
     uint64_t files, bytes_read;
     int dst_failed;       /* the error came from the destination: stop everything */
@@ -283,14 +408,60 @@ static int dst_error(struct cctx *c, int rc)
     return rc;
 }
 
+/* Reads every collected chunk from the source (in parallel batches) and hands
+ * it to the writer, which writes its destination id into the slot. On a
+ * source error the message names the file (and the load error the pack). */
+static int flush_needs(struct cctx *c, struct needs *l)
+{
+    struct readers *rd = &c->rd;
+    size_t off, i, m;
+    int rc = CAIRN_OK;
+    for (off = 0; rc == CAIRN_OK && off < l->n; off += m) {
+        m = l->n - off < rd->batch_cap ? l->n - off : rd->batch_cap;
+        pthread_mutex_lock(&rd->mu);
+        for (i = 0; i < m; i++) {
+            rd->batch[i].nd = l->v[off + i];
+            rd->batch[i].done = 0;
+        }
+        rd->next = 0;
+        rd->njobs = m;
+        pthread_cond_broadcast(&rd->work);
+        pthread_mutex_unlock(&rd->mu);
+        for (i = 0; i < m; i++) {
+            struct fetch *f = &rd->batch[i];
+            pthread_mutex_lock(&rd->mu);
+            while (!f->done)
+                pthread_cond_wait(&rd->done, &rd->mu);
+            pthread_mutex_unlock(&rd->mu);
+            if (rc != CAIRN_OK)
+                continue; /* wait for the rest of the batch: it writes into it */
+            if (f->rc != CAIRN_OK) {
+                *c->err = f->err;
+                rc = cairn_error_prefix(c->err, "cannot read '%s' from the source",
+                                        cur_path(c, f->nd.name));
+                continue;
+            }
+            c->bytes_read += f->buf.len;
+            progress(c, cur_path(c, f->nd.name));
+            if ((rc = cairn_blob_writer_add(c->w, CAIRN_BLOB_DATA, f->buf.data, f->buf.len,
+                                            f->nd.slot, c->err)) != CAIRN_OK)
+                dst_error(c, rc);
+        }
+        pthread_mutex_lock(&rd->mu);
+        rd->njobs = rd->next = 0;
+        pthread_mutex_unlock(&rd->mu);
+    }
+    l->n = 0;
+    return rc;
+}
+
 /* Fills n->chunks (already sized like sn's) with destination ids: from the
- * earlier copy of the same file when it is unchanged, else from the memo, else
- * by reading each source chunk and handing it to the writer. */
-static int copy_file(struct cctx *c, const struct cairn_node *sn, const struct cairn_node *hs,
-                     const struct cairn_node *hd, struct cairn_node *n)
+ * earlier copy of the same file when it is unchanged, else from the memo;
+ * the chunks left to read are added to l (their slots filled by flush_needs). */
+static int plan_file(struct cctx *c, const struct cairn_node *sn, const struct cairn_node *hs,
+                     const struct cairn_node *hd, struct cairn_node *n, struct needs *l)
 {
     size_t k;
-    int rc;
     if (hs && hd && hs->type == CAIRN_T_FILE && hd->type == CAIRN_T_FILE &&
         hs->n_chunks == hd->n_chunks && !hs->hardlink && !hd->hardlink) {
         if (sn->n_chunks == hs->n_chunks &&
@@ -312,16 +483,13 @@ static int copy_file(struct cctx *c, const struct cairn_node *sn, const struct c
             n->chunks[k] = e->dst;
             continue;
         }
-        rc = cairn_repo_load_blob_v(c->src, &sn->chunks[k], CAIRN_VERIFY_FULL, &c->blob, c->err);
-        if (rc != CAIRN_OK)
-            return cairn_error_prefix(c->err, "cannot read '%s' from the source",
-                                      cur_path(c, sn->name));
-        c->bytes_read += c->blob.len;
-        progress(c, cur_path(c, sn->name));
-        rc = cairn_blob_writer_add(c->w, CAIRN_BLOB_DATA, c->blob.data, c->blob.len,
-                                   &n->chunks[k], c->err);
-        if (rc != CAIRN_OK)
-            return dst_error(c, rc);
+        if (needs_add(l, &sn->chunks[k], &n->chunks[k], sn->name) != CAIRN_OK)
+            return dst_error(c, cairn_error(c->err, CAIRN_FATAL, "out of memory"));
+        if (l->n >= NEED_FLUSH) {
+            int rc = flush_needs(c, l);
+            if (rc != CAIRN_OK)
+                return rc;
+        }
     }
     return CAIRN_OK;
 }
@@ -333,6 +501,7 @@ static int copy_tree(struct cctx *c, const cairn_id *sid, const cairn_id *hs_id,
                      const cairn_id *hd_id, int depth, cairn_id *out)
 {
     struct cairn_tree t, hs, hd, nt;
+    struct needs need = {NULL, 0, 0};
     const struct memo_ent *e;
     cairn_buf enc = CAIRN_BUF_INIT;
     int rc = CAIRN_OK, hint = 0;
@@ -381,7 +550,7 @@ static int copy_tree(struct cctx *c, const cairn_id *sid, const cairn_id *hs_id,
                            depth + 1, &n.subtree);
             c->path.len = base;
         } else if (sn->n_chunks) {
-            rc = copy_file(c, sn, hsn, hdn, &n);
+            rc = plan_file(c, sn, hsn, hdn, &n, &need);
         }
         if (sn->type == CAIRN_T_FILE)
             c->files++;
@@ -393,6 +562,9 @@ static int copy_tree(struct cctx *c, const cairn_id *sid, const cairn_id *hs_id,
                 rc = dst_error(c, cairn_error(c->err, CAIRN_FATAL, "out of memory"));
         }
     }
+    if (rc == CAIRN_OK)
+        rc = flush_needs(c, &need);
+    free(need.v);
     {
         /* every id handed to the workers is written before the tree is encoded
          * (or freed) */
@@ -558,7 +730,6 @@ int cairn_copy_run(cairn_repo *src, cairn_repo *dst, const struct cairn_copy_opt
     c.o = o;
     c.trees.slots = TREE_MEMO_SLOTS;
     c.chunks.slots = CHUNK_MEMO_SLOTS;
-    cairn_buf_init(&c.blob, CAIRN_BLOB_MAX);
     if (strcmp(src_id, dst_repo) == 0)
         return cairn_error(err, CAIRN_FATAL,
                            "the destination is the source repository (id %.12s); copy into "
@@ -584,6 +755,10 @@ int cairn_copy_run(cairn_repo *src, cairn_repo *dst, const struct cairn_copy_opt
             goto out;
         }
     }
+
+    if (!o->dry_run &&
+        (rc = readers_start(&c.rd, src, o->readers > 0 ? o->readers : 4, err)) != CAIRN_OK)
+        goto out;
 
     /* what to copy */
     if (o->n_snaps) {
@@ -701,7 +876,7 @@ out:
     cairn_blob_writer_free(c.w);
     free(c.trees.v);
     free(c.chunks.v);
-    cairn_buf_free(&c.blob);
+    readers_stop(&c.rd);
     cairn_buf_free(&c.path);
     pairs_free(&pairs);
     free(sels.v);

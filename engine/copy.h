@@ -28,7 +28,8 @@
  * source cannot be written), so a prune on either side waits.
  *
  * Ownership: options and callbacks stay the caller's; nothing is printed.
- * Threading: one thread calls; the blob writer runs its own workers. */
+ * Threading: one thread calls; the blob writer runs its own workers, and
+ * `readers` threads read source blobs (cairn_repo_load_blob_v is thread-safe). */
 #ifndef CAIRN_COPY_H
 #define CAIRN_COPY_H
 
@@ -64,6 +65,7 @@ struct cairn_copy_opts {
     size_t n_tags;
     int dry_run;               /* decide and report, write nothing (no leases taken) */
     int workers;               /* destination blob writer threads; 0 = online CPUs */
+    int readers;               /* threads reading the source in parallel; 0 = 4 */
     cairn_copy_cb on_item;     /* once per selected snapshot, in copy order */
     void *arg;
     /* While a snapshot is copied, at most 4 times a second: which one (n of
