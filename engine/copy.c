@@ -366,6 +366,7 @@ struct cctx {
     size_t n, count;      /* which snapshot, for progress */
     const char *src_id;
     double last_progress;
+    cairn_lock *dst_lease; /* checked before each manifest is written */
 };
 
 static void progress(struct cctx *c, const char *path)
@@ -689,6 +690,13 @@ static int copy_snapshot(struct cctx *c, const struct cairn_snapshot *s, struct 
     json_object_set_new(cf, "repo", json_string(cairn_repo_config(c->src)->id));
     json_object_set_new(cf, "snapshot", json_string(s->id));
     json_object_set_new(man, "copied_from", cf);
+    /* a lease lost (refreshes failing for its whole ttl) may have let a prune
+     * delete what this copy deduplicated against: write nothing then */
+    if (c->dst_lease && (rc = cairn_lock_check(c->dst_lease, c->err)) != CAIRN_OK) {
+        c->dst_failed = 1;
+        cairn_error_prefix(c->err, "destination");
+        goto out;
+    }
     if ((rc = cairn_repo_put_snapshot(c->dst, man, dst_id, c->err)) != CAIRN_OK) {
         c->dst_failed = 1;
         cairn_error_prefix(c->err, "cannot write the snapshot into the destination");
@@ -756,6 +764,7 @@ int cairn_copy_run(cairn_repo *src, cairn_repo *dst, const struct cairn_copy_opt
         }
     }
 
+    c.dst_lease = dst_lease;
     if (!o->dry_run &&
         (rc = readers_start(&c.rd, src, o->readers > 0 ? o->readers : 4, err)) != CAIRN_OK)
         goto out;
