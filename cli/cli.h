@@ -113,5 +113,6 @@ int cmd_binlog_list(struct cli *c, int argc, char **argv);
 int cmd_backup_mysql(struct cli *c, int argc, char **argv);
 int cmd_mysql_backups(struct cli *c, int argc, char **argv);
 int cmd_restore_mysql(struct cli *c, int argc, char **argv);
+int cmd_copy(struct cli *c, int argc, char **argv);
 
 #endif

@@ -51,6 +51,7 @@ static const struct command commands[] = {
     {"backup-mysql", cmd_backup_mysql, "consistent MariaDB base backup (mariabackup stream)"},
     {"mysql-backups", cmd_mysql_backups, "list MariaDB base backups with their binlog coordinates"},
     {"restore-mysql", cmd_restore_mysql, "restore MariaDB to a point in time"},
+    {"copy", cmd_copy, "copy snapshots into a second repository (--to URL; off-site copies)"},
 };
 
 /* Store messages (retries) go to stderr, once each. */

@@ -537,32 +537,47 @@ static void progress(struct ctx *c, const char *current)
     }
 }
 
-/* Copies data into a pooled buffer and queues it (j has id/slot/type set). */
-static int submit(struct ctx *c, struct job *j, const uint8_t *data, size_t len)
+/* Copies data into a pooled buffer and queues it (j has id/slot/type set);
+ * writes an index object once enough stored packs wait for one. */
+static int pipe_submit(struct pipeline *p, struct job *j, const uint8_t *data, size_t len,
+                       cairn_err *err)
 {
     int rc;
     j->len = len;
-    j->data = buf_get(&c->pipe, len);
+    j->data = buf_get(p, len);
     if (!j->data)
-        return cairn_error(c->err, CAIRN_FATAL, "out of memory");
+        return cairn_error(err, CAIRN_FATAL, "out of memory");
     memcpy(j->data, data, len);
-    rc = pipe_push(&c->pipe, j, c->err);
+    rc = pipe_push(p, j, err);
     if (rc == CAIRN_OK)
-        rc = pipe_index(&c->pipe, 0, c->err);
+        rc = pipe_index(p, 0, err);
     return rc;
+}
+
+static int submit(struct ctx *c, struct job *j, const uint8_t *data, size_t len)
+{
+    return pipe_submit(&c->pipe, j, data, len, c->err);
+}
+
+/* A blob hashed by the caller's thread (trees): queued for storing unless
+ * the repository has it or it is already queued. */
+static int pipe_put_hashed(struct pipeline *p, uint8_t type, const uint8_t *data, size_t len,
+                           cairn_id *id, cairn_err *err)
+{
+    struct job j;
+    int rc = is_known(p->repo, id, data, len, err);
+    if (rc != 0)
+        return rc < 0 ? rc : CAIRN_OK;
+    memset(&j, 0, sizeof j);
+    j.id = *id;
+    j.type = type;
+    return pipe_submit(p, &j, data, len, err);
 }
 
 /* Trees: hashed here, queued for storing unless the repository has them. */
 static int save_tree_blob(struct ctx *c, const uint8_t *data, size_t len, cairn_id *id)
 {
-    struct job j;
-    int rc = is_known(c->repo, id, data, len, c->err);
-    if (rc != 0)
-        return rc < 0 ? rc : CAIRN_OK;
-    memset(&j, 0, sizeof j);
-    j.id = *id;
-    j.type = CAIRN_BLOB_TREE;
-    return submit(c, &j, data, len);
+    return pipe_put_hashed(&c->pipe, CAIRN_BLOB_TREE, data, len, id, c->err);
 }
 
 /* Data chunks: handed to a worker, which writes the id into n->chunks[k]. The
@@ -1417,4 +1432,89 @@ out:
     free(abspaths);
     free(source);
     return rc;
+}
+
+/* ---- the pipeline as a blob writer for other engine code (copy) ---- */
+
+struct cairn_blob_writer {
+    struct pipeline pipe;
+    int started;  /* workers running */
+    int finished; /* cairn_blob_writer_finish() ran */
+};
+
+int cairn_blob_writer_new(cairn_repo *r, int workers, cairn_blob_writer **out, cairn_err *err)
+{
+    cairn_blob_writer *w;
+    int rc;
+    *out = NULL;
+    if ((rc = cairn_catalog_pending_clear(cairn_repo_catalog(r), err)) != CAIRN_OK)
+        return rc;
+    if (!(w = calloc(1, sizeof *w)))
+        return cairn_error(err, CAIRN_FATAL, "out of memory");
+    rc = pipe_start(&w->pipe, r, workers > 0 ? workers : online_cpus(), err);
+    w->started = 1;
+    if (rc != CAIRN_OK) {
+        cairn_blob_writer_free(w);
+        return rc;
+    }
+    *out = w;
+    return CAIRN_OK;
+}
+
+int cairn_blob_writer_add(cairn_blob_writer *w, uint8_t type, const void *data, size_t len,
+                          cairn_id *id, cairn_err *err)
+{
+    struct job j;
+    if (!w->started || w->finished)
+        return cairn_error(err, CAIRN_FATAL, "blob writer used after finish");
+    if (len > CAIRN_BLOB_MAX)
+        return cairn_error(err, CAIRN_FATAL, "a blob of %zu bytes is larger than %u bytes", len,
+                           CAIRN_BLOB_MAX);
+    if (type != CAIRN_BLOB_DATA)
+        return pipe_put_hashed(&w->pipe, type, data, len, id, err);
+    memset(&j, 0, sizeof j);
+    memset(id, 0, sizeof *id);
+    j.slot = id;
+    j.type = CAIRN_BLOB_DATA;
+    return pipe_submit(&w->pipe, &j, data, len, err);
+}
+
+int cairn_blob_writer_wait(cairn_blob_writer *w, cairn_err *err)
+{
+    return pipe_wait_hashed(&w->pipe, err);
+}
+
+int cairn_blob_writer_finish(cairn_blob_writer *w, struct cairn_blob_writer_stats *st,
+                             cairn_err *err)
+{
+    int rc, irc;
+    cairn_err ie;
+    if (!w->started || w->finished)
+        return cairn_error(err, CAIRN_FATAL, "blob writer finished twice");
+    rc = pipe_finish(&w->pipe, 0, err);
+    w->started = 0;
+    w->finished = 1;
+    /* index what was stored, even after a failure: a rerun reuses it */
+    irc = pipe_index(&w->pipe, 1, rc == CAIRN_OK ? err : &ie);
+    if (rc == CAIRN_OK)
+        rc = irc;
+    if (st) {
+        st->bytes_new = w->pipe.bytes_new;
+        st->bytes_stored = w->pipe.bytes_stored;
+    }
+    return rc;
+}
+
+void cairn_blob_writer_free(cairn_blob_writer *w)
+{
+    if (!w)
+        return;
+    if (w->started) {
+        cairn_err e;
+        pipe_finish(&w->pipe, 1, &e);
+        pipe_index(&w->pipe, 1, &e);
+    }
+    if (w->pipe.q)
+        pipe_free(&w->pipe);
+    free(w);
 }

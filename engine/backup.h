@@ -88,4 +88,44 @@ struct cairn_backup_result {
 int cairn_backup_run(cairn_repo *r, const struct cairn_backup_opts *opts,
                      struct cairn_backup_result *result, cairn_err *err);
 
+/* ---- the pipeline's packer and index writer, for other engine code ----
+ * A blob writer stores blobs of a repository the way a backup does: blobs
+ * the repository (or this writer) already has are skipped, new ones are
+ * compressed by `workers` threads into packs of the repository's pack size,
+ * stored, and named by index objects (every 16 packs or 8192 blobs, and at
+ * finish). Memory is bounded by the queue, not by the amount of data.
+ * Used by engine/copy.c; cairn_backup_run() runs on the same pipeline.
+ *
+ * Ownership: the writer is freed by cairn_blob_writer_free() (NULL is fine),
+ * which stops the workers and indexes what was stored if finish was not
+ * called (nothing half-written is ever indexed). Bytes given to add are
+ * copied. Threading: one thread calls these functions; the repository's
+ * catalog is shared with the workers under its lock (engine/internal.h). */
+typedef struct cairn_blob_writer cairn_blob_writer;
+
+struct cairn_blob_writer_stats {
+    uint64_t bytes_new;    /* raw bytes of data blobs the repository lacked */
+    uint64_t bytes_stored; /* bytes of the packs written */
+};
+
+/* Starts the workers (0 = online CPUs). Clears the catalog's pending marks of
+ * earlier writers on this handle. */
+int cairn_blob_writer_new(cairn_repo *r, int workers, cairn_blob_writer **out, cairn_err *err);
+/* Queues one blob of `type` (CAIRN_BLOB_DATA or CAIRN_BLOB_TREE) and gives its
+ * id in the repository's keyed hash. A tree is hashed here, so *id is set on
+ * return; a data blob is hashed by a worker, which writes *id later: *id
+ * must stay valid, and is only to be read, after cairn_blob_writer_wait() or
+ * _finish() returned CAIRN_OK. Returns a store or catalog error of any
+ * worker (the writer is then failed). */
+int cairn_blob_writer_add(cairn_blob_writer *w, uint8_t type, const void *data, size_t len,
+                          cairn_id *id, cairn_err *err);
+/* Waits until every data blob queued so far has its id. */
+int cairn_blob_writer_wait(cairn_blob_writer *w, cairn_err *err);
+/* Stores the last pack and writes index objects for every pack stored: once
+ * this returns CAIRN_OK, every blob added is stored, indexed and in the
+ * catalog, so a snapshot may name it. The writer then only accepts free. */
+int cairn_blob_writer_finish(cairn_blob_writer *w, struct cairn_blob_writer_stats *st,
+                             cairn_err *err);
+void cairn_blob_writer_free(cairn_blob_writer *w);
+
 #endif
