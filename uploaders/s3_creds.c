@@ -346,8 +346,8 @@ static int fetch_web_identity(struct s3_provider *p, struct s3_creds *out, int *
     if (!strcmp(e.code, "InvalidIdentityToken"))
         rc = cairn_error(err, CAIRN_FATAL,
                          "STS refused the web identity token in '%s' (AWS_WEB_IDENTITY_TOKEN_FILE) "
-                         "for role '%s': InvalidIdentityToken %s (check the role's trust policy: "
-                         "this cluster's OIDC provider and this service account must be allowed)",
+                         "for role '%s': InvalidIdentityToken (%s); check the role's trust policy: "
+                         "this cluster's OIDC provider and this service account must be allowed",
                          c->token_file, c->role_arn, safe_msg(e.message, token));
     else if (!strcmp(e.code, "ExpiredTokenException") || !strcmp(e.code, "ExpiredToken")) {
         *retry = 1; /* the kubelet may be rotating it right now */
@@ -571,6 +571,14 @@ void s3_provider_free(struct s3_provider *p)
     free(p);
 }
 
+static void fmt_time(int64_t t, char *out, size_t n)
+{
+    time_t tt = (time_t)t;
+    struct tm tm;
+    if (!t || !gmtime_r(&tt, &tm) || !strftime(out, n, "%Y-%m-%dT%H:%M:%SZ", &tm))
+        snprintf(out, n, "(no expiry)");
+}
+
 /* When temporary keys should be replaced: 5 minutes before they expire, or
  * half-way through their life when that is shorter. */
 static int64_t refresh_at(const struct s3_provider *p)
@@ -602,7 +610,7 @@ int s3_provider_get(struct s3_provider *p, struct s3_creds *out, unsigned *gen, 
             p->next_try = 0;
             p->gen++;
             if (fresh.expiration) {
-                cairn_format_time(fresh.expiration * 1000000000, when, sizeof when);
+                fmt_time(fresh.expiration, when, sizeof when);
                 plog(p, "s3: refreshed the credentials from %s (valid until %s)",
                      kind_name(p->conf), when);
             } else {
@@ -613,7 +621,7 @@ int s3_provider_get(struct s3_provider *p, struct s3_creds *out, unsigned *gen, 
                    (!p->cur.expiration || now < p->cur.expiration)) {
             /* the current keys still work: use them, try again later */
             p->next_try = now + RETRY_LATER;
-            cairn_format_time(p->cur.expiration * 1000000000, when, sizeof when);
+            fmt_time(p->cur.expiration, when, sizeof when);
             plog(p, "s3: cannot refresh the credentials yet (%s); the current ones are valid "
                     "until %s, trying again in %d s",
                  e2.msg, when, RETRY_LATER);
