@@ -10,6 +10,8 @@
 #  - transient STS errors are retried; a bad token, a wrong role, a missing
 #    token file and an unreachable STS fail with a clear message, non-zero
 #    exit, no snapshot, and never print a token;
+#  - a shared credentials file with a session token is read again after
+#    ExpiredToken (a rotated Secret), and an expired one is named;
 #  - container credentials (EKS Pod Identity: AWS_CONTAINER_CREDENTIALS_FULL_URI
 #    + AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE): round trip; a wrong token and
 #    a plain-http URI to a non-loopback host are refused.
@@ -170,8 +172,56 @@ expect_in "$ROLE" "the unreachable-STS message names the role" "$ERR"
 
 [ "$(snapshot_objects)" -eq "$nsnap" ] || fail "a failed run wrote a snapshots/ object"
 
-echo "== container credentials (EKS Pod Identity)" >&2
+echo "== shared credentials file with a session token: read again after ExpiredToken" >&2
 unset AWS_ROLE_ARN AWS_WEB_IDENTITY_TOKEN_FILE
+export AWS_SHARED_CREDENTIALS_FILE=$T/aws-credentials
+sts_issue() { # fresh keys from the fake STS; prints "AKID SECRET TOKEN"
+  "$S3_PY" - "$S3_STS_URL" "$ROLE" "$TOKEN2" <<'EOF' >/dev/null || fail "could not get keys from the fake STS"
+import sys, urllib.parse, urllib.request
+body = urllib.parse.urlencode({"Action": "AssumeRoleWithWebIdentity", "Version": "2011-06-15",
+                               "RoleArn": sys.argv[2], "RoleSessionName": "test-harness",
+                               "WebIdentityToken": sys.argv[3]}).encode()
+req = urllib.request.Request(sys.argv[1] + "/", data=body,
+                             headers={"Content-Type": "application/x-www-form-urlencoded"})
+urllib.request.urlopen(req, timeout=10).read()
+EOF
+  tail -n 1 "$S3_STS_CREDS" | cut -d' ' -f1-3
+}
+write_credfile() { # "AKID SECRET TOKEN": replace the file the way a Secret update does
+  local a s t
+  read -r a s t <<<"$1"
+  printf '[default]\naws_access_key_id = %s\naws_secret_access_key = %s\naws_session_token = %s\n' \
+    "$a" "$s" "$t" >"$T/aws-credentials.new"
+  mv -f "$T/aws-credentials.new" "$T/aws-credentials"
+}
+printf 'lifetime=3\n' >"$S3_STS_CONTROL"
+write_credfile "$(sts_issue)"
+mark=$(s3_log_mark "$S3_SIGV4_LOG")
+randfile "$T/src2/big3.bin" 6000000
+(run_cairn --limit-upload 1.5 backup "$T/src2"; echo "$RC" >"$T/bg.rc"; echo "$ERR" >"$T/bg.err") &
+bg=$!
+sleep 1.5
+printf 'lifetime=3600\n' >"$S3_STS_CONTROL"
+write_credfile "$(sts_issue)"
+wait "$bg" || true
+rc=$(cat "$T/bg.rc")
+[ "$rc" -eq 0 ] || { tail -n 20 "$(cat "$T/bg.err")" >&2; fail "the backup whose credentials file was rotated failed (exit $rc)"; }
+s3_log_since "$S3_SIGV4_LOG" "$mark" >"$T/sigv4.step5"
+[ "$(s3_count 'ExpiredToken REJECTED' "$T/sigv4.step5")" -ge 1 ] || fail "the first keys never expired: the step tested nothing"
+grep -q 'read the credentials again from the shared credentials file' "$(cat "$T/bg.err")" ||
+  fail "cairn did not report reading the credentials file again"
+printf 'lifetime=1\n' >"$S3_STS_CONTROL"
+write_credfile "$(sts_issue)"
+sleep 1.2
+printf '' >"$S3_STS_CONTROL"
+run_cairn snapshots
+expect_error "snapshots with an expired session token in the credentials file"
+expect_in "$T/aws-credentials" "the expired-token message names the credentials file" "$ERR"
+expect_in -i expired "the expired-token message says expired" "$ERR"
+nsnap=$(snapshot_objects)
+
+echo "== container credentials (EKS Pod Identity)" >&2
+export AWS_SHARED_CREDENTIALS_FILE=$T/no-credentials-file
 AUTH=pod-identity-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
 printf '%s\n' "$AUTH" >"$S3_STS_AUTH"
 printf '%s\n' "$AUTH" >"$T/pod-token"
