@@ -16,18 +16,7 @@
 #include <string.h>
 #include <unistd.h>
 
-static int failures, checks;
-
-#define CHECK(cond, ...)                                                                 \
-    do {                                                                                 \
-        checks++;                                                                        \
-        if (!(cond)) {                                                                   \
-            fprintf(stderr, "FAIL: %s:%d: ", __FILE__, __LINE__);                        \
-            fprintf(stderr, __VA_ARGS__);                                                \
-            fprintf(stderr, "  [%s]\n", #cond);                                          \
-            failures++;                                                                  \
-        }                                                                                \
-    } while (0)
+#include "check.h"
 
 #define SECRET "wJalrXUtnFEMI/K7MDENG/bPxRfiCYSECRETKEY"
 #define TOKEN "IQoJb3JpZ2luX2VjEXAMPLESESSIONTOKEN+/=="
@@ -209,23 +198,18 @@ static void test_container(void)
 
 /* ---- configuration: which source wins ---- */
 
-static const char *fake_env[32][2];
-static const char *fenv(const char *name)
+/* The real environment, replaced as a whole for each case. */
+static const char *env(const char *name)
+{
+    return getenv(name);
+}
+
+static void set_env(const char *const *kv)
 {
     size_t i;
-    for (i = 0; i < 32 && fake_env[i][0]; i++)
-        if (!strcmp(fake_env[i][0], name))
-            return fake_env[i][1];
-    return NULL;
-}
-static void setenv_fake(const char *const *kv)
-{
-    size_t i = 0;
-    memset(fake_env, 0, sizeof fake_env);
-    for (; kv[2 * i]; i++) {
-        fake_env[i][0] = kv[2 * i];
-        fake_env[i][1] = kv[2 * i + 1];
-    }
+    clearenv();
+    for (i = 0; kv[2 * i]; i++)
+        setenv(kv[2 * i], kv[2 * i + 1], 1);
 }
 static void write_text(const char *path, const char *text)
 {
@@ -250,8 +234,8 @@ static void test_precedence(const char *dir)
                             "AWS_ROLE_ARN", "arn:aws:iam::1:role/r",
                             "AWS_WEB_IDENTITY_TOKEN_FILE", "/t", "AWS_SHARED_CREDENTIALS_FILE",
                             credfile, NULL};
-        setenv_fake(kv);
-        rc = s3_conf_load("s3://b/p", fenv, &c, &err);
+        set_env(kv);
+        rc = s3_conf_load("s3://b/p", env, &c, &err);
         CHECK(rc == CAIRN_OK && c.cred_kind == S3_CRED_ENV && !strcmp(c.access_key, "ENVKEY"),
               "environment keys come first: %s", err.msg);
         s3_conf_free(&c);
@@ -262,8 +246,8 @@ static void test_precedence(const char *dir)
                             "AWS_SHARED_CREDENTIALS_FILE", credfile,
                             "AWS_CONTAINER_CREDENTIALS_FULL_URI", "http://127.0.0.1:1/x",
                             "AWS_REGION", "eu-west-1", NULL};
-        setenv_fake(kv);
-        rc = s3_conf_load("s3://b/p", fenv, &c, &err);
+        set_env(kv);
+        rc = s3_conf_load("s3://b/p", env, &c, &err);
         CHECK(rc == CAIRN_OK && c.cred_kind == S3_CRED_WEB_IDENTITY,
               "web identity before the shared file: %s", err.msg);
         if (rc == CAIRN_OK) {
@@ -279,94 +263,89 @@ static void test_precedence(const char *dir)
             CHECK(c.duration == 0, "no DurationSeconds by default");
         }
         s3_conf_free(&c);
-        fake_env[5][0] = "AWS_STS_REGIONAL_ENDPOINTS";
-        fake_env[5][1] = "regional";
-        fake_env[6][0] = "AWS_ROLE_SESSION_NAME";
-        fake_env[6][1] = "node-1@cluster";
-        fake_env[7][0] = "CAIRN_S3_ROLE_DURATION_SECONDS";
-        fake_env[7][1] = "3600";
-        rc = s3_conf_load("s3://b/p", fenv, &c, &err);
+        setenv("AWS_STS_REGIONAL_ENDPOINTS", "regional", 1);
+        setenv("AWS_ROLE_SESSION_NAME", "node-1@cluster", 1);
+        setenv("CAIRN_S3_ROLE_DURATION_SECONDS", "3600", 1);
+        rc = s3_conf_load("s3://b/p", env, &c, &err);
         CHECK(rc == CAIRN_OK && !strcmp(c.sts_endpoint, "https://sts.eu-west-1.amazonaws.com"),
               "regional STS: %s", rc == CAIRN_OK ? c.sts_endpoint : err.msg);
         CHECK(rc == CAIRN_OK && !strcmp(c.session_name, "node-1@cluster"), "session name");
         CHECK(rc == CAIRN_OK && c.duration == 3600, "duration");
         s3_conf_free(&c);
-        fake_env[8][0] = "AWS_ENDPOINT_URL_STS";
-        fake_env[8][1] = "http://127.0.0.1:4566/";
-        rc = s3_conf_load("s3://b/p", fenv, &c, &err);
+        setenv("AWS_ENDPOINT_URL_STS", "http://127.0.0.1:4566/", 1);
+        rc = s3_conf_load("s3://b/p", env, &c, &err);
         CHECK(rc == CAIRN_OK && !strcmp(c.sts_endpoint, "http://127.0.0.1:4566"),
               "AWS_ENDPOINT_URL_STS wins: %s", rc == CAIRN_OK ? c.sts_endpoint : err.msg);
         s3_conf_free(&c);
-        fake_env[6][1] = "bad name with spaces";
-        CHECK(s3_conf_load("s3://b/p", fenv, &c, &err) == CAIRN_FATAL &&
+        setenv("AWS_ROLE_SESSION_NAME", "bad name with spaces", 1);
+        CHECK(s3_conf_load("s3://b/p", env, &c, &err) == CAIRN_FATAL &&
                   strstr(err.msg, "AWS_ROLE_SESSION_NAME"),
               "a bad session name is refused: %s", err.msg);
-        fake_env[6][1] = "ok-name";
-        fake_env[7][1] = "60";
-        CHECK(s3_conf_load("s3://b/p", fenv, &c, &err) == CAIRN_FATAL &&
+        setenv("AWS_ROLE_SESSION_NAME", "ok-name", 1);
+        setenv("CAIRN_S3_ROLE_DURATION_SECONDS", "60", 1);
+        CHECK(s3_conf_load("s3://b/p", env, &c, &err) == CAIRN_FATAL &&
                   strstr(err.msg, "CAIRN_S3_ROLE_DURATION_SECONDS"),
               "a too short duration is refused: %s", err.msg);
-        fake_env[7][1] = "3600";
-        fake_env[0][1] = "not-an-arn";
-        CHECK(s3_conf_load("s3://b/p", fenv, &c, &err) == CAIRN_FATAL &&
+        setenv("CAIRN_S3_ROLE_DURATION_SECONDS", "3600", 1);
+        setenv("AWS_ROLE_ARN", "not-an-arn", 1);
+        CHECK(s3_conf_load("s3://b/p", env, &c, &err) == CAIRN_FATAL &&
                   strstr(err.msg, "AWS_ROLE_ARN"),
               "a bad role ARN is refused: %s", err.msg);
     }
     {
         const char *kv[] = {"AWS_ROLE_ARN", "arn:aws:iam::1:role/r", NULL};
-        setenv_fake(kv);
-        CHECK(s3_conf_load("s3://b/p", fenv, &c, &err) == CAIRN_FATAL &&
+        set_env(kv);
+        CHECK(s3_conf_load("s3://b/p", env, &c, &err) == CAIRN_FATAL &&
                   strstr(err.msg, "AWS_WEB_IDENTITY_TOKEN_FILE"),
               "a role without a token file: %s", err.msg);
-        fake_env[0][0] = "AWS_WEB_IDENTITY_TOKEN_FILE";
-        CHECK(s3_conf_load("s3://b/p", fenv, &c, &err) == CAIRN_FATAL &&
+        unsetenv("AWS_ROLE_ARN");
+        setenv("AWS_WEB_IDENTITY_TOKEN_FILE", "/t", 1);
+        CHECK(s3_conf_load("s3://b/p", env, &c, &err) == CAIRN_FATAL &&
                   strstr(err.msg, "AWS_ROLE_ARN"),
               "a token file without a role: %s", err.msg);
     }
     {
         const char *kv[] = {"AWS_SHARED_CREDENTIALS_FILE", credfile,
                             "AWS_CONTAINER_CREDENTIALS_FULL_URI", "http://127.0.0.1:1/x", NULL};
-        setenv_fake(kv);
-        rc = s3_conf_load("s3://b/p", fenv, &c, &err);
+        set_env(kv);
+        rc = s3_conf_load("s3://b/p", env, &c, &err);
         CHECK(rc == CAIRN_OK && c.cred_kind == S3_CRED_FILE && !strcmp(c.access_key, "FILEKEY"),
               "the shared file before container credentials: %s", err.msg);
         CHECK(rc == CAIRN_OK && !strcmp(c.cred_file, credfile) && !strcmp(c.profile, "default"),
               "file and profile kept for a re-read");
         s3_conf_free(&c);
-        fake_env[0][1] = nofile;
-        rc = s3_conf_load("s3://b/p", fenv, &c, &err);
+        setenv("AWS_SHARED_CREDENTIALS_FILE", nofile, 1);
+        rc = s3_conf_load("s3://b/p", env, &c, &err);
         CHECK(rc == CAIRN_OK && c.cred_kind == S3_CRED_CONTAINER &&
                   !strcmp(c.container_uri, "http://127.0.0.1:1/x"),
               "a missing shared file falls through to container credentials: %s", err.msg);
         s3_conf_free(&c);
-        fake_env[2][0] = "AWS_CONTAINER_AUTHORIZATION_TOKEN";
-        fake_env[2][1] = "tok";
-        fake_env[3][0] = "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE";
-        fake_env[3][1] = "/var/run/secrets/pods.eks.amazonaws.com/serviceaccount/eks-pod-identity-token";
-        rc = s3_conf_load("s3://b/p", fenv, &c, &err);
+        setenv("AWS_CONTAINER_AUTHORIZATION_TOKEN", "tok", 1);
+        setenv("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+               "/var/run/secrets/pods.eks.amazonaws.com/serviceaccount/eks-pod-identity-token", 1);
+        rc = s3_conf_load("s3://b/p", env, &c, &err);
         CHECK(rc == CAIRN_OK && c.container_auth_file && !c.container_auth,
               "the token file wins over the token value");
         s3_conf_free(&c);
-        fake_env[1][1] = "http://192.168.1.10/v1/credentials";
-        CHECK(s3_conf_load("s3://b/p", fenv, &c, &err) == CAIRN_FATAL &&
+        setenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", "http://192.168.1.10/v1/credentials", 1);
+        CHECK(s3_conf_load("s3://b/p", env, &c, &err) == CAIRN_FATAL &&
                   strstr(err.msg, "AWS_CONTAINER_CREDENTIALS_FULL_URI"),
               "plain http to another host is refused: %s", err.msg);
-        fake_env[1][0] = "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI";
-        fake_env[1][1] = "/v2/credentials/uuid";
-        rc = s3_conf_load("s3://b/p", fenv, &c, &err);
+        setenv("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "/v2/credentials/uuid", 1);
+        rc = s3_conf_load("s3://b/p", env, &c, &err);
         CHECK(rc == CAIRN_OK && !strcmp(c.container_uri, "http://169.254.170.2/v2/credentials/uuid"),
               "ECS relative URI: %s", rc == CAIRN_OK ? c.container_uri : err.msg);
         s3_conf_free(&c);
     }
     {
         const char *kv[] = {"AWS_SHARED_CREDENTIALS_FILE", nofile, NULL};
-        setenv_fake(kv);
-        CHECK(s3_conf_load("s3://b/p", fenv, &c, &err) == CAIRN_FATAL && strstr(err.msg, nofile),
+        set_env(kv);
+        CHECK(s3_conf_load("s3://b/p", env, &c, &err) == CAIRN_FATAL && strstr(err.msg, nofile),
               "an explicit missing file alone is an error: %s", err.msg);
         kv[0] = "HOME";
         kv[1] = dir;
-        setenv_fake(kv);
-        CHECK(s3_conf_load("s3://b/p", fenv, &c, &err) == CAIRN_FATAL &&
+        set_env(kv);
+        CHECK(s3_conf_load("s3://b/p", env, &c, &err) == CAIRN_FATAL &&
                   strstr(err.msg, "AWS_ROLE_ARN") && strstr(err.msg, "IMDS"),
               "nothing configured lists the ways: %s", err.msg);
     }
@@ -423,8 +402,8 @@ static void test_reread(const char *dir)
                          "aws_session_token = OLD\n");
     {
         const char *kv[] = {"AWS_SHARED_CREDENTIALS_FILE", credfile, "AWS_PROFILE", "p", NULL};
-        setenv_fake(kv);
-        rc = s3_conf_load("s3://b/p", fenv, &c, &err);
+        set_env(kv);
+        rc = s3_conf_load("s3://b/p", env, &c, &err);
         CHECK(rc == CAIRN_OK && !strcmp(c.session_token, "OLD"), "first read: %s", err.msg);
         if (rc != CAIRN_OK)
             return;
@@ -511,9 +490,9 @@ int main(void)
     test_reread(dir);
     rmdir(dir);
     if (failures) {
-        fprintf(stderr, "%d of %d checks failed\n", failures, checks);
+        fprintf(stderr, "test_s3_creds: %d checks failed\n", failures);
         return 1;
     }
-    printf("test_s3_creds: %d checks passed\n", checks);
+    printf("test_s3_creds: all checks passed\n");
     return 0;
 }
