@@ -687,7 +687,8 @@ static int classify(struct s3_store *st, struct call *c, struct xfer *x, CURLcod
                            "repository URL, AWS_ENDPOINT_URL_S3 and AWS_REGION)",
                            st->conf.bucket, st->conf.endpoint);
     if ((!strcmp(e.code, "InvalidAccessKeyId") || !strcmp(e.code, "SignatureDoesNotMatch")) &&
-        (st->conf.cred_kind == S3_CRED_WEB_IDENTITY || st->conf.cred_kind == S3_CRED_CONTAINER))
+        (st->conf.cred_kind == S3_CRED_WEB_IDENTITY || st->conf.cred_kind == S3_CRED_CONTAINER ||
+         st->conf.cred_kind == S3_CRED_IMDS))
         return cairn_error(err, CAIRN_FATAL,
                            "wrong credentials for s3://%s: the temporary credentials from %s "
                            "were refused (the server said %s; check the endpoint and region)",
@@ -721,6 +722,7 @@ static int classify(struct s3_store *st, struct call *c, struct xfer *x, CURLcod
                                st->conf.bucket, st->conf.cred_file);
         case S3_CRED_WEB_IDENTITY:
         case S3_CRED_CONTAINER:
+        case S3_CRED_IMDS:
             return cairn_error(err, CAIRN_FATAL,
                                "the session token for s3://%s has expired, and so have fresh "
                                "credentials from %s (is this machine's clock right?)",

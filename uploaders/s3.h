@@ -141,12 +141,13 @@ int s3_xml_escape(cairn_buf *out, const char *s);
 
 /* Where the credentials come from (s3_conf.c picks one, first match wins:
  * environment keys, web identity, the shared credentials file, container
- * credentials). */
+ * credentials, instance metadata). */
 enum s3_cred_kind {
     S3_CRED_ENV = 0,      /* AWS_ACCESS_KEY_ID/SECRET(_FILE): re-read on ExpiredToken */
     S3_CRED_WEB_IDENTITY, /* STS AssumeRoleWithWebIdentity (IRSA) */
     S3_CRED_FILE,         /* the shared credentials file: re-read on ExpiredToken */
-    S3_CRED_CONTAINER     /* AWS_CONTAINER_CREDENTIALS_* (EKS Pod Identity, ECS) */
+    S3_CRED_CONTAINER,    /* AWS_CONTAINER_CREDENTIALS_* (EKS Pod Identity, ECS) */
+    S3_CRED_IMDS          /* the EC2 instance role, IMDSv2 (unless AWS_EC2_METADATA_DISABLED) */
 };
 
 /* Environment lookup, replaceable in tests (getenv by default). */
@@ -178,6 +179,7 @@ struct s3_conf {
     char *container_uri; /* S3_CRED_CONTAINER: the full URI */
     char *container_auth_file; /* AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE, read each time */
     char *container_auth;      /* AWS_CONTAINER_AUTHORIZATION_TOKEN (a secret) */
+    char *imds_endpoint; /* S3_CRED_IMDS: "http://169.254.169.254" or the override */
 };
 
 /* Reads NAME, or NAME_FILE (the file's content with trailing whitespace
@@ -228,7 +230,8 @@ int s3_parse_sts_response(const char *xml, size_t len, struct s3_creds *out,
                           struct s3_error_info *e, cairn_err *err);
 
 /* A container-credentials answer: JSON {AccessKeyId, SecretAccessKey, Token,
- * Expiration}. CAIRN_OK or CAIRN_CORRUPT (err names the missing field). */
+ * Expiration}, also the shape of an IMDS answer (whose "Code" must then be
+ * "Success"). CAIRN_OK or CAIRN_CORRUPT (err names the missing field). */
 int s3_parse_container_creds(const char *json, size_t len, struct s3_creds *out,
                              cairn_err *err);
 

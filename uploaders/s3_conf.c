@@ -404,8 +404,33 @@ static int container_creds(s3_getenv_fn env, struct s3_conf *c, cairn_err *err)
     return CAIRN_OK;
 }
 
+/* The EC2 instance role through IMDSv2: the endpoint only; s3_creds.c asks. */
+static int imds(s3_getenv_fn env, struct s3_conf *c, cairn_err *err)
+{
+    const char *ep = env("AWS_EC2_METADATA_SERVICE_ENDPOINT");
+    const char *mode = env("AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE");
+    int rc;
+    if (ep && *ep) {
+        if ((rc = check_url("AWS_EC2_METADATA_SERVICE_ENDPOINT", ep, 0, err)) != CAIRN_OK)
+            return rc;
+        c->imds_endpoint = strdup(ep);
+        if (c->imds_endpoint && c->imds_endpoint[strlen(c->imds_endpoint) - 1] == '/')
+            c->imds_endpoint[strlen(c->imds_endpoint) - 1] = 0;
+    } else if (mode && strcasecmp(mode, "IPv6") == 0) {
+        c->imds_endpoint = strdup("http://[fd00:ec2::254]");
+    } else {
+        c->imds_endpoint = strdup("http://169.254.169.254");
+    }
+    if (!c->imds_endpoint)
+        return cairn_error(err, CAIRN_FATAL, "out of memory");
+    c->cred_kind = S3_CRED_IMDS;
+    c->cred_source = "the instance metadata service (IMDSv2)";
+    return CAIRN_OK;
+}
+
 /* Picks the source, as the AWS SDKs' default chain does: environment keys,
- * web identity, the shared credentials file, container credentials. */
+ * web identity, the shared credentials file, container credentials, and
+ * the instance metadata service unless AWS_EC2_METADATA_DISABLED=true. */
 static int load_credentials(s3_getenv_fn env, struct s3_conf *c, cairn_err *err)
 {
     const char *file = env("AWS_SHARED_CREDENTIALS_FILE"), *profile = env("AWS_PROFILE");
@@ -476,12 +501,18 @@ container:
     rc = container_creds(env, c, err);
     if (rc != CAIRN_NOTFOUND)
         return rc;
+    {
+        const char *off = env("AWS_EC2_METADATA_DISABLED");
+        if (!off || strcasecmp(off, "true") != 0)
+            return imds(env, c, err);
+    }
     return cairn_error(err, CAIRN_FATAL,
                        "no S3 credentials for %s (set AWS_ACCESS_KEY_ID and "
                        "AWS_SECRET_ACCESS_KEY, or their _FILE forms; or AWS_ROLE_ARN and "
                        "AWS_WEB_IDENTITY_TOKEN_FILE (IRSA); or add a [%s] profile to "
                        "~/.aws/credentials; or AWS_CONTAINER_CREDENTIALS_FULL_URI (EKS Pod "
-                       "Identity); instance metadata (IMDS) is not read)",
+                       "Identity); the instance metadata service (IMDS) is off: "
+                       "AWS_EC2_METADATA_DISABLED=true)",
                        c->bucket, profile);
 }
 
@@ -654,6 +685,7 @@ void s3_conf_free(struct s3_conf *c)
     free(c->container_uri);
     free(c->container_auth_file);
     wipe_free(c->container_auth);
+    free(c->imds_endpoint);
     free(c->endpoint);
     free(c->host);
     free(c->base_path);

@@ -3,7 +3,9 @@
  * ExpiredToken answer), STS AssumeRoleWithWebIdentity (IRSA: the token file
  * is read again at every refresh, since the kubelet rotates it) and container
  * credentials (EKS Pod Identity, ECS: a JSON endpoint with an authorization
- * token, also re-read at every refresh). See s3.h for the provider's rules.
+ * token, also re-read at every refresh) and the EC2 instance role (IMDSv2:
+ * a session token first, then the role's keys). See s3.h for the provider's
+ * rules.
  *
  * Secrets (keys, session tokens, web identity and authorization tokens) are
  * wiped when freed and never put into a message or a log line. */
@@ -114,6 +116,17 @@ int s3_parse_container_creds(const char *json, size_t len, struct s3_creds *out,
         json_decref(o);
         return cairn_error(err, CAIRN_CORRUPT, "bad container credentials: not a JSON object");
     }
+    exp = json_str(o, "Code"); /* IMDS: "Success", or why not */
+    if (exp && strcmp(exp, "Success") != 0) {
+        char code[64];
+        size_t i;
+        snprintf(code, sizeof code, "%s", exp);
+        for (i = 0; code[i]; i++)
+            if ((unsigned char)code[i] < 0x20 || code[i] == 0x7F)
+                code[i] = ' ';
+        rc = cairn_error(err, CAIRN_CORRUPT, "credentials not available: Code '%s'", code);
+        goto out;
+    }
     ak = json_str(o, "AccessKeyId");
     sk = json_str(o, "SecretAccessKey");
     tok = json_str(o, "Token");
@@ -223,10 +236,11 @@ static size_t on_body(char *d, size_t size, size_t nmemb, void *arg)
     return cairn_buf_append(b, d, n) == CAIRN_OK ? n : 0;
 }
 
-/* One HTTP request; body capped at CREDS_BODY_MAX. post NULL = GET. */
-static CURLcode http_call(struct s3_provider *p, const char *url, const char *post,
-                          struct curl_slist *hdrs, long *status, cairn_buf *body,
-                          char curlmsg[CURL_ERROR_SIZE])
+/* One HTTP request; body capped at CREDS_BODY_MAX. post NULL = GET; method
+ * NULL = POST when there is a body. */
+static CURLcode http_call(struct s3_provider *p, const char *url, const char *method,
+                          const char *post, struct curl_slist *hdrs, long *status,
+                          cairn_buf *body, char curlmsg[CURL_ERROR_SIZE])
 {
     CURL *h = curl_easy_init();
     CURLcode cres;
@@ -243,8 +257,9 @@ static CURLcode http_call(struct s3_provider *p, const char *url, const char *po
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(h, CURLOPT_ERRORBUFFER, curlmsg);
     curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
-    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, 5L);
-    curl_easy_setopt(h, CURLOPT_TIMEOUT, 30L);
+    /* IMDS answers at once or not at all (not on EC2, or a hop limit of 1) */
+    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, p->conf->cred_kind == S3_CRED_IMDS ? 1L : 5L);
+    curl_easy_setopt(h, CURLOPT_TIMEOUT, p->conf->cred_kind == S3_CRED_IMDS ? 5L : 30L);
     curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L);
     curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L);
     if (p->ca_file)
@@ -255,6 +270,8 @@ static CURLcode http_call(struct s3_provider *p, const char *url, const char *po
         curl_easy_setopt(h, CURLOPT_POST, 1L);
         curl_easy_setopt(h, CURLOPT_POSTFIELDS, post);
         curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)strlen(post));
+        if (method)
+            curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
     }
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, body);
@@ -322,7 +339,7 @@ static int fetch_web_identity(struct s3_provider *p, struct s3_creds *out, int *
     }
     hdrs = nl;
     snprintf(url, sizeof url, "%s/", c->sts_endpoint);
-    cres = http_call(p, url, (const char *)form.data, hdrs, &status, &body, curlmsg);
+    cres = http_call(p, url, NULL, (const char *)form.data, hdrs, &status, &body, curlmsg);
     if (cres != CURLE_OK) {
         *retry = transient_curl(cres);
         rc = cairn_error(err, CAIRN_FATAL,
@@ -417,7 +434,7 @@ static int fetch_container(struct s3_provider *p, struct s3_creds *out, int *ret
             goto oom;
         hdrs = nl;
     }
-    cres = http_call(p, c->container_uri, NULL, hdrs, &status, &body, curlmsg);
+    cres = http_call(p, c->container_uri, NULL, NULL, hdrs, &status, &body, curlmsg);
     if (cres != CURLE_OK) {
         *retry = transient_curl(cres);
         rc = cairn_error(err, CAIRN_FATAL,
@@ -475,6 +492,103 @@ out:
     return rc;
 }
 
+#define IMDS_HINT                                                                         \
+    "no other S3 credentials are configured: set AWS_ACCESS_KEY_ID and "                    \
+    "AWS_SECRET_ACCESS_KEY, AWS_ROLE_ARN and AWS_WEB_IDENTITY_TOKEN_FILE, or "              \
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI; AWS_EC2_METADATA_DISABLED=true skips IMDS"
+
+/* IMDSv2: PUT /latest/api/token, then the role name, then its keys, each
+ * with the session token in X-aws-ec2-metadata-token. No IMDSv1 fallback. */
+static int fetch_imds(struct s3_provider *p, struct s3_creds *out, int *retry, cairn_err *err)
+{
+    const struct s3_conf *c = p->conf;
+    char curlmsg[CURL_ERROR_SIZE], role[256] = "", url[1024];
+    const char *step = "a session token";
+    cairn_buf body = CAIRN_BUF_INIT, line = CAIRN_BUF_INIT;
+    struct curl_slist *hdrs = NULL, *nl;
+    CURLcode cres;
+    long status;
+    int rc = CAIRN_OK, i;
+    *retry = 0;
+    for (i = 0; i < 3; i++) {
+        if (i == 0) {
+            snprintf(url, sizeof url, "%s/latest/api/token", c->imds_endpoint);
+            if (!(nl = curl_slist_append(NULL, "X-aws-ec2-metadata-token-ttl-seconds: 21600")))
+                goto oom;
+            hdrs = nl;
+            cres = http_call(p, url, "PUT", "", hdrs, &status, &body, curlmsg);
+        } else {
+            step = i == 1 ? "the instance role name" : "the instance role's credentials";
+            snprintf(url, sizeof url, "%s/latest/meta-data/iam/security-credentials/%s",
+                     c->imds_endpoint, role);
+            cres = http_call(p, url, NULL, NULL, hdrs, &status, &body, curlmsg);
+        }
+        if (cres != CURLE_OK) {
+            /* not retried: off EC2 (or behind a hop limit) it never answers */
+            rc = cairn_error(err, CAIRN_FATAL,
+                             "cannot reach the instance metadata service at %s for %s: %s (%s)",
+                             c->imds_endpoint, step, curlmsg, IMDS_HINT);
+            goto out;
+        }
+        if (status != 200) {
+            *retry = status >= 500 || status == 429;
+            rc = cairn_error(err, CAIRN_FATAL,
+                             "the instance metadata service at %s answered HTTP %ld for %s (%s)",
+                             c->imds_endpoint, status, step,
+                             i == 1 && status == 404 ? "no IAM role is attached to this instance"
+                             : i == 0 ? IMDS_HINT
+                                      : "is the instance role's trust policy right?");
+            goto out;
+        }
+        if (i == 0) {
+            /* the session token: one header-safe line */
+            if (!cairn_buf_cstr(&body) || !header_safe((const char *)body.data, 4096) ||
+                cairn_buf_appendf(&line, "X-aws-ec2-metadata-token: %s",
+                                  (const char *)body.data) != CAIRN_OK ||
+                !cairn_buf_cstr(&line)) {
+                rc = cairn_error(err, CAIRN_CORRUPT,
+                                 "the instance metadata service at %s sent a bad session token",
+                                 c->imds_endpoint);
+                goto out;
+            }
+            curl_slist_free_all(hdrs);
+            if (!(hdrs = curl_slist_append(NULL, (const char *)line.data)))
+                goto oom;
+        } else if (i == 1) {
+            size_t n;
+            const char *b = cairn_buf_cstr(&body) ? (const char *)body.data : "";
+            n = strcspn(b, "\r\n");
+            if (n == 0 || n >= sizeof role || strspn(b, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnop"
+                                                        "qrstuvwxyz0123456789+=,.@_-") < n) {
+                rc = cairn_error(err, CAIRN_CORRUPT,
+                                 "the instance metadata service at %s sent no usable role name",
+                                 c->imds_endpoint);
+                goto out;
+            }
+            memcpy(role, b, n);
+            role[n] = 0;
+        } else {
+            rc = s3_parse_container_creds((const char *)body.data, body.len, out, err);
+            if (rc != CAIRN_OK)
+                cairn_error_prefix(err, "instance role '%s' from %s", role, c->imds_endpoint);
+        }
+    }
+    goto out;
+oom:
+    rc = cairn_error(err, CAIRN_FATAL, "out of memory");
+out:
+    if (hdrs)
+        OPENSSL_cleanse(hdrs->data, strlen(hdrs->data));
+    curl_slist_free_all(hdrs);
+    if (line.data)
+        OPENSSL_cleanse(line.data, line.cap);
+    cairn_buf_free(&line);
+    if (body.data)
+        OPENSSL_cleanse(body.data, body.len);
+    cairn_buf_free(&body);
+    return rc;
+}
+
 static const char *kind_name(const struct s3_conf *c)
 {
     switch (c->cred_kind) {
@@ -486,6 +600,8 @@ static const char *kind_name(const struct s3_conf *c)
         return "the shared credentials file";
     case S3_CRED_CONTAINER:
         return "the container credentials endpoint";
+    case S3_CRED_IMDS:
+        return "the instance metadata service";
     }
     return "?";
 }
@@ -506,6 +622,9 @@ static int fetch(struct s3_provider *p, struct s3_creds *out, cairn_err *err)
             break;
         case S3_CRED_CONTAINER:
             rc = fetch_container(p, out, &retry, err);
+            break;
+        case S3_CRED_IMDS:
+            rc = fetch_imds(p, out, &retry, err);
             break;
         }
         if (rc == CAIRN_OK || !retry)

@@ -14,7 +14,9 @@
 #    ExpiredToken (a rotated Secret), and an expired one is named;
 #  - container credentials (EKS Pod Identity: AWS_CONTAINER_CREDENTIALS_FULL_URI
 #    + AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE): round trip; a wrong token and
-#    a plain-http URI to a non-loopback host are refused.
+#    a plain-http URI to a non-loopback host are refused;
+#  - the instance role through IMDSv2 (session token, role, keys) when nothing
+#    else is configured; an unreachable IMDS is named.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 source "$(dirname "${BASH_SOURCE[0]}")/lib_s3.sh"
 
@@ -248,6 +250,27 @@ expect_in "neither loopback" "the refusal says why" "$ERR"
 expect_in "10.11.12.13" "the refusal names the URI" "$ERR"
 [ $(($(date +%s) - t0)) -le 5 ] || fail "the non-loopback URI was refused only after trying it"
 [ "$(snapshot_objects)" -eq $((nsnap + 1)) ] || fail "a refused run wrote a snapshots/ object"
+
+echo "== the instance role through IMDSv2 (last in the chain)" >&2
+unset AWS_CONTAINER_CREDENTIALS_FULL_URI AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE AWS_EC2_METADATA_DISABLED
+unset AWS_SHARED_CREDENTIALS_FILE  # and no ~/.aws/credentials:
+export HOME=$T/home
+export AWS_EC2_METADATA_SERVICE_ENDPOINT=$S3_STS_URL
+id5=$(backup_id "$T/src")
+cairn_ok restore "$id5" --target "$T/r5" >/dev/null
+diff -r "$T/src" "$T/r5" || fail "the tree restored through the instance role differs (diff -r above)"
+[ "$(s3_count 'imds creds token=ok -> 200' "$S3_STS_LOG")" -ge 2 ] || fail "no IMDSv2 credentials request with a session token"
+grep -qE 'imds .*token=(NONE|WRONG)' "$S3_STS_LOG" && fail "an IMDS request came without its IMDSv2 session token"
+port=$(s3_free_port)
+t0=$(date +%s)
+AWS_EC2_METADATA_SERVICE_ENDPOINT=http://127.0.0.1:$port run_cairn snapshots
+expect_error "snapshots with nothing configured and no IMDS"
+expect_in "cannot reach the instance metadata service at http://127.0.0.1:$port" "the IMDS message names the endpoint" "$ERR"
+expect_in AWS_EC2_METADATA_DISABLED "the IMDS message says how to turn it off" "$ERR"
+[ $(($(date +%s) - t0)) -le 5 ] || fail "an unreachable IMDS took too long to report"
+AWS_EC2_METADATA_DISABLED=true run_cairn snapshots
+expect_error "snapshots with no credentials at all"
+expect_in "no S3 credentials" "no credentials at all is said so" "$ERR"
 
 echo "== no token or secret in any output" >&2
 secrets=("$TOKEN1" "$TOKEN2" "$BADTOKEN" "$AUTH")

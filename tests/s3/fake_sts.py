@@ -22,6 +22,13 @@ Two services on one loopback port:
       SecretAccessKey, Token, AccountId, Expiration}, or 401 with
       {"code", "message"}.
 
+  PUT /latest/api/token, GET /latest/meta-data/iam/security-credentials/[ROLE]
+      the EC2 instance metadata service, IMDSv2 only: a session token first
+      (X-aws-ec2-metadata-token-ttl-seconds required), then every GET must
+      carry it in X-aws-ec2-metadata-token (401 otherwise); the role is
+      "cairn-node-role", its credentials JSON {Code: Success, Type, AccessKeyId,
+      SecretAccessKey, Token, Expiration, LastUpdated}.
+
 Every answer hands out fresh credentials: an ASIA... key, a random secret
 and session token. Each is appended to --creds-out as one line
 "AKID SECRET TOKEN EXPIRY_EPOCH", which tests/s3/sigv4_proxy.py
@@ -138,6 +145,8 @@ class Handler(s3httpd.Handler):
         path = urlsplit(self.path).path
         if self.command == "GET" and path.startswith("/v1/credentials"):
             self.container(n, ctl)
+        elif path.startswith("/latest/"):
+            self.imds(n, ctl, path)
         else:
             self.sts(n, ctl, body)
 
@@ -258,6 +267,44 @@ class Handler(s3httpd.Handler):
         cfg.log.write(f"#{n} container {what} -> 200 akid={akid} life={life:g}")
 
 
+    def imds(self, n, ctl, path):
+        cfg = self.cfg
+        if path == "/latest/api/token":
+            ttl = self.headers.get("X-aws-ec2-metadata-token-ttl-seconds", "")
+            if self.command != "PUT" or not ttl.isdigit() or not 1 <= int(ttl) <= 21600:
+                self.reply(400, "text/plain", "Bad Request")
+                cfg.log.write(f"#{n} imds token {self.command} ttl={ttl or 'NONE'} -> 400")
+                return
+            tok = "AQAEA" + rand(string.ascii_letters + string.digits + "_-", 50) + "=="
+            with cfg.lock:
+                cfg.imds_tokens.add(tok)
+            self.reply(200, "text/plain", tok)
+            cfg.log.write(f"#{n} imds token ttl={ttl} -> 200")
+            return
+        got = self.headers.get("X-aws-ec2-metadata-token")
+        with cfg.lock:
+            ok = got in cfg.imds_tokens
+        what = f"token={'ok' if ok else ('NONE' if got is None else 'WRONG')}"
+        if self.command != "GET" or not ok:
+            self.reply(401, "text/plain", "Unauthorized")
+            cfg.log.write(f"#{n} imds {self.command} {path} {what} -> 401")
+            return
+        base = "/latest/meta-data/iam/security-credentials/"
+        if path == base:
+            self.reply(200, "text/plain", "cairn-node-role")
+            cfg.log.write(f"#{n} imds role {what} -> 200")
+        elif path == base + "cairn-node-role":
+            akid, secret, token, exp, life = self.issue(ctl)
+            self.reply(200, "text/plain",
+                       json.dumps({"Code": "Success", "LastUpdated": iso(time.time()), "Type": "AWS-HMAC",
+                                   "AccessKeyId": akid, "SecretAccessKey": secret, "Token": token,
+                                   "Expiration": iso(exp)}, indent=2))
+            cfg.log.write(f"#{n} imds creds {what} -> 200 akid={akid} life={life:g}")
+        else:
+            self.reply(404, "text/plain", "Not Found")
+            cfg.log.write(f"#{n} imds GET {path} {what} -> 404")
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     p.add_argument("--listen", default="127.0.0.1")
@@ -280,6 +327,7 @@ def main():
     cfg.control = args.control
     cfg.control_stamp = None
     cfg.failed = 0
+    cfg.imds_tokens = set()
     cfg.lock = threading.Lock()
     cfg.log = s3httpd.Log(args.log)
     open(cfg.creds_out, "a").close()

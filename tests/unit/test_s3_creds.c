@@ -131,6 +131,15 @@ static void test_container(void)
     }
     s3_creds_free(&k);
     {
+        const char *im = "{\"Code\":\"Success\",\"LastUpdated\":\"2026-11-22T05:00:00Z\","
+                         "\"Type\":\"AWS-HMAC\",\"AccessKeyId\":\"ASIAEC2\",\"SecretAccessKey\""
+                         ":\"s\",\"Token\":\"t\",\"Expiration\":\"2026-11-22T11:00:00Z\"}";
+        rc = s3_parse_container_creds(im, strlen(im), &k, &err);
+        CHECK(rc == CAIRN_OK && !strcmp(k.access_key, "ASIAEC2") && k.expiration == 1795345200,
+              "an IMDS answer (Code Success): %s", err.msg);
+        s3_creds_free(&k);
+    }
+    {
         const char *nt = "{\"AccessKeyId\":\"AKIA\",\"SecretAccessKey\":\"s\"}";
         rc = s3_parse_container_creds(nt, strlen(nt), &k, &err);
         CHECK(rc == CAIRN_OK && !k.session_token && k.expiration == 0,
@@ -149,6 +158,8 @@ static void test_container(void)
             "{\"AccessKeyId\":\"A\",\"SecretAccessKey\":\"" SECRET "\",\"Token\":\"a\\r\\nX: y\"}",
             "{\"AccessKeyId\":7,\"SecretAccessKey\":\"" SECRET "\"}",
             "{\"AccessKeyId\":\"A\",\"SecretAccessKey\":\"" SECRET "\" " SECRET,
+            "{\"Code\":\"AssumeRoleUnauthorizedAccess\",\"AccessKeyId\":\"A\","
+            "\"SecretAccessKey\":\"" SECRET "\"}",
             NULL};
         size_t i;
         for (i = 0; bad[i]; i++) {
@@ -345,9 +356,24 @@ static void test_precedence(const char *dir)
         kv[0] = "HOME";
         kv[1] = dir;
         set_env(kv);
+        rc = s3_conf_load("s3://b/p", env, &c, &err);
+        CHECK(rc == CAIRN_OK && c.cred_kind == S3_CRED_IMDS &&
+                  !strcmp(c.imds_endpoint, "http://169.254.169.254"),
+              "nothing else configured: the instance metadata service: %s", err.msg);
+        s3_conf_free(&c);
+        setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE", "IPv6", 1);
+        rc = s3_conf_load("s3://b/p", env, &c, &err);
+        CHECK(rc == CAIRN_OK && !strcmp(c.imds_endpoint, "http://[fd00:ec2::254]"), "IMDS IPv6");
+        s3_conf_free(&c);
+        setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", "http://127.0.0.1:1338/", 1);
+        rc = s3_conf_load("s3://b/p", env, &c, &err);
+        CHECK(rc == CAIRN_OK && !strcmp(c.imds_endpoint, "http://127.0.0.1:1338"),
+              "IMDS endpoint override");
+        s3_conf_free(&c);
+        setenv("AWS_EC2_METADATA_DISABLED", "true", 1);
         CHECK(s3_conf_load("s3://b/p", env, &c, &err) == CAIRN_FATAL &&
-                  strstr(err.msg, "AWS_ROLE_ARN") && strstr(err.msg, "IMDS"),
-              "nothing configured lists the ways: %s", err.msg);
+                  strstr(err.msg, "AWS_ROLE_ARN") && strstr(err.msg, "AWS_EC2_METADATA_DISABLED"),
+              "nothing configured and IMDS off lists the ways: %s", err.msg);
     }
     unlink(credfile);
 }
