@@ -1,11 +1,14 @@
 /* uploaders/s3.h — internals of the S3 backend, shared by its files and its unit
- * tests: SigV4 signing (s3_sign.c), the bounded XML reader (s3_xml.c) and the
- * configuration reader (s3_conf.c). The store itself is uploaders/s3.c; the
- * public entry point is cairn_s3_store_open() in store.h.
+ * tests: SigV4 signing (s3_sign.c), the bounded XML reader (s3_xml.c), the
+ * configuration reader (s3_conf.c) and the credential provider (s3_creds.c:
+ * web identity, container credentials, IMDSv2, refresh). The store itself is
+ * uploaders/s3.c; the public entry point is cairn_s3_store_open() in store.h.
  *
  * Ownership: every cairn_buf and struct filled here belongs to the caller, who
  * releases it with the matching _free(). Threading: all functions are
- * reentrant; nothing here keeps global state. Nothing here prints. */
+ * reentrant; nothing here keeps global state; a provider (struct s3_provider)
+ * may be shared by any number of threads (it has its own mutex). Nothing here
+ * prints. */
 #ifndef CAIRN_S3_H
 #define CAIRN_S3_H
 
