@@ -34,6 +34,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -88,6 +89,7 @@ struct job {
 
 struct s3_store {
     struct s3_conf conf;
+    struct s3_provider *prov; /* the keys every request signs with */
     char *url;
     char *spool;
     int own_spool;
@@ -123,6 +125,12 @@ struct s3_store {
 };
 
 /* ---- small helpers ---- */
+
+static void s3_log(struct s3_store *st, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void prov_log(void *arg, const char *msg)
+{
+    s3_log(arg, "%s", msg);
+}
 
 static const char *env_get(const char *name)
 {
@@ -326,6 +334,9 @@ struct xfer {
     size_t got;
     int range_started;
     int done_early;
+    /* credentials */
+    unsigned cred_gen;    /* which keys signed the request */
+    int expired_token;    /* the server said ExpiredToken */
 };
 
 static void hdr_value(const char *line, size_t n, size_t namelen, char *out, size_t outlen)
@@ -675,6 +686,13 @@ static int classify(struct s3_store *st, struct call *c, struct xfer *x, CURLcod
                            "bucket '%s' does not exist at %s (check the bucket name in the "
                            "repository URL, AWS_ENDPOINT_URL_S3 and AWS_REGION)",
                            st->conf.bucket, st->conf.endpoint);
+    if ((!strcmp(e.code, "InvalidAccessKeyId") || !strcmp(e.code, "SignatureDoesNotMatch")) &&
+        (st->conf.cred_kind == S3_CRED_WEB_IDENTITY || st->conf.cred_kind == S3_CRED_CONTAINER ||
+         st->conf.cred_kind == S3_CRED_IMDS))
+        return cairn_error(err, CAIRN_FATAL,
+                           "wrong credentials for s3://%s: the temporary credentials from %s "
+                           "were refused (the server said %s; check the endpoint and region)",
+                           st->conf.bucket, st->conf.cred_source, e.code);
     if (!strcmp(e.code, "InvalidAccessKeyId") || !strcmp(e.code, "SignatureDoesNotMatch"))
         return cairn_error(err, CAIRN_FATAL,
                            "wrong credentials for s3://%s (check AWS_ACCESS_KEY_ID / "
@@ -691,11 +709,30 @@ static int classify(struct s3_store *st, struct call *c, struct xfer *x, CURLcod
                            "clock skew: this machine's clock differs from the server's by more "
                            "than S3 accepts (15 minutes); set the clock (NTP)");
     }
-    if (!strcmp(e.code, "ExpiredToken") || !strcmp(e.code, "TokenRefreshRequired"))
+    if (!strcmp(e.code, "ExpiredToken") || !strcmp(e.code, "TokenRefreshRequired")) {
+        x->expired_token = 1;
+        switch (st->conf.cred_kind) {
+        case S3_CRED_ENV:
+            break;
+        case S3_CRED_FILE:
+            return cairn_error(err, CAIRN_FATAL,
+                               "the session token for s3://%s has expired, and so has the one "
+                               "in the credentials file '%s' read again (renew its "
+                               "aws_session_token)",
+                               st->conf.bucket, st->conf.cred_file);
+        case S3_CRED_WEB_IDENTITY:
+        case S3_CRED_CONTAINER:
+        case S3_CRED_IMDS:
+            return cairn_error(err, CAIRN_FATAL,
+                               "the session token for s3://%s has expired, and so have fresh "
+                               "credentials from %s (is this machine's clock right?)",
+                               st->conf.bucket, st->conf.cred_source);
+        }
         return cairn_error(err, CAIRN_FATAL,
                            "the session token for s3://%s has expired (renew "
                            "AWS_SESSION_TOKEN)",
                            st->conf.bucket);
+    }
     if (!strcmp(e.code, "InvalidToken"))
         return cairn_error(err, CAIRN_FATAL,
                            "the session token for s3://%s is not valid (check "
@@ -771,12 +808,14 @@ static int attempt_once(struct s3_store *st, CURL *h, struct call *c, struct xfe
     struct curl_slist *list = NULL, *nl;
     char amz_date[17], curlmsg[CURL_ERROR_SIZE];
     struct s3_sign_input si;
+    struct s3_creds cr;
     const char *payload = c->payload_hash ? c->payload_hash : S3_EMPTY_SHA256;
     CURLcode cres;
     int rc;
 
     *retry = 0;
     memset(x, 0, sizeof *x);
+    memset(&cr, 0, sizeof cr);
     x->st = st;
     x->c = c;
     cairn_buf_init(&x->errbody, S3_ERRBODY_MAX + 1);
@@ -795,12 +834,15 @@ static int attempt_once(struct s3_store *st, CURL *h, struct call *c, struct xfe
         rc = cairn_error(err, CAIRN_FATAL, "out of memory");
         goto out;
     }
+    /* a copy of the current keys: another thread may refresh them meanwhile */
+    if ((rc = s3_provider_get(st->prov, &cr, &x->cred_gen, err)) != CAIRN_OK)
+        goto out;
     s3_amz_date((int64_t)time(NULL), amz_date);
     hdrs[nh++] = (struct s3_header){"host", st->conf.host};
     hdrs[nh++] = (struct s3_header){"x-amz-content-sha256", payload};
     hdrs[nh++] = (struct s3_header){"x-amz-date", amz_date};
-    if (st->conf.session_token)
-        hdrs[nh++] = (struct s3_header){"x-amz-security-token", st->conf.session_token};
+    if (cr.session_token)
+        hdrs[nh++] = (struct s3_header){"x-amz-security-token", cr.session_token};
     for (i = 0; i < c->nextra && nh < sizeof hdrs / sizeof hdrs[0]; i++)
         hdrs[nh++] = c->extra[i];
     memset(&si, 0, sizeof si);
@@ -813,8 +855,8 @@ static int attempt_once(struct s3_store *st, CURL *h, struct call *c, struct xfe
     si.amz_date = amz_date;
     si.region = st->conf.region;
     si.service = "s3";
-    si.access_key = st->conf.access_key;
-    si.secret_key = st->conf.secret_key;
+    si.access_key = cr.access_key;
+    si.secret_key = cr.secret_key;
     if (s3_sign(&si, NULL, NULL, NULL, &auth) != CAIRN_OK) {
         rc = cairn_error(err, CAIRN_FATAL, "cannot sign a request for '%s'", c->key);
         goto out;
@@ -901,6 +943,12 @@ static int attempt_once(struct s3_store *st, CURL *h, struct call *c, struct xfe
 oom:
     rc = cairn_error(err, CAIRN_FATAL, "out of memory");
 out:
+    s3_creds_free(&cr);
+    if (list) {
+        struct curl_slist *l;
+        for (l = list; l; l = l->next) /* the security token header */
+            OPENSSL_cleanse(l->data, strlen(l->data));
+    }
     curl_slist_free_all(list);
     cairn_buf_free(&path);
     cairn_buf_free(&query);
@@ -930,7 +978,7 @@ static double backoff(int attempt)
  * the caller frees x->errbody (s3_request does it when x is NULL). */
 static int s3_request_x(struct s3_store *st, struct call *c, struct xfer *x, cairn_err *err)
 {
-    int attempt, rc;
+    int attempt, rc, refreshed = 0;
     for (attempt = 1;; attempt++) {
         CURL *h = pool_get(st);
         int retry = 0;
@@ -943,6 +991,17 @@ static int s3_request_x(struct s3_store *st, struct call *c, struct xfer *x, cai
         if (rc == CAIRN_OK)
             return CAIRN_OK;
         cairn_buf_free(&x->errbody);
+        if (x->expired_token && !refreshed && !(atomic_load(&st->closing) && !c->force)) {
+            /* new keys, then the same request once more, at once */
+            refreshed = 1;
+            describe(c, what, sizeof what);
+            s3_log(st, "s3: the credentials expired (%s %s in %s answered ExpiredToken): "
+                       "refreshing them and retrying",
+                   c->method, what, st->url);
+            s3_provider_expired(st->prov, x->cred_gen);
+            attempt--;
+            continue;
+        }
         if (!retry || (atomic_load(&st->closing) && !c->force))
             return rc;
         if (attempt >= st->attempts || (c->force && atomic_load(&st->closing) && attempt >= 2)) {
@@ -1859,6 +1918,7 @@ static void s3_free(void *ctx)
     free(st->storage_class);
     free(st->sse);
     free(st->sse_kms_key);
+    s3_provider_free(st->prov);
     s3_conf_free(&st->conf);
     free(st);
 }
@@ -2084,6 +2144,16 @@ int cairn_s3_store_open(const char *url, const struct cairn_store_opts *opts, in
     curl_share_setopt(st->share, CURLSHOPT_USERDATA, st);
     curl_share_setopt(st->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
     curl_share_setopt(st->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
+    {
+        struct s3_provider_opts po;
+        memset(&po, 0, sizeof po);
+        po.ca_file = st->ca_file;
+        po.attempts = st->attempts < 4 ? st->attempts : 4;
+        po.log = st->log ? prov_log : NULL;
+        po.log_arg = st;
+        if ((rc = s3_provider_new(&st->conf, &po, &st->prov, err)) != CAIRN_OK)
+            goto fail;
+    }
     if (create && (rc = probe_bucket(st, err)) != CAIRN_OK)
         goto fail;
     if ((rc = make_spool(st, err)) != CAIRN_OK)

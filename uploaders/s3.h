@@ -1,11 +1,14 @@
 /* uploaders/s3.h — internals of the S3 backend, shared by its files and its unit
- * tests: SigV4 signing (s3_sign.c), the bounded XML reader (s3_xml.c) and the
- * configuration reader (s3_conf.c). The store itself is uploaders/s3.c; the
- * public entry point is cairn_s3_store_open() in store.h.
+ * tests: SigV4 signing (s3_sign.c), the bounded XML reader (s3_xml.c), the
+ * configuration reader (s3_conf.c) and the credential provider (s3_creds.c:
+ * web identity, container credentials, IMDSv2, refresh). The store itself is
+ * uploaders/s3.c; the public entry point is cairn_s3_store_open() in store.h.
  *
  * Ownership: every cairn_buf and struct filled here belongs to the caller, who
  * releases it with the matching _free(). Threading: all functions are
- * reentrant; nothing here keeps global state. Nothing here prints. */
+ * reentrant; nothing here keeps global state; a provider (struct s3_provider)
+ * may be shared by any number of threads (it has its own mutex). Nothing here
+ * prints. */
 #ifndef CAIRN_S3_H
 #define CAIRN_S3_H
 
@@ -139,6 +142,20 @@ int s3_xml_escape(cairn_buf *out, const char *s);
 
 /* ---- configuration (s3_conf.c) ---- */
 
+/* Where the credentials come from (s3_conf.c picks one, first match wins:
+ * environment keys, web identity, the shared credentials file, container
+ * credentials, instance metadata). */
+enum s3_cred_kind {
+    S3_CRED_ENV = 0,      /* AWS_ACCESS_KEY_ID/SECRET(_FILE): re-read on ExpiredToken */
+    S3_CRED_WEB_IDENTITY, /* STS AssumeRoleWithWebIdentity (IRSA) */
+    S3_CRED_FILE,         /* the shared credentials file: re-read on ExpiredToken */
+    S3_CRED_CONTAINER,    /* AWS_CONTAINER_CREDENTIALS_* (EKS Pod Identity, ECS) */
+    S3_CRED_IMDS          /* the EC2 instance role, IMDSv2 (unless AWS_EC2_METADATA_DISABLED) */
+};
+
+/* Environment lookup, replaceable in tests (getenv by default). */
+typedef const char *(*s3_getenv_fn)(const char *name);
+
 struct s3_conf {
     char *bucket;
     char *prefix;        /* without a trailing '/'; "" for the bucket root */
@@ -151,19 +168,102 @@ struct s3_conf {
     char *base_path;     /* "" (virtual-hosted) or "/bucket" (path-style), unencoded */
     int path_style;
     int custom_endpoint;
-    const char *cred_source; /* "environment", "files", "profile 'x'", for messages */
+    const char *cred_source; /* "the environment", ..., for messages */
+    /* where the credentials come from, and what a refresh needs */
+    enum s3_cred_kind cred_kind;
+    s3_getenv_fn env;    /* S3_CRED_ENV: to read the variables again */
+    char *cred_file;     /* S3_CRED_FILE: the file and the profile */
+    char *profile;
+    char *role_arn;      /* S3_CRED_WEB_IDENTITY */
+    char *token_file;    /* AWS_WEB_IDENTITY_TOKEN_FILE, read at every refresh */
+    char *session_name;  /* AWS_ROLE_SESSION_NAME or "cairn-HOST-PID" */
+    char *sts_endpoint;  /* "https://sts.amazonaws.com" or AWS_ENDPOINT_URL_STS */
+    long duration;       /* DurationSeconds; 0 = the role's default */
+    char *container_uri; /* S3_CRED_CONTAINER: the full URI */
+    char *container_auth_file; /* AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE, read each time */
+    char *container_auth;      /* AWS_CONTAINER_AUTHORIZATION_TOKEN (a secret) */
+    char *imds_endpoint; /* S3_CRED_IMDS: "http://169.254.169.254" or the override */
 };
-
-/* Environment lookup, replaceable in tests (getenv by default). */
-typedef const char *(*s3_getenv_fn)(const char *name);
 
 /* Reads NAME, or NAME_FILE (the file's content with trailing whitespace
  * trimmed, at most 64 KiB). *out is NULL when neither is set. Errors name the
  * variable and the file, never the value. */
 int s3_env_or_file(s3_getenv_fn env, const char *name, char **out, cairn_err *err);
 
-/* Parses "s3://bucket/prefix" and the AWS_* configuration into conf. */
+/* Parses "s3://bucket/prefix" and the AWS_* configuration into conf. For
+ * S3_CRED_ENV and S3_CRED_FILE the keys are read here (access_key ...); for
+ * web identity and container credentials only the settings are checked: the
+ * provider (s3_creds.c) fetches the keys. */
 int s3_conf_load(const char *url, s3_getenv_fn env, struct s3_conf *conf, cairn_err *err);
 void s3_conf_free(struct s3_conf *conf);
+
+/* ---- credentials (s3_creds.c) ---- */
+
+/* One set of keys. Strings are malloc'd and owned by the struct; free with
+ * s3_creds_free(), which wipes them. */
+struct s3_creds {
+    char *access_key;
+    char *secret_key;
+    char *session_token; /* NULL if none */
+    int64_t expiration;  /* Unix seconds; 0 = does not expire */
+};
+void s3_creds_free(struct s3_creds *c);
+/* Whether keys received from what (for the message) can go into headers:
+ * printable ASCII, no spaces, sane lengths. Never echoes them. */
+int s3_creds_valid(const struct s3_creds *c, const char *what, cairn_err *err);
+/* A deep copy of src into dst (CAIRN_FATAL on out of memory). */
+int s3_creds_copy(struct s3_creds *dst, const struct s3_creds *src, cairn_err *err);
+
+/* Reads the static keys again (S3_CRED_ENV: the variables and their _FILE
+ * files; S3_CRED_FILE: the profile in the shared credentials file), for a
+ * refresh after ExpiredToken. Lives in s3_conf.c. */
+int s3_conf_read_static(const struct s3_conf *conf, struct s3_creds *out, cairn_err *err);
+
+/* Checks a container-credentials URI the way the AWS SDKs do: https to any
+ * host; http only to a loopback address (127.0.0.0/8, [::1], localhost) or
+ * the ECS / EKS Pod Identity agents (169.254.170.2, 169.254.170.23,
+ * [fd00:ec2::23]). var names the variable in the message. */
+int s3_container_uri_check(const char *var, const char *uri, cairn_err *err);
+
+/* An STS answer to AssumeRoleWithWebIdentity. CAIRN_OK: the credentials are
+ * in out (Expiration required). CAIRN_NOTFOUND: an <ErrorResponse> (or
+ * <Error>) document; its code and message are in e. CAIRN_CORRUPT: anything
+ * else (err says why; never echoes a secret). */
+int s3_parse_sts_response(const char *xml, size_t len, struct s3_creds *out,
+                          struct s3_error_info *e, cairn_err *err);
+
+/* A container-credentials answer: JSON {AccessKeyId, SecretAccessKey, Token,
+ * Expiration}, also the shape of an IMDS answer (whose "Code" must then be
+ * "Success"). CAIRN_OK or CAIRN_CORRUPT (err names the missing field). */
+int s3_parse_container_creds(const char *json, size_t len, struct s3_creds *out,
+                             cairn_err *err);
+
+/* The credential provider of one store: holds the current keys, fetches or
+ * re-reads them when needed. Thread-safe: any number of threads may call
+ * s3_provider_get() and s3_provider_expired() at once; a mutex guards the
+ * keys and only one thread refreshes at a time (the others wait for it).
+ * Temporary keys are refreshed when less than 5 minutes remain (or half
+ * their lifetime, when that is shorter); after an ExpiredToken answer the
+ * caller reports it with s3_provider_expired() and the next get refreshes. */
+struct s3_provider;
+struct s3_provider_opts {
+    const char *ca_file;   /* for https endpoints; NULL = system CAs */
+    int attempts;          /* tries per fetch for transient failures (>= 1) */
+    void (*log)(void *arg, const char *msg); /* refreshes, retries; may be NULL */
+    void *log_arg;
+};
+/* Creates the provider and gets the first keys (so a wrong token fails at
+ * open). conf must outlive the provider. libcurl must be loaded. */
+int s3_provider_new(const struct s3_conf *conf, const struct s3_provider_opts *opts,
+                    struct s3_provider **out, cairn_err *err);
+void s3_provider_free(struct s3_provider *p); /* NULL is fine */
+/* A copy of the current keys into out (the caller frees it with
+ * s3_creds_free), refreshed first when they are about to expire; *gen says
+ * which keys they were (for s3_provider_expired). */
+int s3_provider_get(struct s3_provider *p, struct s3_creds *out, unsigned *gen,
+                    cairn_err *err);
+/* The server said the keys of generation gen have expired: the next get
+ * refreshes them (once, however many threads report the same keys). */
+void s3_provider_expired(struct s3_provider *p, unsigned gen);
 
 #endif

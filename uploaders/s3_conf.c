@@ -70,7 +70,7 @@ int s3_env_or_file(s3_getenv_fn env, const char *name, char **out, cairn_err *er
 
 /* Reads profile `profile` from an INI-style credentials file. CAIRN_NOTFOUND if
  * the file does not exist; the profile missing is an error naming both. */
-static int read_cred_file(const char *path, const char *profile, struct s3_conf *c,
+static int read_cred_file(const char *path, const char *profile, struct s3_creds *c,
                           cairn_err *err)
 {
     cairn_buf b = CAIRN_BUF_INIT;
@@ -130,6 +130,10 @@ static int read_cred_file(const char *path, const char *profile, struct s3_conf 
             c->session_token = strdup(v);
         }
     }
+    if (c->session_token && !*c->session_token) {
+        wipe_free(c->session_token);
+        c->session_token = NULL;
+    }
     OPENSSL_cleanse(b.data, b.len);
     cairn_buf_free(&b);
     if (!found)
@@ -142,29 +146,323 @@ static int read_cred_file(const char *path, const char *profile, struct s3_conf 
     return rc;
 }
 
+/* Moves keys into the conf (the conf owns them from then on). */
+static void take_creds(struct s3_conf *c, struct s3_creds *k)
+{
+    c->access_key = k->access_key;
+    c->secret_key = k->secret_key;
+    c->session_token = k->session_token;
+    memset(k, 0, sizeof *k);
+}
+
+/* AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN (or _FILE).
+ * CAIRN_NOTFOUND when neither key is set. */
+static int read_env_keys(s3_getenv_fn env, struct s3_creds *k, cairn_err *err)
+{
+    int rc;
+    memset(k, 0, sizeof *k);
+    if ((rc = s3_env_or_file(env, "AWS_ACCESS_KEY_ID", &k->access_key, err)) != CAIRN_OK ||
+        (rc = s3_env_or_file(env, "AWS_SECRET_ACCESS_KEY", &k->secret_key, err)) != CAIRN_OK ||
+        (rc = s3_env_or_file(env, "AWS_SESSION_TOKEN", &k->session_token, err)) != CAIRN_OK) {
+        s3_creds_free(k);
+        return rc;
+    }
+    if (!k->access_key && !k->secret_key) {
+        s3_creds_free(k); /* a session token alone means nothing without a key */
+        return CAIRN_NOTFOUND;
+    }
+    if (!k->access_key)
+        rc = cairn_error(err, CAIRN_FATAL,
+                         "AWS_SECRET_ACCESS_KEY is set but AWS_ACCESS_KEY_ID is not");
+    else if (!k->secret_key)
+        rc = cairn_error(err, CAIRN_FATAL,
+                         "AWS_ACCESS_KEY_ID is set but AWS_SECRET_ACCESS_KEY is not "
+                         "(nor AWS_SECRET_ACCESS_KEY_FILE)");
+    if (rc != CAIRN_OK)
+        s3_creds_free(k);
+    return rc;
+}
+
+int s3_conf_read_static(const struct s3_conf *c, struct s3_creds *out, cairn_err *err)
+{
+    int rc;
+    memset(out, 0, sizeof *out);
+    if (c->cred_kind == S3_CRED_ENV) {
+        rc = read_env_keys(c->env, out, err);
+        if (rc == CAIRN_NOTFOUND)
+            rc = cairn_error(err, CAIRN_FATAL,
+                             "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY are no longer set");
+        return rc;
+    }
+    if (c->cred_kind != S3_CRED_FILE || !c->cred_file)
+        return cairn_error(err, CAIRN_FATAL, "no static credentials to read");
+    rc = read_cred_file(c->cred_file, c->profile, out, err);
+    if (rc == CAIRN_NOTFOUND)
+        rc = cairn_error(err, CAIRN_FATAL, "the credentials file '%s' no longer exists",
+                         c->cred_file);
+    if (rc != CAIRN_OK)
+        s3_creds_free(out);
+    return rc;
+}
+
+/* A role session name STS accepts ([\w+=,.@-]{2,64}): AWS_ROLE_SESSION_NAME,
+ * or cairn-HOST-PID with other characters replaced by '-'. */
+static int session_name(s3_getenv_fn env, struct s3_conf *c, cairn_err *err)
+{
+    const char *v = env("AWS_ROLE_SESSION_NAME");
+    char host[256] = "", buf[80];
+    size_t i, n;
+    if (v && *v) {
+        n = strlen(v);
+        for (i = 0; i < n; i++)
+            if (!isalnum((unsigned char)v[i]) && !strchr("_+=,.@-", v[i]))
+                break;
+        if (n < 2 || n > 64 || i < n)
+            return cairn_error(err, CAIRN_FATAL,
+                               "AWS_ROLE_SESSION_NAME '%.80s' is not a valid role session name "
+                               "(2 to 64 of letters, digits and _+=,.@-)",
+                               v);
+        c->session_name = strdup(v);
+    } else {
+        if (gethostname(host, sizeof host - 1) != 0 || !*host)
+            snprintf(host, sizeof host, "host");
+        snprintf(buf, sizeof buf, "cairn-%.40s-%ld", host, (long)getpid());
+        for (i = 0; buf[i]; i++)
+            if (!isalnum((unsigned char)buf[i]) && !strchr("_+=,.@-", buf[i]))
+                buf[i] = '-';
+        c->session_name = strdup(buf);
+    }
+    return c->session_name ? CAIRN_OK : cairn_error(err, CAIRN_FATAL, "out of memory");
+}
+
+/* An http(s)://host[:port] endpoint without credentials or path, for STS. */
+static int check_url(const char *var, const char *v, int allow_path, cairn_err *err)
+{
+    const char *auth, *slash;
+    size_t alen;
+    if (strncasecmp(v, "https://", 8) == 0)
+        auth = v + 8;
+    else if (strncasecmp(v, "http://", 7) == 0)
+        auth = v + 7;
+    else
+        return cairn_error(err, CAIRN_FATAL,
+                           "%s must start with http:// or https:// (it is '%.200s')", var, v);
+    slash = strchr(auth, '/');
+    alen = slash ? (size_t)(slash - auth) : strlen(auth);
+    if (memchr(auth, '@', alen))
+        return cairn_error(err, CAIRN_FATAL, "%s must not contain user:password", var);
+    if (alen == 0)
+        return cairn_error(err, CAIRN_FATAL, "%s has no host ('%.200s')", var, v);
+    if (!allow_path && slash && slash[1])
+        return cairn_error(err, CAIRN_FATAL, "%s must be a bare endpoint without a path "
+                                             "('%.200s')",
+                           var, v);
+    for (; *v; v++)
+        if ((unsigned char)*v <= 0x20 || *v == 0x7F)
+            return cairn_error(err, CAIRN_FATAL, "%s has spaces or control characters", var);
+    return CAIRN_OK;
+}
+
+static int web_identity(s3_getenv_fn env, struct s3_conf *c, cairn_err *err)
+{
+    const char *role = env("AWS_ROLE_ARN"), *file = env("AWS_WEB_IDENTITY_TOKEN_FILE");
+    const char *ep = env("AWS_ENDPOINT_URL_STS"), *reg = env("AWS_STS_REGIONAL_ENDPOINTS");
+    const char *dur = env("CAIRN_S3_ROLE_DURATION_SECONDS");
+    int rc;
+    if (strncmp(role, "arn:", 4) != 0 || strlen(role) > 2048 || strpbrk(role, " \t\r\n"))
+        return cairn_error(err, CAIRN_FATAL,
+                           "AWS_ROLE_ARN '%.200s' is not a role ARN "
+                           "(arn:aws:iam::ACCOUNT:role/NAME)",
+                           role);
+    c->cred_kind = S3_CRED_WEB_IDENTITY;
+    c->cred_source = "web identity (AWS_ROLE_ARN, AWS_WEB_IDENTITY_TOKEN_FILE)";
+    if (!(c->role_arn = strdup(role)) || !(c->token_file = strdup(file)))
+        return cairn_error(err, CAIRN_FATAL, "out of memory");
+    if ((rc = session_name(env, c, err)) != CAIRN_OK)
+        return rc;
+    if (dur && *dur) {
+        char *end;
+        long v = strtol(dur, &end, 10);
+        if (*end || v < 900 || v > 43200)
+            return cairn_error(err, CAIRN_FATAL,
+                               "CAIRN_S3_ROLE_DURATION_SECONDS takes 900 to 43200, not '%.40s'",
+                               dur);
+        c->duration = v;
+    }
+    if (ep && *ep) {
+        if ((rc = check_url("AWS_ENDPOINT_URL_STS", ep, 0, err)) != CAIRN_OK)
+            return rc;
+        c->sts_endpoint = strdup(ep);
+        if (c->sts_endpoint && c->sts_endpoint[strlen(c->sts_endpoint) - 1] == '/')
+            c->sts_endpoint[strlen(c->sts_endpoint) - 1] = 0;
+    } else if (reg && strcasecmp(reg, "regional") == 0) {
+        if (asprintf(&c->sts_endpoint, "https://sts.%s.amazonaws.com", c->region) < 0)
+            c->sts_endpoint = NULL;
+    } else {
+        c->sts_endpoint = strdup("https://sts.amazonaws.com");
+    }
+    if (!c->sts_endpoint)
+        return cairn_error(err, CAIRN_FATAL, "out of memory");
+    return CAIRN_OK;
+}
+
+/* 127.0.0.0/8, ::1, localhost, and the ECS / EKS Pod Identity agents. */
+static int loopback_or_agent(const char *host, size_t n)
+{
+    char h[64];
+    unsigned a, b, cc, d;
+    char tail;
+    if (n == 0 || n >= sizeof h)
+        return 0;
+    memcpy(h, host, n);
+    h[n] = 0;
+    if (!strcasecmp(h, "localhost") || !strcmp(h, "[::1]") || !strcmp(h, "169.254.170.2") ||
+        !strcmp(h, "169.254.170.23") || !strcasecmp(h, "[fd00:ec2::23]"))
+        return 1;
+    if (sscanf(h, "%u.%u.%u.%u%c", &a, &b, &cc, &d, &tail) == 4 && a == 127 && b < 256 &&
+        cc < 256 && d < 256)
+        return 1;
+    return 0;
+}
+
+int s3_container_uri_check(const char *var, const char *uri, cairn_err *err)
+{
+    const char *auth, *end;
+    size_t alen;
+    int rc;
+    if ((rc = check_url(var, uri, 1, err)) != CAIRN_OK)
+        return rc;
+    if (strncasecmp(uri, "https://", 8) == 0)
+        return CAIRN_OK;
+    auth = uri + 7;
+    alen = strcspn(auth, "/?#");
+    /* the host without the port */
+    if (auth[0] == '[') {
+        end = memchr(auth, ']', alen);
+        if (!end)
+            return cairn_error(err, CAIRN_FATAL, "%s has a bad host ('%.200s')", var, uri);
+        alen = (size_t)(end - auth) + 1;
+    } else {
+        end = memchr(auth, ':', alen);
+        if (end)
+            alen = (size_t)(end - auth);
+    }
+    if (!loopback_or_agent(auth, alen))
+        return cairn_error(err, CAIRN_FATAL,
+                           "%s '%.200s' uses http:// to a host that is neither loopback nor "
+                           "the ECS / EKS Pod Identity agent (169.254.170.2, 169.254.170.23, "
+                           "fd00:ec2::23): credentials would cross the network in clear; use "
+                           "https://",
+                           var, uri);
+    return CAIRN_OK;
+}
+
+/* AWS_CONTAINER_CREDENTIALS_FULL_URI, or _RELATIVE_URI on the ECS agent.
+ * CAIRN_NOTFOUND when neither is set. */
+static int container_creds(s3_getenv_fn env, struct s3_conf *c, cairn_err *err)
+{
+    const char *full = env("AWS_CONTAINER_CREDENTIALS_FULL_URI");
+    const char *rel = env("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI");
+    const char *tokfile = env("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE");
+    const char *tok = env("AWS_CONTAINER_AUTHORIZATION_TOKEN");
+    int rc;
+    if (rel && *rel) {
+        if (rel[0] != '/')
+            return cairn_error(err, CAIRN_FATAL,
+                               "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI must start with '/' "
+                               "(it is '%.200s')",
+                               rel);
+        if (asprintf(&c->container_uri, "http://169.254.170.2%s", rel) < 0)
+            c->container_uri = NULL;
+        if ((rc = check_url("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", c->container_uri
+                            ? c->container_uri : "", 1, err)) != CAIRN_OK)
+            return rc;
+    } else if (full && *full) {
+        if ((rc = s3_container_uri_check("AWS_CONTAINER_CREDENTIALS_FULL_URI", full, err)) !=
+            CAIRN_OK)
+            return rc;
+        c->container_uri = strdup(full);
+    } else {
+        return CAIRN_NOTFOUND;
+    }
+    if (!c->container_uri)
+        return cairn_error(err, CAIRN_FATAL, "out of memory");
+    if (tokfile && *tokfile) {
+        if (!(c->container_auth_file = strdup(tokfile)))
+            return cairn_error(err, CAIRN_FATAL, "out of memory");
+    } else if (tok && *tok) {
+        if (strpbrk(tok, "\r\n"))
+            return cairn_error(err, CAIRN_FATAL,
+                               "AWS_CONTAINER_AUTHORIZATION_TOKEN has a line break");
+        if (!(c->container_auth = strdup(tok)))
+            return cairn_error(err, CAIRN_FATAL, "out of memory");
+    }
+    c->cred_kind = S3_CRED_CONTAINER;
+    c->cred_source = "container credentials (AWS_CONTAINER_CREDENTIALS_FULL_URI)";
+    if (rel && *rel)
+        c->cred_source = "container credentials (AWS_CONTAINER_CREDENTIALS_RELATIVE_URI)";
+    return CAIRN_OK;
+}
+
+/* The EC2 instance role through IMDSv2: the endpoint only; s3_creds.c asks. */
+static int imds(s3_getenv_fn env, struct s3_conf *c, cairn_err *err)
+{
+    const char *ep = env("AWS_EC2_METADATA_SERVICE_ENDPOINT");
+    const char *mode = env("AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE");
+    int rc;
+    if (ep && *ep) {
+        if ((rc = check_url("AWS_EC2_METADATA_SERVICE_ENDPOINT", ep, 0, err)) != CAIRN_OK)
+            return rc;
+        c->imds_endpoint = strdup(ep);
+        if (c->imds_endpoint && c->imds_endpoint[strlen(c->imds_endpoint) - 1] == '/')
+            c->imds_endpoint[strlen(c->imds_endpoint) - 1] = 0;
+    } else if (mode && strcasecmp(mode, "IPv6") == 0) {
+        c->imds_endpoint = strdup("http://[fd00:ec2::254]");
+    } else {
+        c->imds_endpoint = strdup("http://169.254.169.254");
+    }
+    if (!c->imds_endpoint)
+        return cairn_error(err, CAIRN_FATAL, "out of memory");
+    c->cred_kind = S3_CRED_IMDS;
+    c->cred_source = "the instance metadata service (IMDSv2)";
+    return CAIRN_OK;
+}
+
+/* Picks the source, as the AWS SDKs' default chain does: environment keys,
+ * web identity, the shared credentials file, container credentials, and
+ * the instance metadata service unless AWS_EC2_METADATA_DISABLED=true. */
 static int load_credentials(s3_getenv_fn env, struct s3_conf *c, cairn_err *err)
 {
     const char *file = env("AWS_SHARED_CREDENTIALS_FILE"), *profile = env("AWS_PROFILE");
+    const char *role = env("AWS_ROLE_ARN"), *tokfile = env("AWS_WEB_IDENTITY_TOKEN_FILE");
+    const char *cfull = env("AWS_CONTAINER_CREDENTIALS_FULL_URI");
+    const char *crel = env("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI");
+    int have_container = (cfull && *cfull) || (crel && *crel);
+    struct s3_creds k;
     char path[4096];
     int rc;
-    if ((rc = s3_env_or_file(env, "AWS_ACCESS_KEY_ID", &c->access_key, err)) != CAIRN_OK ||
-        (rc = s3_env_or_file(env, "AWS_SECRET_ACCESS_KEY", &c->secret_key, err)) != CAIRN_OK ||
-        (rc = s3_env_or_file(env, "AWS_SESSION_TOKEN", &c->session_token, err)) != CAIRN_OK)
-        return rc;
-    if (c->access_key || c->secret_key) {
-        if (!c->access_key)
-            return cairn_error(err, CAIRN_FATAL,
-                               "AWS_SECRET_ACCESS_KEY is set but AWS_ACCESS_KEY_ID is not");
-        if (!c->secret_key)
-            return cairn_error(err, CAIRN_FATAL,
-                               "AWS_ACCESS_KEY_ID is set but AWS_SECRET_ACCESS_KEY is not "
-                               "(nor AWS_SECRET_ACCESS_KEY_FILE)");
+    c->env = env;
+    rc = read_env_keys(env, &k, err);
+    if (rc == CAIRN_OK) {
+        take_creds(c, &k);
+        c->cred_kind = S3_CRED_ENV;
         c->cred_source = "the environment";
         return CAIRN_OK;
     }
-    /* a session token alone means nothing without a key */
-    wipe_free(c->session_token);
-    c->session_token = NULL;
+    if (rc != CAIRN_NOTFOUND)
+        return rc;
+    if ((role && *role) || (tokfile && *tokfile)) {
+        if (!role || !*role)
+            return cairn_error(err, CAIRN_FATAL,
+                               "AWS_WEB_IDENTITY_TOKEN_FILE is set but AWS_ROLE_ARN is not (web "
+                               "identity needs both; on EKS, annotate the service account with "
+                               "eks.amazonaws.com/role-arn)");
+        if (!tokfile || !*tokfile)
+            return cairn_error(err, CAIRN_FATAL,
+                               "AWS_ROLE_ARN is set but AWS_WEB_IDENTITY_TOKEN_FILE is not (web "
+                               "identity needs both)");
+        return web_identity(env, c, err);
+    }
     if (!profile || !*profile)
         profile = "default";
     if (file && *file) {
@@ -176,26 +474,45 @@ static int load_credentials(s3_getenv_fn env, struct s3_conf *c, cairn_err *err)
             home = pw ? pw->pw_dir : NULL;
         }
         if (!home)
-            goto none;
+            goto container;
         snprintf(path, sizeof path, "%s/.aws/credentials", home);
     }
-    rc = read_cred_file(path, profile, c, err);
+    memset(&k, 0, sizeof k);
+    rc = read_cred_file(path, profile, &k, err);
     if (rc == CAIRN_NOTFOUND) {
-        if (file && *file)
+        if (file && *file && !have_container)
             return cairn_error(err, CAIRN_FATAL,
                                "the credentials file '%s' (AWS_SHARED_CREDENTIALS_FILE) does "
                                "not exist",
                                path);
-        goto none;
+        goto container;
     }
-    if (rc == CAIRN_OK)
-        c->cred_source = "the shared credentials file";
-    return rc;
-none:
+    if (rc != CAIRN_OK) {
+        s3_creds_free(&k);
+        return rc;
+    }
+    take_creds(c, &k);
+    c->cred_kind = S3_CRED_FILE;
+    c->cred_source = "the shared credentials file";
+    if (!(c->cred_file = strdup(path)) || !(c->profile = strdup(profile)))
+        return cairn_error(err, CAIRN_FATAL, "out of memory");
+    return CAIRN_OK;
+container:
+    rc = container_creds(env, c, err);
+    if (rc != CAIRN_NOTFOUND)
+        return rc;
+    {
+        const char *off = env("AWS_EC2_METADATA_DISABLED");
+        if (!off || strcasecmp(off, "true") != 0)
+            return imds(env, c, err);
+    }
     return cairn_error(err, CAIRN_FATAL,
                        "no S3 credentials for %s (set AWS_ACCESS_KEY_ID and "
-                       "AWS_SECRET_ACCESS_KEY, or their _FILE forms, or add a [%s] profile to "
-                       "~/.aws/credentials)",
+                       "AWS_SECRET_ACCESS_KEY, or their _FILE forms; or AWS_ROLE_ARN and "
+                       "AWS_WEB_IDENTITY_TOKEN_FILE (IRSA); or add a [%s] profile to "
+                       "~/.aws/credentials; or AWS_CONTAINER_CREDENTIALS_FULL_URI (EKS Pod "
+                       "Identity); the instance metadata service (IMDS) is off: "
+                       "AWS_EC2_METADATA_DISABLED=true)",
                        c->bucket, profile);
 }
 
@@ -359,6 +676,16 @@ void s3_conf_free(struct s3_conf *c)
     wipe_free(c->access_key);
     wipe_free(c->secret_key);
     wipe_free(c->session_token);
+    free(c->cred_file);
+    free(c->profile);
+    free(c->role_arn);
+    free(c->token_file);
+    free(c->session_name);
+    free(c->sts_endpoint);
+    free(c->container_uri);
+    free(c->container_auth_file);
+    wipe_free(c->container_auth);
+    free(c->imds_endpoint);
     free(c->endpoint);
     free(c->host);
     free(c->base_path);

@@ -626,3 +626,64 @@ int s3_parse_delete_result(const char *xml, size_t len, struct s3_error_info *e,
     s3_xml_free(&d);
     return rc;
 }
+
+/* <AssumeRoleWithWebIdentityResponse><AssumeRoleWithWebIdentityResult>
+ * <Credentials>, or an STS <ErrorResponse><Error>. */
+int s3_parse_sts_response(const char *xml, size_t len, struct s3_creds *out,
+                          struct s3_error_info *e, cairn_err *err)
+{
+    s3_xml d;
+    const char *ak, *sk, *tok, *exp;
+    int rc, n;
+    int64_t ns;
+    memset(out, 0, sizeof *out);
+    memset(e, 0, sizeof *e);
+    if ((rc = s3_xml_parse(xml, len, &d, err)) != CAIRN_OK)
+        return cairn_error_prefix(err, "bad STS response");
+    if (!strcmp(d.n[0].name, "ErrorResponse") || !strcmp(d.n[0].name, "Error")) {
+        n = strcmp(d.n[0].name, "Error") ? s3_xml_child(&d, 0, "Error") : 0;
+        if (n >= 0)
+            fill_error(&d, n, e);
+        s3_xml_free(&d);
+        return CAIRN_NOTFOUND;
+    }
+    n = -1;
+    if (!strcmp(d.n[0].name, "AssumeRoleWithWebIdentityResponse")) {
+        n = s3_xml_child(&d, 0, "AssumeRoleWithWebIdentityResult");
+        if (n >= 0)
+            n = s3_xml_child(&d, n, "Credentials");
+    }
+    if (n < 0) {
+        rc = cairn_error(err, CAIRN_CORRUPT,
+                         "bad STS response: no AssumeRoleWithWebIdentityResult/Credentials");
+        goto out;
+    }
+    ak = s3_xml_child_text(&d, n, "AccessKeyId");
+    sk = s3_xml_child_text(&d, n, "SecretAccessKey");
+    tok = s3_xml_child_text(&d, n, "SessionToken");
+    exp = s3_xml_child_text(&d, n, "Expiration");
+    if (!ak || !sk || !tok || !exp || !*ak || !*sk || !*tok || !*exp) {
+        rc = cairn_error(err, CAIRN_CORRUPT,
+                         "bad STS response: Credentials lacks AccessKeyId, SecretAccessKey, "
+                         "SessionToken or Expiration");
+        goto out;
+    }
+    if (cairn_parse_time(exp, &ns) != CAIRN_OK || ns <= 0) {
+        rc = cairn_error(err, CAIRN_CORRUPT, "bad STS response: Expiration '%.64s' is not a time",
+                         exp);
+        goto out;
+    }
+    out->expiration = ns / 1000000000;
+    out->access_key = strdup(ak);
+    out->secret_key = strdup(sk);
+    out->session_token = strdup(tok);
+    if (!out->access_key || !out->secret_key || !out->session_token)
+        rc = cairn_error(err, CAIRN_FATAL, "out of memory");
+    else
+        rc = s3_creds_valid(out, "STS response", err);
+out:
+    s3_xml_free(&d);
+    if (rc != CAIRN_OK)
+        s3_creds_free(out);
+    return rc;
+}

@@ -16,7 +16,10 @@
 #   AWS_ACCESS_KEY_ID=S3RVER AWS_SECRET_ACCESS_KEY=S3RVER AWS_REGION=us-east-1
 #   AWS_ENDPOINT_URL_S3=http://127.0.0.1:<front port>
 #   CAIRN_REPO=s3://$S3_BUCKET/repo   CAIRN_CATALOG=$T/catalog.db
-# The proxy also accepts the key $S3_KEY2 with the secret $S3_SECRET2.
+# The proxy also accepts the key $S3_KEY2 with the secret $S3_SECRET2, and
+# (after s3_sts_start, called before s3_start) the temporary credentials the
+# fake STS / container-credentials server hands out, with their session
+# tokens, until they expire (400 ExpiredToken after that).
 # The servers are stopped (and their logs shown when the test failed) in the
 # EXIT trap, chained before lib.sh's.
 #
@@ -144,7 +147,8 @@ _s3_bg() { # NAME CMD...: start in the background, remember the pid
 
 s3_show_logs() {
   local f
-  for f in "$S3_WORK/s3rver.log" "$S3_WORK/sigv4.err" "$S3_WORK/fault.err" "${S3_SIGV4_LOG:-}" "${S3_FAULT_LOG:-}"; do
+  for f in "$S3_WORK/s3rver.log" "$S3_WORK/sigv4.err" "$S3_WORK/fault.err" "${S3_SIGV4_LOG:-}" "${S3_FAULT_LOG:-}" \
+    "$S3_WORK/sts.err" "${S3_STS_LOG:-}"; do
     if [ -z "$f" ] || [ ! -s "$f" ]; then continue; fi
     echo "--- last lines of $f" >&2
     case $f in
@@ -177,6 +181,7 @@ _S3_PREV_EXIT=
 _s3_chain_exit_trap() {
   local t
   t=$(trap -p EXIT)
+  case $t in *_s3_on_exit*) return 0 ;; esac  # already chained (s3_sts_start, then s3_start)
   if [ -n "$t" ]; then
     eval "set -- $t"
     _S3_PREV_EXIT=$3
@@ -215,6 +220,7 @@ s3_start() {
   S3_SIGV4_LOG=$S3_WORK/sigv4.log
   _s3_bg sigv4_proxy "$S3_PY" "$S3_DIR/sigv4_proxy.py" --upstream "127.0.0.1:$S3RVER_PORT" \
     --port-file "$S3_WORK/sigv4.port" --log "$S3_SIGV4_LOG" --cred "$S3_KEY:$S3_SECRET" \
+    ${S3_STS_CREDS:+--session-creds "$S3_STS_CREDS"} \
     --cred "$S3_KEY2:$S3_SECRET2" --upstream-key "$S3_KEY" --region "$S3_REGION" --max-seconds "$S3_MAX_SECONDS" 2>"$S3_WORK/sigv4.err"
   S3_SIGV4_PORT=$(s3_wait_port_file sigv4_proxy "$_S3_LAST_PID" "$S3_WORK/sigv4.port")
   s3_wait_http sigv4_proxy "$_S3_LAST_PID" "$S3_SIGV4_PORT" tcp
@@ -254,6 +260,29 @@ EOF
     fail "could not create bucket $S3_BUCKET through the proxy"
   }
   note "s3: s3rver :$S3RVER_PORT <- sigv4 proxy :$S3_SIGV4_PORT${S3_FAULT_PORT:+ <- fault proxy :$S3_FAULT_PORT}; $CAIRN_REPO"
+}
+
+# s3_sts_start ROLE_ARN: start tests/s3/fake_sts.py (a fake STS
+# AssumeRoleWithWebIdentity and container-credentials endpoint) on a free
+# port, before s3_start, so the verifying proxy accepts what it hands out.
+# Sets S3_STS_URL (http://127.0.0.1:PORT), S3_STS_LOG (one line per request),
+# S3_STS_TOKENS (valid web identity tokens, "NAME TOKEN" lines; empty at
+# first), S3_STS_AUTH (the container Authorization token file; empty at
+# first), S3_STS_CONTROL (behaviour, see fake_sts.py) and S3_STS_CREDS.
+s3_sts_start() {
+  local role=$1
+  s3_need_tools
+  mkdir -p "$S3_WORK"
+  _s3_chain_exit_trap ""
+  S3_STS_LOG=$S3_WORK/sts.log S3_STS_TOKENS=$S3_WORK/sts.tokens S3_STS_AUTH=$S3_WORK/sts.auth
+  S3_STS_CONTROL=$S3_WORK/sts.control S3_STS_CREDS=$S3_WORK/sts.creds
+  : >"$S3_STS_TOKENS"; : >"$S3_STS_AUTH"; : >"$S3_STS_CONTROL"; : >"$S3_STS_CREDS"
+  _s3_bg fake_sts "$S3_PY" "$S3_DIR/fake_sts.py" --role-arn "$role" --tokens "$S3_STS_TOKENS" \
+    --container-auth "$S3_STS_AUTH" --control "$S3_STS_CONTROL" --creds-out "$S3_STS_CREDS" \
+    --port-file "$S3_WORK/sts.port" --log "$S3_STS_LOG" --max-seconds "$S3_MAX_SECONDS" 2>"$S3_WORK/sts.err"
+  S3_STS_PORT=$(s3_wait_port_file fake_sts "$_S3_LAST_PID" "$S3_WORK/sts.port")
+  s3_wait_http fake_sts "$_S3_LAST_PID" "$S3_STS_PORT" tcp
+  S3_STS_URL=http://127.0.0.1:$S3_STS_PORT
 }
 
 # s3_aws ARGS...: awscli against the test endpoint. Older awscli (Debian's

@@ -25,6 +25,12 @@ anything:
     against the body (400 BadDigest), and DeleteObjects needs one of them, as
     on AWS (400 InvalidRequest).
 
+Temporary credentials (--session-creds FILE, written by fake_sts.py, one line
+"AKID SECRET TOKEN EXPIRY_EPOCH" each, re-read when the file changes): a
+request signed with such a key must carry its x-amz-security-token (400
+InvalidToken otherwise), and gets 400 ExpiredToken once the request arrived
+after EXPIRY_EPOCH, as S3 answers. The verdict says "token=ok".
+
 Accepted requests are forwarded to s3rver with the client's Host and
 Authorization headers (s3rver checks only that the key exists; a request
 verified with another --cred is forwarded under --upstream-key) and the
@@ -43,6 +49,8 @@ import hashlib
 import hmac
 import os
 import sys
+import threading
+import time
 import zlib
 from urllib.parse import unquote_to_bytes
 
@@ -181,6 +189,7 @@ class Proxy(s3httpd.Handler):
     def handle_request(self):
         cfg = self.cfg
         n = cfg.log.next_id()
+        self.t_start = time.time()  # S3 checks a token's expiry when the request starts
         raw_body = self.read_body()
         verdict = []
         try:
@@ -226,6 +235,19 @@ class Proxy(s3httpd.Handler):
         a = parse_authorization(auth)
         verdict.append(f"akid={a['akid']}")
         secret = cfg.creds.get(a["akid"])
+        session = cfg.sessions.lookup(a["akid"]) if secret is None and cfg.sessions else None
+        if session is not None:
+            secret, token, expiry = session
+            got = h.get("x-amz-security-token")
+            if got != token:
+                verdict.append("token=WRONG" if got else "token=NONE")
+                raise Reject(400 if got else 403, "InvalidToken" if got else "InvalidAccessKeyId",
+                             "The provided token is malformed or otherwise invalid." if got else
+                             "The AWS Access Key Id you provided does not exist in our records.")
+            if self.t_start >= expiry:
+                verdict.append("token=EXPIRED")
+                raise Reject(400, "ExpiredToken", "The provided token has expired.")
+            verdict.append("token=ok")
         if secret is None:
             raise Reject(403, "InvalidAccessKeyId",
                          "The AWS Access Key Id you provided does not exist in our records.",
@@ -444,11 +466,40 @@ class Config:
     pass
 
 
+class SessionCreds:
+    """Temporary credentials issued by fake_sts.py, re-read when the file changes."""
+
+    def __init__(self, path):
+        self.path = path
+        self.lock = threading.Lock()
+        self.stamp = None
+        self.table = {}
+
+    def lookup(self, akid):
+        with self.lock:
+            try:
+                st = os.stat(self.path)
+                stamp = (st.st_mtime_ns, st.st_size)
+                if stamp != self.stamp:
+                    table = {}
+                    with open(self.path) as f:
+                        for line in f:
+                            parts = line.split()
+                            if len(parts) == 4:
+                                table[parts[0]] = (parts[1], parts[2], float(parts[3]))
+                    self.table, self.stamp = table, stamp
+            except OSError:
+                pass
+            return self.table.get(akid)
+
+
 def main():
     p = s3httpd.common_args(__doc__.split("\n", 1)[0])
     p.add_argument("--cred", action="append", default=[],
                    help="ACCESS_KEY:SECRET accepted (repeatable; default S3RVER:S3RVER)")
     p.add_argument("--region", default="us-east-1")
+    p.add_argument("--session-creds", help="temporary credentials issued by fake_sts.py "
+                   "(AKID SECRET TOKEN EXPIRY per line), re-read when it changes")
     p.add_argument("--upstream-key", default="S3RVER",
                    help="access key s3rver knows; requests verified with another --cred are "
                         "forwarded under this one (default S3RVER)")
@@ -461,6 +512,7 @@ def main():
             p.error(f"--cred wants ACCESS_KEY:SECRET, got {c!r}")
         cfg.creds[k] = s
     cfg.region = args.region
+    cfg.sessions = SessionCreds(args.session_creds) if args.session_creds else None
     cfg.upstream_key = args.upstream_key
     cfg.up_host, cfg.up_port = s3httpd.parse_hostport(args.upstream)
     cfg.upstream_timeout = args.upstream_timeout

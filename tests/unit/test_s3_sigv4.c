@@ -667,7 +667,7 @@ static void test_conf(void)
               "a secret without a key id: %s", err.msg);
     }
     {
-        const char *kv[] = {"HOME", dir, NULL};
+        const char *kv[] = {"HOME", dir, "AWS_EC2_METADATA_DISABLED", "true", NULL};
         setenv_fake(kv);
         rc = s3_conf_load("s3://b", fenv, &c, &err);
         CHECK(rc == CAIRN_FATAL && strstr(err.msg, "no S3 credentials"), "no credentials: %s",
