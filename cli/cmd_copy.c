@@ -94,16 +94,20 @@ static void on_progress(void *arg, size_t n, size_t count, const char *src_id,
  * destination opens (stores read them then, not later). Each group is taken
  * from CAIRN_TO_* as a whole once one of its names is set there, so a
  * destination key is never paired with the source's session token. */
-static const char *const env_groups[][12] = {
+static const char *const env_groups[][24] = {
     {"AWS_ACCESS_KEY_ID", "AWS_ACCESS_KEY_ID_FILE", "AWS_SECRET_ACCESS_KEY",
      "AWS_SECRET_ACCESS_KEY_FILE", "AWS_SESSION_TOKEN", "AWS_SESSION_TOKEN_FILE", "AWS_PROFILE",
      "AWS_SHARED_CREDENTIALS_FILE", "AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE",
-     "AWS_ROLE_SESSION_NAME", NULL},
+     "AWS_ROLE_SESSION_NAME", "AWS_STS_REGIONAL_ENDPOINTS", "AWS_ENDPOINT_URL_STS",
+     "CAIRN_S3_ROLE_DURATION_SECONDS", "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+     "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_AUTHORIZATION_TOKEN",
+     "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", "AWS_EC2_METADATA_DISABLED",
+     "AWS_EC2_METADATA_SERVICE_ENDPOINT", "AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE", NULL},
     {"AWS_REGION", "AWS_REGION_FILE", "AWS_DEFAULT_REGION", "AWS_DEFAULT_REGION_FILE", NULL},
     {"AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL_S3_FILE", "AWS_ENDPOINT_URL",
      "AWS_ENDPOINT_URL_FILE", NULL},
 };
-#define MAX_SAVED 24
+#define MAX_SAVED 40
 
 struct saved_env {
     const char *name[MAX_SAVED];

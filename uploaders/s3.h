@@ -171,7 +171,12 @@ struct s3_conf {
     const char *cred_source; /* "the environment", ..., for messages */
     /* where the credentials come from, and what a refresh needs */
     enum s3_cred_kind cred_kind;
-    s3_getenv_fn env;    /* S3_CRED_ENV: to read the variables again */
+    /* S3_CRED_ENV: the files AWS_ACCESS_KEY_ID_FILE, AWS_SECRET_ACCESS_KEY_FILE
+     * and AWS_SESSION_TOKEN_FILE named at load (NULL where the variable itself
+     * was set: a process's environment does not change), read again on a
+     * refresh. Kept as paths, not as the variables, so a refresh never reads
+     * another store's settings (cairn copy opens its destination with its own). */
+    char *key_files[3];
     char *cred_file;     /* S3_CRED_FILE: the file and the profile */
     char *profile;
     char *role_arn;      /* S3_CRED_WEB_IDENTITY */

@@ -33,22 +33,12 @@ static void rtrim(char *s)
         s[--n] = 0;
 }
 
-int s3_env_or_file(s3_getenv_fn env, const char *name, char **out, cairn_err *err)
+/* The content of the file `path` that variable fname names, trimmed. */
+static int read_value_file(const char *fname, const char *path, char **out, cairn_err *err)
 {
-    const char *v = env(name), *path;
-    char fname[128];
     cairn_buf b = CAIRN_BUF_INIT;
     cairn_err e2;
     *out = NULL;
-    if (v && *v) {
-        if (!(*out = strdup(v)))
-            return cairn_error(err, CAIRN_FATAL, "out of memory");
-        return CAIRN_OK;
-    }
-    snprintf(fname, sizeof fname, "%s_FILE", name);
-    path = env(fname);
-    if (!path || !*path)
-        return CAIRN_OK;
     if (cairn_read_file(path, &b, ENV_FILE_MAX, &e2) != CAIRN_OK) {
         cairn_buf_free(&b);
         return cairn_error(err, CAIRN_FATAL, "cannot read %s '%s' (%s)", fname, path, e2.msg);
@@ -66,6 +56,23 @@ int s3_env_or_file(s3_getenv_fn env, const char *name, char **out, cairn_err *er
         return cairn_error(err, CAIRN_FATAL, "%s '%s' is empty", fname, path);
     }
     return CAIRN_OK;
+}
+
+int s3_env_or_file(s3_getenv_fn env, const char *name, char **out, cairn_err *err)
+{
+    const char *v = env(name), *path;
+    char fname[128];
+    *out = NULL;
+    if (v && *v) {
+        if (!(*out = strdup(v)))
+            return cairn_error(err, CAIRN_FATAL, "out of memory");
+        return CAIRN_OK;
+    }
+    snprintf(fname, sizeof fname, "%s_FILE", name);
+    path = env(fname);
+    if (!path || !*path)
+        return CAIRN_OK;
+    return read_value_file(fname, path, out, err);
 }
 
 /* Reads profile `profile` from an INI-style credentials file. CAIRN_NOTFOUND if
@@ -183,16 +190,51 @@ static int read_env_keys(s3_getenv_fn env, struct s3_creds *k, cairn_err *err)
     return rc;
 }
 
+static const char *const key_vars[3] = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+                                        "AWS_SESSION_TOKEN"};
+
+/* The _FILE paths the environment's keys came from (see struct s3_conf). */
+static int note_key_files(s3_getenv_fn env, struct s3_conf *c, cairn_err *err)
+{
+    int i;
+    for (i = 0; i < 3; i++) {
+        const char *v = env(key_vars[i]), *path;
+        char fname[64];
+        if (v && *v)
+            continue;
+        snprintf(fname, sizeof fname, "%s_FILE", key_vars[i]);
+        path = env(fname);
+        if (path && *path && !(c->key_files[i] = strdup(path)))
+            return cairn_error(err, CAIRN_FATAL, "out of memory");
+    }
+    return CAIRN_OK;
+}
+
 int s3_conf_read_static(const struct s3_conf *c, struct s3_creds *out, cairn_err *err)
 {
-    int rc;
+    int rc, i;
     memset(out, 0, sizeof *out);
     if (c->cred_kind == S3_CRED_ENV) {
-        rc = read_env_keys(c->env, out, err);
-        if (rc == CAIRN_NOTFOUND)
-            rc = cairn_error(err, CAIRN_FATAL,
-                             "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY are no longer set");
-        return rc;
+        struct s3_creds k = {c->access_key, c->secret_key, c->session_token, 0};
+        char **field[3] = {&out->access_key, &out->secret_key, &out->session_token};
+        if ((rc = s3_creds_copy(out, &k, err)) != CAIRN_OK)
+            return rc;
+        for (i = 0; i < 3; i++) {
+            char *v = NULL, fname[64];
+            if (!c->key_files[i])
+                continue;
+            snprintf(fname, sizeof fname, "%s_FILE", key_vars[i]);
+            if ((rc = read_value_file(fname, c->key_files[i], &v, err)) != CAIRN_OK) {
+                s3_creds_free(out);
+                return rc;
+            }
+            if (*field[i]) {
+                OPENSSL_cleanse(*field[i], strlen(*field[i]));
+                free(*field[i]);
+            }
+            *field[i] = v;
+        }
+        return CAIRN_OK;
     }
     if (c->cred_kind != S3_CRED_FILE || !c->cred_file)
         return cairn_error(err, CAIRN_FATAL, "no static credentials to read");
@@ -441,10 +483,11 @@ static int load_credentials(s3_getenv_fn env, struct s3_conf *c, cairn_err *err)
     struct s3_creds k;
     char path[4096];
     int rc;
-    c->env = env;
     rc = read_env_keys(env, &k, err);
     if (rc == CAIRN_OK) {
         take_creds(c, &k);
+        if ((rc = note_key_files(env, c, err)) != CAIRN_OK)
+            return rc;
         c->cred_kind = S3_CRED_ENV;
         c->cred_source = "the environment";
         return CAIRN_OK;
@@ -676,6 +719,9 @@ void s3_conf_free(struct s3_conf *c)
     wipe_free(c->access_key);
     wipe_free(c->secret_key);
     wipe_free(c->session_token);
+    free(c->key_files[0]);
+    free(c->key_files[1]);
+    free(c->key_files[2]);
     free(c->cred_file);
     free(c->profile);
     free(c->role_arn);

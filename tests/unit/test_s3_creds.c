@@ -380,16 +380,19 @@ static void test_precedence(const char *dir)
 
 /* ---- re-reading static keys; the provider ---- */
 
+/* The key itself, and the session token through a file. After the load the
+ * function answers for another store (cairn copy's destination): a refresh
+ * must not ask it again. */
 static const char *env_key = "K1";
-static const char *env_token = "T1";
+static char env_token_file[256];
 static const char *fenv2(const char *name)
 {
     if (!strcmp(name, "AWS_ACCESS_KEY_ID"))
         return env_key;
     if (!strcmp(name, "AWS_SECRET_ACCESS_KEY"))
         return "S";
-    if (!strcmp(name, "AWS_SESSION_TOKEN"))
-        return env_token;
+    if (!strcmp(name, "AWS_SESSION_TOKEN_FILE"))
+        return env_token_file;
     return NULL;
 }
 
@@ -469,8 +472,11 @@ static void test_reread(const char *dir)
         s3_conf_free(&c);
     }
     /* many threads getting keys while some report them expired */
+    snprintf(env_token_file, sizeof env_token_file, "%s/token", dir);
+    write_text(env_token_file, "T1\n");
     rc = s3_conf_load("s3://b/p", fenv2, &c, &err);
-    CHECK(rc == CAIRN_OK && c.cred_kind == S3_CRED_ENV, "env keys: %s", err.msg);
+    CHECK(rc == CAIRN_OK && c.cred_kind == S3_CRED_ENV && !strcmp(c.session_token, "T1"),
+          "env keys: %s", err.msg);
     if (rc == CAIRN_OK) {
         struct s3_provider *p;
         if (s3_provider_new(&c, NULL, &p, &err) == CAIRN_OK) {
@@ -488,14 +494,16 @@ static void test_reread(const char *dir)
                 bad += w[i].bad;
             }
             CHECK(bad == 0, "%d bad copies under concurrent refreshes", bad);
-            env_key = "K2";
-            env_token = "T2";
+            env_key = "OTHER-STORE-KEY";
+            write_text(env_token_file, "T2\n");
             CHECK(s3_provider_get(p, &k, &gen, &err) == CAIRN_OK, "get");
             s3_provider_expired(p, gen);
             s3_creds_free(&k);
-            CHECK(s3_provider_get(p, &k, &gen, &err) == CAIRN_OK && !strcmp(k.access_key, "K2") &&
-                      !strcmp(k.session_token, "T2"),
-                  "environment keys are read again after ExpiredToken");
+            CHECK(s3_provider_get(p, &k, &gen, &err) == CAIRN_OK && !strcmp(k.access_key, "K1") &&
+                      !strcmp(k.secret_key, "S") && !strcmp(k.session_token, "T2"),
+                  "after ExpiredToken the _FILE named at load is read again, the variables "
+                  "are not asked again: %s / %s",
+                  k.access_key ? k.access_key : "-", k.session_token ? k.session_token : "-");
             s3_creds_free(&k);
             s3_provider_free(p);
         }
