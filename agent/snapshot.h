@@ -22,8 +22,11 @@
  *          fsfreeze/postgres/mysql) only until status.creationTime is set,
  *          then waited for until readyToUse; the Cairn snapshot records its
  *          name, uid, content name and snapshotHandle ("data": "reference"):
- *          "crash", or "fs" when frozen. Copying its data
- *          out (a data-mover Job) is not done.
+ *          "crash", or "fs" when frozen. With cairn.io/csi-copy
+ *          "true" or "keep" its data is copied into the repository by a
+ *          Job (agent/csi_copy.h): the Cairn snapshot then holds the
+ *          files ("data": "files", "copy": {...}) and the VolumeSnapshot
+ *          is deleted ("true") or kept and referenced ("keep").
  *   postgres / mysql quiesce around any of them: "app".
  *
  * Database credentials come from the Secret named by
@@ -42,6 +45,7 @@
 
 #include "../engine/backup.h"
 #include "annotations.h"
+#include "csi_copy.h"
 #include "kube.h"
 
 struct cairn_snap_config {
@@ -49,6 +53,7 @@ struct cairn_snap_config {
     int64_t freeze_timeout_ms;     /* CAIRN_FREEZE_TIMEOUT, default 30 s */
     int64_t csi_ready_timeout_ms;  /* CAIRN_CSI_READY_TIMEOUT, default 10 min */
     int64_t poll_ms;               /* CAIRN_SNAPSHOT_POLL_MS, default 1000 */
+    struct cairn_copy_config copy; /* cairn.io/csi-copy (csi_copy.h) */
 };
 
 /* Defaults, then the environment. Durations as cairn_parse_duration (a bare
@@ -75,6 +80,8 @@ struct cairn_snap_job {
     struct cairn_backup_opts *bo;
     void (*log)(void *arg, enum cairn_snap_log_level lvl, const char *msg);
     void *log_arg;
+    int *copy_leftovers;           /* csi copy: set to 1 when a temporary object could
+                                      not be deleted (cairn_copy_gc() is due); may be NULL */
 };
 
 /* Runs the job. On CAIRN_OK res describes the snapshot; on error nothing is
@@ -85,7 +92,8 @@ int cairn_snap_run(const struct cairn_snap_job *j, struct cairn_backup_result *r
 
 /* ---- retention: the VolumeSnapshots the agent created ----
  * When retention forgets a Cairn snapshot whose manifest records a
- * VolumeSnapshot (method "csi", data "reference"), the agent deletes that
+ * VolumeSnapshot (method "csi", data "reference", or a copy that kept it:
+ * data "files" with copy.volume_snapshot_kept true), the agent deletes that
  * VolumeSnapshot first and forgets the record only once it is gone (see
  * docs/agent.md, "Retention of VolumeSnapshots"). Only objects Cairn created
  * are deleted: label app.kubernetes.io/managed-by=cairn, and the uid recorded
