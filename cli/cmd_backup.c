@@ -33,8 +33,11 @@ static json_t *parse_meta(const char *text)
         for (i = 0; i < sizeof allowed / sizeof *allowed; i++)
             ok |= strcmp(key, allowed[i]) == 0;
         if (!ok || !json_is_object(v)) {
-            cli_error("--meta: '%.64s' is not one of the sections kubernetes, snapshot, postgres, "
-                      "mysql (each a JSON object)", key);
+            if (ok)
+                cli_error("--meta: the section '%s' is not a JSON object", key);
+            else
+                cli_error("--meta: '%.64s' is not one of the sections kubernetes, snapshot, "
+                          "postgres, mysql", key);
             json_decref(m);
             return NULL;
         }

@@ -28,6 +28,20 @@
 K8S=$CAIRN_SRC/tests/k8s
 IMAGE=registry.example.org/cairn:9.8.7
 cairn_repo_init
+# what the copy Job's command accepts: --meta sections, --consistency levels
+mkdir -p "$T/small"
+echo x >"$T/small/x"
+for bad in '--meta {' '--meta []' '--meta {"source":{}}' '--meta {"kubernetes":"x"}' '--consistency atomic'; do
+  # shellcheck disable=SC2086
+  run_cairn backup "$T/small" $bad
+  expect_rc 2 "backup $bad"
+  case $bad in
+    *source*) expect_in "--meta: 'source' is not one of the sections kubernetes, snapshot" "$bad" "$ERR" ;;
+    *kubernetes*) expect_in "--meta: the section 'kubernetes' is not a JSON object" "$bad" "$ERR" ;;
+    *atomic*) expect_in "--consistency 'atomic' is not none, crash, fs or app" "$bad" "$ERR" ;;
+  esac
+done
+[ -z "$(ls "$CAIRN_REPO/snapshots")" ] || fail "a refused backup wrote a snapshot"
 agent_fake_start
 ctl POST vs-steps '{"cut_after": 1, "ready_after": 2}' >/dev/null
 # The agent's own pod: the copy Job runs its image.
