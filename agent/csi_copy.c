@@ -3,12 +3,11 @@
 #include "csi_copy.h"
 
 #include <ctype.h>
-#include <errno.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "../catalog/catalog.h"
 #include "restore_job.h"
@@ -28,30 +27,31 @@
 
 /* ---- configuration ---- */
 
-static int env_str(const char *var, const char *def, char *out, size_t outlen, cairn_err *err)
-{
-    const char *v = getenv(var);
-    if (!v || !*v)
-        v = def;
-    if (strlen(v) >= outlen)
-        return cairn_error(err, CAIRN_FAILED, "%s is longer than %zu bytes", var, outlen - 1);
-    memcpy(out, v, strlen(v) + 1);
-    return CAIRN_OK;
-}
-
 int cairn_copy_config_from_env(struct cairn_copy_config *c, cairn_err *err)
 {
     const char *t = getenv("CAIRN_COPY_TIMEOUT");
-    int rc;
+    const struct {
+        const char *var, *def;
+        char *out;
+        size_t len;
+    } vars[] = {
+        {"CAIRN_COPY_IMAGE", "", c->image, sizeof c->image},
+        {"CAIRN_COPY_SECRET", CAIRN_RESTORE_SECRET, c->secret, sizeof c->secret},
+        {"CAIRN_COPY_CONFIGMAP", CAIRN_RESTORE_CONFIGMAP, c->config_map, sizeof c->config_map},
+        {"POD_NAMESPACE", "", c->pod_ns, sizeof c->pod_ns},
+        {"POD_NAME", "", c->pod_name, sizeof c->pod_name},
+    };
+    size_t i;
     memset(c, 0, sizeof *c);
-    if ((rc = env_str("CAIRN_COPY_IMAGE", "", c->image, sizeof c->image, err)) != CAIRN_OK ||
-        (rc = env_str("CAIRN_COPY_SECRET", CAIRN_RESTORE_SECRET, c->secret, sizeof c->secret,
-                      err)) != CAIRN_OK ||
-        (rc = env_str("CAIRN_COPY_CONFIGMAP", CAIRN_RESTORE_CONFIGMAP, c->config_map,
-                      sizeof c->config_map, err)) != CAIRN_OK ||
-        (rc = env_str("POD_NAMESPACE", "", c->pod_ns, sizeof c->pod_ns, err)) != CAIRN_OK ||
-        (rc = env_str("POD_NAME", "", c->pod_name, sizeof c->pod_name, err)) != CAIRN_OK)
-        return rc;
+    for (i = 0; i < sizeof vars / sizeof *vars; i++) {
+        const char *v = getenv(vars[i].var);
+        if (!v || !*v)
+            v = vars[i].def;
+        if (strlen(v) >= vars[i].len)
+            return cairn_error(err, CAIRN_FAILED, "%s is longer than %zu bytes", vars[i].var,
+                               vars[i].len - 1);
+        memcpy(vars[i].out, v, strlen(v) + 1);
+    }
     if (c->image[0] && (strpbrk(c->image, " \t\n") != NULL))
         return cairn_error(err, CAIRN_FAILED, "CAIRN_COPY_IMAGE '%.80s' is not an image name",
                            c->image);
@@ -247,26 +247,22 @@ int cairn_copy_job_build(const struct cairn_copy_spec *s, json_t **out, cairn_er
 
 /* ---- helpers ---- */
 
-static void cplog(const struct cairn_copy_job *j, int warn, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void cplog(const struct cairn_copy_job *j, int warn, const char *fmt, ...)
+typedef void (*log_fn)(void *arg, int warn, const char *msg);
+
+static void say(log_fn log, void *arg, int warn, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void say(log_fn log, void *arg, int warn, const char *fmt, ...)
 {
     char msg[1536];
     va_list ap;
-    if (!j->log)
+    if (!log)
         return;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    j->log(j->log_arg, warn, msg);
+    log(arg, warn, msg);
 }
-
-static void sleep_ms(int64_t ms)
-{
-    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-        ;
-}
+#define cplog(j, warn, ...) say((j)->log, (j)->log_arg, warn, __VA_ARGS__)
 
 static const char *meta_str(const json_t *o, const char *key)
 {
@@ -592,7 +588,7 @@ static int follow(const struct cairn_copy_job *j, const char *name, const char *
                                "the copy Job %s/%s did not complete within %lld s "
                                "(CAIRN_COPY_TIMEOUT): deleted",
                                j->ns, name, (long long)j->cfg->timeout_s);
-        sleep_ms(j->poll_ms);
+        poll(NULL, 0, (int)j->poll_ms); /* a signal only ends the wait early */
         rc = cairn_kube_get_json(j->kube, path, &job, err);
         if (rc == CAIRN_NOTFOUND)
             return cairn_error(err, CAIRN_FAILED,
@@ -801,19 +797,7 @@ struct gc_ctx {
     cairn_err first;
 };
 
-static void gc_log(struct gc_ctx *g, int warn, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void gc_log(struct gc_ctx *g, int warn, const char *fmt, ...)
-{
-    char msg[1024];
-    va_list ap;
-    if (!g->log)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    g->log(g->log_arg, warn, msg);
-}
+#define gc_log(g, warn, ...) say((g)->log, (g)->log_arg, warn, __VA_ARGS__)
 
 static void gc_fail(struct gc_ctx *g, const cairn_err *e)
 {

@@ -25,7 +25,6 @@
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/lib_agent.sh"
 
-K8S=$CAIRN_SRC/tests/k8s
 IMAGE=registry.example.org/cairn:9.8.7
 cairn_repo_init
 # what the copy Job's command accepts: --meta sections, --consistency levels
@@ -67,18 +66,6 @@ chmod 600 "$VOL/sub/deeper/private"
 ln -s hello.txt "$VOL/link"
 echo scratch >"$VOL/scratch.tmp"
 : >"$VOL/empty"
-
-VALIDATE=
-if command -v node >/dev/null 2>&1 && [ -d "$K8S/node_modules/kubernetes-models" ]; then
-  VALIDATE=1
-else
-  note "tests/k8s/node_modules is not installed (tests/e2e/k8s_manifests.sh runs 'npm ci'): the schema validation of the Job and PVC is skipped"
-fi
-validate_obj() { # FILE
-  [ -n "$VALIDATE" ] || return 0
-  node "$K8S/validate.js" "$1" >"$T/validate.out" 2>&1 ||
-    { cat "$T/validate.out" >&2; fail "$(basename "$1") does not validate against the Kubernetes schemas"; }
-}
 
 # wait_job N: until N copy Jobs were created; prints the newest's name
 wait_job() {
