@@ -307,14 +307,29 @@ static int post_json(cairn_kube *k, const char *path, json_t *obj, json_t **out,
     return rc;
 }
 
-/* DELETE with propagationPolicy Background (a Job's pods go with it). 0 when
- * gone (also 404), -1 with err. */
-static int delete_obj(cairn_kube *k, const char *path, cairn_err *err)
+/* DELETE with propagationPolicy Background (a Job's pods go with it) and,
+ * when uid is not NULL, that uid as a precondition (a namesake made since
+ * the object was listed stays). 0 when gone (also 404), 1 when the
+ * precondition failed (409: left alone), -1 with err. */
+static int delete_obj(cairn_kube *k, const char *path, const char *uid, cairn_err *err)
 {
-    static const char body[] =
-        "{\"apiVersion\":\"v1\",\"kind\":\"DeleteOptions\",\"propagationPolicy\":\"Background\"}";
-    int rc = cairn_kube_request(k, "DELETE", path, "application/json", body, sizeof body - 1,
-                                NULL, err);
+    json_t *o = json_pack("{s:s,s:s,s:s}", "apiVersion", "v1", "kind", "DeleteOptions",
+                          "propagationPolicy", "Background");
+    char *body;
+    int rc;
+    if (o && uid)
+        json_object_set_new(o, "preconditions", json_pack("{s:s}", "uid", uid));
+    body = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    if (!body) {
+        cairn_error(err, CAIRN_FATAL, "out of memory");
+        return -1;
+    }
+    rc = cairn_kube_request(k, "DELETE", path, "application/json", body, strlen(body), NULL,
+                            err);
+    free(body);
+    if (rc == CAIRN_EXISTS) /* 409: the uid precondition failed: not that object */
+        return 1;
     return rc == CAIRN_OK || rc == CAIRN_NOTFOUND ? 0 : -1;
 }
 
@@ -544,7 +559,7 @@ static void cleanup(const struct cairn_copy_job *j, const char *name, int job_ma
     cairn_err e;
     if (job_made) {
         snprintf(path, sizeof path, JOB_API "/namespaces/%s/jobs/%s", j->ns, name);
-        if (delete_obj(j->kube, path, &e) != 0) {
+        if (delete_obj(j->kube, path, NULL, &e) != 0) {
             cplog(j, 1, "pvc %s/%s: cannot delete the copy Job %s/%s: %s (deleted later)", j->ns,
                  j->pvc, j->ns, name, e.msg);
             if (j->leftovers)
@@ -556,7 +571,7 @@ static void cleanup(const struct cairn_copy_job *j, const char *name, int job_ma
     if (pvc_made) {
         snprintf(path, sizeof path, "/api/v1/namespaces/%s/persistentvolumeclaims/%s", j->ns,
                  name);
-        if (delete_obj(j->kube, path, &e) != 0) {
+        if (delete_obj(j->kube, path, NULL, &e) != 0) {
             cplog(j, 1, "pvc %s/%s: cannot delete the temporary PVC %s/%s: %s (deleted later)",
                  j->ns, j->pvc, j->ns, name, e.msg);
             if (j->leftovers)
@@ -825,6 +840,7 @@ static void gc_list(struct gc_ctx *g, const char *collection, const char *base, 
     json_array_foreach(json_object_get(list, "items"), i, it) {
         const char *ns = meta_str(it, "namespace"), *name = meta_str(it, "name");
         const char *node = ann_str(it, "cairn.io/node"), *mode = ann_str(it, "cairn.io/csi-copy");
+        int rc;
         if (i >= MAX_ITEMS)
             break;
         if (!ns || !name || !node || strcmp(node, g->node) != 0 ||
@@ -839,7 +855,6 @@ static void gc_list(struct gc_ctx *g, const char *collection, const char *base, 
             if (strcmp(mode, "keep") == 0) {
                 char source[400];
                 struct find f;
-                int rc;
                 if (!pvc)
                     continue;
                 memset(&f, 0, sizeof f);
@@ -857,11 +872,14 @@ static void gc_list(struct gc_ctx *g, const char *collection, const char *base, 
                  vs ? "volumesnapshots" : strstr(collection, "jobs") ? "jobs"
                                                                      : "persistentvolumeclaims",
                  name);
-        if (delete_obj(g->k, path, &e) != 0) {
+        rc = delete_obj(g->k, path, meta_str(it, "uid"), &e);
+        if (rc < 0) {
             cairn_error_prefix(&e, "cannot delete the %s %s/%s", what, ns, name);
             gc_fail(g, &e);
             continue;
         }
+        if (rc > 0)
+            continue; /* replaced since the list: not the leftover */
         g->deleted++;
         gc_log(g, 0, "deleted the %s %s/%s left by an earlier copy on node '%s'", what, ns,
                name, g->node);

@@ -104,7 +104,15 @@ static const char *exec_command(const char *name, char *var, size_t varlen)
 int cairn_snap_plan_check(const struct cairn_pvc_policy *p, const struct cairn_snap_config *c,
                           char *msg, size_t msglen)
 {
-    (void)c;
+    if (p->snapshot == CAIRN_SNAPSHOT_CSI && p->csi_copy != CAIRN_CSI_COPY_OFF &&
+        !c->copy.image[0] && (!c->copy.pod_ns[0] || !c->copy.pod_name[0])) {
+        snprintf(msg, msglen,
+                 "cairn.io/csi-copy '%s': the agent does not know the image for its copy Job "
+                 "(the platform team sets CAIRN_COPY_IMAGE, or POD_NAME and POD_NAMESPACE as "
+                 "daemonset/daemonset.yaml does): no backup taken",
+                 cairn_csi_copy_name(p->csi_copy));
+        return -1;
+    }
     if (p->quiesce == CAIRN_QUIESCE_MYSQL && p->snapshot == CAIRN_SNAPSHOT_FILE) {
         snprintf(msg, msglen,
                  "cairn.io/quiesce 'mysql' needs an atomic snapshot (cairn.io/snapshot 'btrfs', "

@@ -21,7 +21,10 @@
 #   E. a Job that never finishes: CAIRN_COPY_TIMEOUT; nothing left behind.
 #   F. csi-copy "keep": the VolumeSnapshot stays, the copy's record
 #      references it, and retention deletes it with the record.
-#   G. csi-copy on a non-csi PVC: a warning Event; a bad value: an error.
+#   H. the Job's pod is refused (FailedCreate: a quota) or cannot start (the
+#      Secret is missing): failed jobs at once, nothing left behind.
+#   G. csi-copy on a non-csi PVC: a warning Event; a bad value: an error;
+#      an agent that cannot know the Job's image: NotSupported.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/lib_agent.sh"
 
@@ -354,6 +357,25 @@ cairn_ok snapshots --json >"$T/snaps.json"
 [ "$(json_get "$T/snaps.json" 'len([s for s in j if s["source"] == "k8s:app/kept"])')" -eq 1 ] ||
   fail "retention last=1 did not forget the first kept copy"
 
+# ---- H: the Job's pod is refused (FailedCreate), or cannot start ----
+AGENT_LAST=$(pvc_status app vol)
+ctl POST reject-pods '{"namespace":"app","message":"exceeded quota: compute, requested: limits.memory=1Gi"}' >/dev/null
+agent_request app vol
+JOB=$(wait_job 7)
+agent_wait_status app vol 30
+case $STATUS in "failed: the copy Job app/$JOB cannot create its pod: Error creating: pods \"$JOB-"*"exceeded quota: compute"*) ;;
+  *) fail "a refused pod: $STATUS" ;; esac
+wait_for 10 "the refused copy's objects to be deleted" all_gone "$JOB"
+ctl POST reject-pods '{"namespace":"app","message":""}' >/dev/null
+agent_request app vol
+JOB=$(wait_job 8)
+ctl POST job '{"namespace":"app","name":"'"$JOB"'","pod_waiting":{"reason":"CreateContainerConfigError","message":"secret \"cairn-repository\" not found"}}' >/dev/null
+agent_wait_status app vol 30
+case $STATUS in "failed: the pod of the copy Job app/$JOB cannot start: CreateContainerConfigError: secret \"cairn-repository\" not found"*) ;;
+  *) fail "a pod that cannot start: $STATUS" ;; esac
+expect_in "must exist in the PVC's namespace" "agent log" "$T/agent.err"
+wait_for 10 "the stuck copy's objects to be deleted" all_gone "$JOB"
+
 # ---- G: bad or misplaced csi-copy annotations ----
 ANN='{"cairn.io/schedule":"@daily","cairn.io/csi-copy":"true"}' \
   agent_volume app plain pv-plain 93333333-2222-3333-4444-555555555555 >/dev/null
@@ -368,6 +390,20 @@ wait_for 20 "the error about a bad csi-copy" has_event badcopy "cairn.io/csi-cop
 agent_wait_status app plain 30
 case $STATUS in ok\ *) ;; *) fail "the file backup with an ignored csi-copy failed: $STATUS" ;; esac
 [ -z "$(pvc_status app badcopy)" ] || fail "a PVC with a bad csi-copy was backed up"
+agent_stop
+# an agent that cannot know the copy Job's image: NotSupported, nothing created
+ctl GET created >"$T/created.json"
+NCREATED=$(json_get "$T/created.json" 'len(j)')
+agent_start CAIRN_METRICS_PORT="$MPORT"
+agent_request app vol
+not_supported() {
+  ctl GET events >"$T/events.json"
+  json_get "$T/events.json" '[e["message"] for e in j if e["reason"] == "NotSupported" and e["involvedObject"]["name"] == "vol"]' |
+    grep -qF "cairn.io/csi-copy 'true': the agent does not know the image for its copy Job"
+}
+wait_for 20 "NotSupported without an image" not_supported
+ctl GET created >"$T/created.json"
+[ "$(json_get "$T/created.json" 'len(j)')" -eq "$NCREATED" ] || fail "an agent without an image created a copy"
 agent_stop
 grep -q "$TOKEN" "$T/agent.err" "$T/agent.out" && fail "the token appears in the agent's log"
 echo "PASS: agent_csi_copy"
