@@ -299,8 +299,7 @@ ctl GET volumesnapshots >"$T/vs.json"
 agent_request app vol
 JOB=$(wait_job 3)
 VS=$(job_vs "$JOB")
-kill -KILL "$AGENT_PID"
-wait "$AGENT_PID" 2>/dev/null || true
+{ kill -KILL "$AGENT_PID" && wait "$AGENT_PID"; } 2>/dev/null || true
 pvc_exists app "$JOB" && live_jobs | grep -qw "$JOB" && vs_live "$VS" || fail "the killed agent's copy objects are not all there"
 agent_start CAIRN_METRICS_PORT="$MPORT" POD_NAME=cairn-agent-x1 CAIRN_COPY_TIMEOUT=3
 wait_for 20 "the leftovers of the killed agent to be deleted" all_gone "$JOB"
