@@ -23,6 +23,8 @@
 #      references it, and retention deletes it with the record.
 #   H. the Job's pod is refused (FailedCreate: a quota) or cannot start (the
 #      Secret is missing): failed jobs at once, nothing left behind.
+#   I. a Job that completes without the snapshot in the repository: failed.
+#   J. a Job that fails after writing its snapshot (partial): recorded.
 #   G. csi-copy on a non-csi PVC: a warning Event; a bad value: an error;
 #      an agent that cannot know the Job's image: NotSupported.
 . "$(dirname "$0")/lib.sh"
@@ -374,6 +376,25 @@ case $STATUS in "failed: the pod of the copy Job app/$JOB cannot start: CreateCo
   *) fail "a pod that cannot start: $STATUS" ;; esac
 expect_in "must exist in the PVC's namespace" "agent log" "$T/agent.err"
 wait_for 10 "the stuck copy's objects to be deleted" all_gone "$JOB"
+
+# ---- I: a Job that completes without writing the snapshot (another repository) ----
+AGENT_LAST=$(pvc_status app vol)
+agent_request app vol
+JOB=$(wait_job 9)
+ctl POST job '{"namespace":"app","name":"'"$JOB"'","condition":"Complete"}' >/dev/null
+agent_wait_status app vol 30
+case $STATUS in "failed: the copy Job app/$JOB completed but the repository holds no snapshot of k8s:app/vol with copy id "*) ;;
+  *) fail "a Job without its snapshot: $STATUS" ;; esac
+wait_for 10 "the objects of the Job without its snapshot to be deleted" all_gone "$JOB"
+# ---- J: a Job that wrote its snapshot and then failed (exit 3: partial) ----
+agent_request app vol
+JOB=$(wait_job 10)
+run_job "$JOB" "$VOL"
+ctl POST job '{"namespace":"app","name":"'"$JOB"'","condition":"Failed","reason":"BackoffLimitExceeded","message":"exit 3"}' >/dev/null
+agent_wait_status app vol 30
+case $STATUS in ok\ *) ;; *) fail "a failed Job that wrote its snapshot: $STATUS" ;; esac
+grep -q "^${STATUS#ok }" "$T/jobrun-$JOB.out" || fail "the status does not name the snapshot the failed Job wrote"
+expect_in "the copy Job app/$JOB failed (BackoffLimitExceeded: exit 3) but wrote snapshot" "agent log" "$T/agent.err"
 
 # ---- G: bad or misplaced csi-copy annotations ----
 ANN='{"cairn.io/schedule":"@daily","cairn.io/csi-copy":"true"}' \
