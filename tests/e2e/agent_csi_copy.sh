@@ -27,6 +27,7 @@
 #   J. a Job that fails after writing its snapshot (partial): recorded.
 #   G. csi-copy on a non-csi PVC: a warning Event; a bad value: an error;
 #      an agent that cannot know the Job's image: NotSupported.
+#   K. SIGTERM during a copy: aborted after CAIRN_STOP_GRACE, nothing left.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/lib_agent.sh"
 
@@ -425,5 +426,15 @@ wait_for 20 "NotSupported without an image" not_supported
 ctl GET created >"$T/created.json"
 [ "$(json_get "$T/created.json" 'len(j)')" -eq "$NCREATED" ] || fail "an agent without an image created a copy"
 agent_stop
+# ---- K: SIGTERM during a copy: aborted after CAIRN_STOP_GRACE, nothing left ----
+AGENT_LAST=$(pvc_status app vol)
+agent_start CAIRN_METRICS_PORT="$MPORT" POD_NAME=cairn-agent-x1 CAIRN_STOP_GRACE=1
+agent_request app vol
+JOB=$(wait_job 11)
+agent_stop
+STATUS=$(pvc_status app vol)
+case $STATUS in "aborted: the agent on node node-a was stopped during the backup of k8s:app/vol"*) ;;
+  *) fail "a copy when the agent stops: $STATUS" ;; esac
+all_gone "$JOB" || fail "the aborted copy left objects behind"
 grep -q "$TOKEN" "$T/agent.err" "$T/agent.out" && fail "the token appears in the agent's log"
 echo "PASS: agent_csi_copy"
