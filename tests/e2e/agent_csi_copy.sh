@@ -36,9 +36,8 @@ cairn_repo_init
 # what the copy Job's command accepts: --meta sections, --consistency levels
 mkdir -p "$T/small"
 echo x >"$T/small/x"
-for bad in '--meta {' '--meta []' '--meta {"source":{}}' '--meta {"kubernetes":"x"}' '--consistency atomic'; do
-  # shellcheck disable=SC2086
-  run_cairn backup "$T/small" $bad
+for bad in '--meta|{' '--meta|[]' '--meta|{"source":{}}' '--meta|{"kubernetes":"x"}' '--consistency|atomic'; do
+  run_cairn backup "$T/small" "${bad%%|*}" "${bad#*|}"
   expect_rc 2 "backup $bad"
   case $bad in
     *source*) expect_in "--meta: 'source' is not one of the sections kubernetes, snapshot" "$bad" "$ERR" ;;
@@ -75,8 +74,8 @@ echo scratch >"$VOL/scratch.tmp"
 
 # wait_job N: until N copy Jobs were created; prints the newest's name
 wait_job() {
-  local i
-  for i in $(seq 1 300); do
+  local _
+  for _ in $(seq 1 300); do
     ctl GET created >"$T/created.json"
     if [ "$(json_get "$T/created.json" 'len([c for c in j if c["kind"] == "Job"])')" -ge "$1" ]; then
       json_get "$T/created.json" '[c for c in j if c["kind"] == "Job"]['"$1"'-1]["object"]["metadata"]["name"]'
@@ -303,7 +302,9 @@ agent_request app vol
 JOB=$(wait_job 3)
 VS=$(job_vs "$JOB")
 { kill -KILL "$AGENT_PID" && wait "$AGENT_PID"; } 2>/dev/null || true
-pvc_exists app "$JOB" && live_jobs | grep -qw "$JOB" && vs_live "$VS" || fail "the killed agent's copy objects are not all there"
+if ! { pvc_exists app "$JOB" && live_jobs | grep -qw "$JOB" && vs_live "$VS"; }; then
+  fail "the killed agent's copy objects are not all there"
+fi
 agent_start CAIRN_METRICS_PORT="$MPORT" POD_NAME=cairn-agent-x1 CAIRN_COPY_TIMEOUT=3
 wait_for 20 "the leftovers of the killed agent to be deleted" all_gone "$JOB"
 expect_in "deleted the copy Job app/$JOB left by an earlier copy on node 'node-a'" "agent log" "$T/agent.err"
@@ -427,7 +428,6 @@ ctl GET created >"$T/created.json"
 [ "$(json_get "$T/created.json" 'len(j)')" -eq "$NCREATED" ] || fail "an agent without an image created a copy"
 agent_stop
 # ---- K: SIGTERM during a copy: aborted after CAIRN_STOP_GRACE, nothing left ----
-AGENT_LAST=$(pvc_status app vol)
 agent_start CAIRN_METRICS_PORT="$MPORT" POD_NAME=cairn-agent-x1 CAIRN_STOP_GRACE=1
 agent_request app vol
 JOB=$(wait_job 11)
