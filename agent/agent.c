@@ -84,6 +84,8 @@ struct agent {
     struct vs_pending *pend; /* scheduler thread only: VolumeSnapshot deletions to retry */
     size_t n_pend;
     int pend_full_logged;
+    int copy_gc_due;         /* scheduler thread: leftovers of CSI copies to delete */
+    int64_t copy_gc_next_ns;
 };
 
 /* ---- logging ---- */
@@ -791,7 +793,7 @@ static void run_backup(struct agent *a, const struct pvc_entry *e, const char *p
             /* quiesce, snapshot, copy, clean up: agent/snapshot.c */
             struct cairn_snap_job sj = {a->repo, a->kube, &a->snap, p, e->ns, e->name, pv,
                                         e->m[0].pod, a->cfg->node, host_path, &bo, snap_log, a,
-                                        job_quiesced, &j};
+                                        job_quiesced, &j, &a->copy_gc_due};
             rc = extra ? cairn_snap_run(&sj, &res, &err)
                        : cairn_error(&err, CAIRN_FATAL, "out of memory");
         }
@@ -1050,6 +1052,42 @@ static void refresh_archive_metrics(struct agent *a)
     free(t);
 }
 
+/* ---- leftovers of CSI copies (agent/csi_copy.h): at start, and after a
+ * temporary object could not be deleted; a failing GC is retried every
+ * COPY_GC_RETRY_S, a forbidden one (RBAC of an older install, no copies
+ * made) only after the next copy's failure. ---- */
+
+#define COPY_GC_RETRY_S 300
+
+static void copy_log(void *arg, int warn, const char *msg)
+{
+    alog(arg, warn ? CAIRN_LOG_WARN : CAIRN_LOG_INFO, "csi copy: %s", msg);
+}
+
+static void copy_gc(struct agent *a)
+{
+    cairn_err err;
+    size_t n = 0;
+    int64_t now = cairn_now_ns();
+    if (!a->copy_gc_due || now < a->copy_gc_next_ns || *a->stop)
+        return;
+    if (cairn_copy_gc(a->kube, a->repo, a->cfg->node, copy_log, a, &n, &err) == CAIRN_OK) {
+        a->copy_gc_due = 0;
+        if (n)
+            alog(a, CAIRN_LOG_INFO, "csi copy: %zu leftover objects deleted", n);
+        return;
+    }
+    if (cairn_kube_last_status(a->kube) == 403) {
+        a->copy_gc_due = 0;
+        alog(a, CAIRN_LOG_INFO, "csi copy: leftovers of earlier copies not looked for: %s",
+             err.msg);
+        return;
+    }
+    a->copy_gc_next_ns = now + COPY_GC_RETRY_S * NS_PER_S;
+    alog(a, CAIRN_LOG_WARN, "csi copy: leftovers of earlier copies: %s (next try in %d s)",
+         err.msg, COPY_GC_RETRY_S);
+}
+
 static void prune_report(void *arg, const char *line)
 {
     alog(arg, CAIRN_LOG_DEBUG, "prune: %s", line);
@@ -1204,8 +1242,10 @@ int cairn_agent_run(cairn_repo *repo, const struct cairn_agent_config *cfg,
         alog(&a, CAIRN_LOG_INFO, "prune every %lld s (packs younger than %lld s are kept); %s",
              (long long)cfg->prune_interval_s, (long long)cfg->prune_grace_s,
              last_prune ? "the last prune's time is known" : "no prune recorded on this node");
+    a.copy_gc_due = 1; /* an agent stopped in the middle of a copy left them */
     while (!*stop) {
         int64_t until;
+        copy_gc(&a);
         tick(&a);
         if (*stop)
             break;

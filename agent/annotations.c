@@ -8,12 +8,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define N_PARTS 9
+#define N_PARTS 10
 
 static const char *const part_keys[N_PARTS] = {
     "cairn.io/schedule",      "cairn.io/retention",          "cairn.io/quiesce",
     "cairn.io/snapshot",      "cairn.io/snapshot-class",     "cairn.io/credentials-secret",
     "cairn.io/exclude",       "cairn.io/backup-requested-at", "cairn.io/delete-volume-snapshots",
+    "cairn.io/csi-copy",
 };
 
 /* Written by the agent itself: known, not policy. */
@@ -22,6 +23,7 @@ static const char *const own_keys[] = {"cairn.io/last-backup", "cairn.io/last-st
 static const char *const quiesce_names[] = {"none", "fsfreeze", "postgres", "mysql"};
 static const char *const snapshot_names[] = {"file", "btrfs", "csi", "exec"};
 static const char *const bool_names[] = {"true", "false"};
+static const char *const copy_names[] = {"false", "true", "keep"}; /* enum cairn_csi_copy */
 
 const char *cairn_quiesce_name(enum cairn_quiesce q)
 {
@@ -30,6 +32,16 @@ const char *cairn_quiesce_name(enum cairn_quiesce q)
     case CAIRN_QUIESCE_FSFREEZE: return "fsfreeze";
     case CAIRN_QUIESCE_POSTGRES: return "postgres";
     case CAIRN_QUIESCE_MYSQL: return "mysql";
+    }
+    return "?";
+}
+
+const char *cairn_csi_copy_name(enum cairn_csi_copy c)
+{
+    switch (c) {
+    case CAIRN_CSI_COPY_OFF: return "false";
+    case CAIRN_CSI_COPY_ON: return "true";
+    case CAIRN_CSI_COPY_KEEP: return "keep";
     }
     return "?";
 }
@@ -342,7 +354,7 @@ int cairn_pvc_policy_parse(const struct cairn_annotation *annots, size_t n,
             add_problem(p, CAIRN_ANN_WARNING, 0, key,
                         "unknown annotation '%s' is ignored (known: cairn.io/schedule, "
                         "retention, quiesce, snapshot, snapshot-class, credentials-secret, "
-                        "exclude, backup-requested-at, delete-volume-snapshots)",
+                        "exclude, backup-requested-at, delete-volume-snapshots, csi-copy)",
                         shown(key, q, sizeof q));
     }
 
@@ -433,6 +445,12 @@ int cairn_pvc_policy_parse(const struct cairn_annotation *annots, size_t n,
                    "boolean", &v);
         p->keep_volume_snapshots = v == 1;
     }
+    if (val[9]) {
+        v = 0;
+        parse_enum(p, CAIRN_ANN_CSI_COPY, part_keys[9], val[9], copy_names, 3, "csi-copy mode",
+                   &v);
+        p->csi_copy = (enum cairn_csi_copy)v;
+    }
     /* Parts not usable are reset to their defaults, so nobody acts on half a
      * value by mistake. */
     if (!(p->valid & CAIRN_ANN_SCHEDULE))
@@ -443,6 +461,8 @@ int cairn_pvc_policy_parse(const struct cairn_annotation *annots, size_t n,
         p->snapshot = CAIRN_SNAPSHOT_FILE;
         p->snapshot_exec[0] = 0;
     }
+    if (!(p->valid & CAIRN_ANN_CSI_COPY))
+        p->csi_copy = CAIRN_CSI_COPY_OFF;
 
     /* Combinations, only between parts that are valid on their own. */
     {
@@ -472,6 +492,15 @@ int cairn_pvc_policy_parse(const struct cairn_annotation *annots, size_t n,
                         "%s '%s' is ignored: only cairn.io/snapshot 'csi' uses it "
                         "(snapshot is '%s')",
                         part_keys[4], p->snapshot_class, cairn_snapshot_kind_name(p->snapshot));
+        if ((ok & CAIRN_ANN_SNAPSHOT) && (ok & CAIRN_ANN_CSI_COPY) &&
+            p->snapshot != CAIRN_SNAPSHOT_CSI && p->csi_copy != CAIRN_CSI_COPY_OFF) {
+            add_problem(p, CAIRN_ANN_WARNING, CAIRN_ANN_CSI_COPY, part_keys[9],
+                        "%s '%s' is ignored: only cairn.io/snapshot 'csi' makes a "
+                        "VolumeSnapshot to copy (snapshot is '%s')",
+                        part_keys[9], copy_names[p->csi_copy],
+                        cairn_snapshot_kind_name(p->snapshot));
+            p->csi_copy = CAIRN_CSI_COPY_OFF;
+        }
         if ((ok & CAIRN_ANN_QUIESCE) && (ok & CAIRN_ANN_SNAPSHOT) &&
             p->quiesce == CAIRN_QUIESCE_FSFREEZE && p->snapshot == CAIRN_SNAPSHOT_FILE) {
             add_problem(p, CAIRN_ANN_ERROR, CAIRN_ANN_QUIESCE, part_keys[2],
@@ -524,7 +553,8 @@ void cairn_pvc_policy_clear(struct cairn_pvc_policy *p)
 int cairn_pvc_policy_can_backup(const struct cairn_pvc_policy *p)
 {
     unsigned need = CAIRN_ANN_SCHEDULE | CAIRN_ANN_QUIESCE | CAIRN_ANN_SNAPSHOT |
-                    CAIRN_ANN_SNAPSHOT_CLASS | CAIRN_ANN_CREDENTIALS | CAIRN_ANN_EXCLUDE;
+                    CAIRN_ANN_SNAPSHOT_CLASS | CAIRN_ANN_CREDENTIALS | CAIRN_ANN_EXCLUDE |
+                    CAIRN_ANN_CSI_COPY;
     return (p->valid & need) == need;
 }
 

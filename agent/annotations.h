@@ -12,6 +12,10 @@
  *   cairn.io/delete-volume-snapshots  true|false: retention deletes the
  *                                 VolumeSnapshots of the records it forgets
  *                                 default: true
+ *   cairn.io/csi-copy             false|true|keep (csi only): copy the
+ *                                 VolumeSnapshot's data into the repository
+ *                                 (agent/csi_copy.h); keep: and keep it
+ *                                 default: false
  * and, written by the agent itself and ignored here: cairn.io/last-backup,
  * cairn.io/last-status. Any other cairn.io/ key is a warning (a typo, most
  * likely); keys outside cairn.io/ are not ours and are skipped.
@@ -62,13 +66,19 @@ enum cairn_ann_part {
     CAIRN_ANN_EXCLUDE = 1u << 6,
     CAIRN_ANN_REQUESTED_AT = 1u << 7,
     CAIRN_ANN_DELETE_VS = 1u << 8,
+    CAIRN_ANN_CSI_COPY = 1u << 9,
 };
-#define CAIRN_ANN_ALL 0x1ffu
+#define CAIRN_ANN_ALL 0x3ffu
 
 enum cairn_quiesce { CAIRN_QUIESCE_NONE, CAIRN_QUIESCE_FSFREEZE, CAIRN_QUIESCE_POSTGRES,
                      CAIRN_QUIESCE_MYSQL };
 enum cairn_snapshot_kind { CAIRN_SNAPSHOT_FILE, CAIRN_SNAPSHOT_BTRFS, CAIRN_SNAPSHOT_CSI,
                            CAIRN_SNAPSHOT_EXEC };
+
+/* cairn.io/csi-copy: the VolumeSnapshot stays the backup (OFF: a reference
+ * record), or its data is copied into the repository and the VolumeSnapshot
+ * deleted (ON) or kept (KEEP, and the copy's record references it). */
+enum cairn_csi_copy { CAIRN_CSI_COPY_OFF, CAIRN_CSI_COPY_ON, CAIRN_CSI_COPY_KEEP };
 
 enum cairn_ann_severity {
     CAIRN_ANN_NOTE,    /* informational: a default is used */
@@ -97,6 +107,7 @@ struct cairn_pvc_policy {
     size_t n_exclude;
     int64_t requested_at_ns;           /* cairn.io/backup-requested-at; 0 = none */
     int keep_volume_snapshots;         /* cairn.io/delete-volume-snapshots: "false" */
+    enum cairn_csi_copy csi_copy;      /* cairn.io/csi-copy; OFF unless snapshot is csi */
     struct cairn_ann_problem problems[CAIRN_ANN_MAX_PROBLEMS];
     size_t n_problems;
     size_t n_dropped;                  /* problems beyond the cap (counted only) */
@@ -114,7 +125,7 @@ void cairn_pvc_policy_clear(struct cairn_pvc_policy *p);
 
 /* Whether the agent may run a backup of this PVC as asked: every part that
  * shapes the backup (schedule, quiesce, snapshot, snapshot-class,
- * credentials-secret, exclude) is valid. A bad part never falls back to a
+ * credentials-secret, exclude, csi-copy) is valid. A bad part never falls back to a
  * weaker method silently. */
 int cairn_pvc_policy_can_backup(const struct cairn_pvc_policy *p);
 /* Whether old snapshots may be forgotten: a retention annotation is present,
@@ -125,6 +136,7 @@ int cairn_pvc_policy_can_prune(const struct cairn_pvc_policy *p);
 
 const char *cairn_quiesce_name(enum cairn_quiesce q);
 const char *cairn_snapshot_kind_name(enum cairn_snapshot_kind k);
+const char *cairn_csi_copy_name(enum cairn_csi_copy c);
 
 /* Whether s is a DNS-1123 subdomain (lower-case alphanumerics, '-' and '.',
  * labels start and end alphanumeric, at most 253 bytes) — the rule for

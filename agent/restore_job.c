@@ -84,14 +84,120 @@ static json_t *env_value(const char *name, const char *value)
     return json_pack("{s:s,s:s}", "name", name, "value", value);
 }
 
-int cairn_restore_job_build(const struct cairn_restore_job_spec *s, json_t **out,
-                            cairn_err *err)
+int cairn_k8s_job_build(const struct cairn_k8s_job_spec *s, json_t **out, cairn_err *err)
 {
     const char *secret = s->repo_secret ? s->repo_secret : CAIRN_RESTORE_SECRET;
     const char *cm = s->config_map ? s->config_map : CAIRN_RESTORE_CONFIGMAP;
+    json_t *job, *env, *container, *spec, *args, *caps, *md, *mount, *claim;
+    size_t i;
+
+    *out = NULL;
+    if (!cairn_k8s_label_ok(s->ns, 63))
+        return cairn_error(err, CAIRN_FAILED, "namespace '%.80s' is not a valid namespace name",
+                           s->ns ? s->ns : "");
+    if (!cairn_k8s_subdomain_ok(s->claim))
+        return cairn_error(err, CAIRN_FAILED, "PVC name '%.80s' is not a valid name",
+                           s->claim ? s->claim : "");
+    if (!cairn_k8s_subdomain_ok(secret))
+        return cairn_error(err, CAIRN_FAILED, "Secret name '%.80s' is not a valid name", secret);
+    if (!cairn_k8s_subdomain_ok(cm))
+        return cairn_error(err, CAIRN_FAILED, "ConfigMap name '%.80s' is not a valid name", cm);
+    if (!s->image || !*s->image || strlen(s->image) > 512 || strpbrk(s->image, " \t\n"))
+        return cairn_error(err, CAIRN_FAILED, "image '%.80s' is not a container image name",
+                           s->image ? s->image : "");
+    if (s->deadline_s < 0)
+        return cairn_error(err, CAIRN_FAILED, "the Job's deadline must not be negative");
+    if ((!s->name) == (!s->generate_name) || !s->container || !s->mount || !s->labels)
+        return cairn_error(err, CAIRN_FAILED, "a Job needs exactly one of name and generateName, "
+                           "a container name, a mount path and labels");
+
+    args = json_array();
+    caps = json_array();
+    for (i = 0; args && i < s->n_args; i++)
+        json_array_append_new(args, json_string(s->args[i]));
+    for (i = 0; caps && i < s->n_caps; i++)
+        json_array_append_new(caps, json_string(s->caps[i]));
+    env = json_pack("[{s:s,s:{s:{s:s,s:s}}},o,o,o,o]", "name", "CAIRN_REPO", "valueFrom",
+                    "secretKeyRef", "name", secret, "key", "CAIRN_REPO",
+                    env_value("AWS_ACCESS_KEY_ID_FILE", SECRET_DIR "/AWS_ACCESS_KEY_ID"),
+                    env_value("AWS_SECRET_ACCESS_KEY_FILE", SECRET_DIR "/AWS_SECRET_ACCESS_KEY"),
+                    env_value("CAIRN_PASSWORD_FILE", SECRET_DIR "/CAIRN_PASSWORD"),
+                    env_value("CAIRN_CATALOG", STATE_DIR "/catalog.db"));
+    mount = json_pack("{s:s,s:s}", "name", s->volume, "mountPath", s->mount);
+    if (mount && s->read_only)
+        json_object_set_new(mount, "readOnly", json_true());
+    container = args && caps && env && mount ? json_pack(
+        "{s:s,s:s,s:s,s:o,s:[{s:{s:s,s:b}}],s:o,"
+        "s:[o,{s:s,s:s,s:b},{s:s,s:s},{s:s,s:s}],"
+        "s:{s:{s:s,s:s},s:{s:s,s:s}},"
+        "s:{s:b,s:b,s:{s:[s],s:o}}}",
+        "name", s->container, "image", s->image, "imagePullPolicy", "IfNotPresent", "args",
+        args, "envFrom", "configMapRef", "name", cm, "optional", 1, "env", env, "volumeMounts",
+        mount, "name", "repository-secret", "mountPath", SECRET_DIR, "readOnly", 1, "name",
+        "cairn-state", "mountPath", STATE_DIR, "name", "tmp", "mountPath", "/tmp", "resources",
+        "requests", "cpu", s->cpu_request, "memory", s->memory_request, "limits", "cpu",
+        s->cpu_limit, "memory", s->memory_limit, "securityContext", "allowPrivilegeEscalation",
+        0, "readOnlyRootFilesystem", 1, "capabilities", "drop", "ALL", "add", caps)
+        : NULL;
+    if (!container) {
+        if (!args || !caps || !env || !mount) {
+            json_decref(args);
+            json_decref(caps);
+            json_decref(env);
+            json_decref(mount);
+        }
+        return cairn_error(err, CAIRN_FATAL, "out of memory");
+    }
+    claim = json_pack("{s:s}", "claimName", s->claim);
+    if (claim && s->read_only)
+        json_object_set_new(claim, "readOnly", json_true());
+    spec = claim ? json_pack("{s:i,s:i,s:{s:{s:O},s:{s:s,s:b,s:[o],s:[{s:s,s:o},"
+                             "{s:s,s:{s:s,s:i}},{s:s,s:{}},{s:s,s:{s:s}}]}}}",
+                             "backoffLimit", 0, "ttlSecondsAfterFinished", (int)s->ttl_s,
+                             "template", "metadata", "labels", s->labels, "spec",
+                             "restartPolicy", "Never", "automountServiceAccountToken", 0,
+                             "containers", container, "volumes", "name", s->volume,
+                             "persistentVolumeClaim", claim, "name", "repository-secret",
+                             "secret", "secretName", secret, "defaultMode", 0400, "name",
+                             "cairn-state", "emptyDir", "name", "tmp", "emptyDir", "sizeLimit",
+                             "64Mi")
+                 : NULL;
+    if (!claim)
+        json_decref(container);
+    if (spec) /* the baseline Pod Security Standard, and the runtime's seccomp filter */
+        json_object_set_new(json_object_get(json_object_get(spec, "template"), "spec"),
+                            "securityContext",
+                            json_pack("{s:{s:s}}", "seccompProfile", "type", "RuntimeDefault"));
+    if (spec && s->deadline_s > 0)
+        json_object_set_new(spec, "activeDeadlineSeconds", json_integer(s->deadline_s));
+    md = spec ? json_pack("{s:s,s:s,s:O}", s->name ? "name" : "generateName",
+                          s->name ? s->name : s->generate_name, "namespace", s->ns, "labels",
+                          s->labels)
+              : NULL;
+    if (md && s->annotations)
+        json_object_set(md, "annotations", s->annotations);
+    job = md ? json_pack("{s:s,s:s,s:o,s:o}", "apiVersion", "batch/v1", "kind", "Job",
+                         "metadata", md, "spec", spec)
+             : NULL;
+    if (!job) {
+        if (!md)
+            json_decref(spec);
+        return cairn_error(err, CAIRN_FATAL, "out of memory");
+    }
+    *out = job;
+    return CAIRN_OK;
+}
+
+int cairn_restore_job_build(const struct cairn_restore_job_spec *s, json_t **out,
+                            cairn_err *err)
+{
+    static const char *const caps[] = {"CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID"};
+    struct cairn_k8s_job_spec js;
+    const char *args[5];
     char prefix[64];
-    json_t *job, *env, *container, *spec;
+    json_t *lab, *ann;
     size_t n;
+    int rc;
 
     *out = NULL;
     if (!s->snapshot || !*s->snapshot || strlen(s->snapshot) > CAIRN_HEX_LEN ||
@@ -107,15 +213,6 @@ int cairn_restore_job_build(const struct cairn_restore_job_spec *s, json_t **out
     if (!cairn_k8s_subdomain_ok(s->pvc))
         return cairn_error(err, CAIRN_FAILED, "PVC name '%.80s' is not a valid name",
                            s->pvc ? s->pvc : "");
-    if (!cairn_k8s_subdomain_ok(secret))
-        return cairn_error(err, CAIRN_FAILED, "Secret name '%.80s' is not a valid name", secret);
-    if (!cairn_k8s_subdomain_ok(cm))
-        return cairn_error(err, CAIRN_FAILED, "ConfigMap name '%.80s' is not a valid name", cm);
-    if (!s->image || !*s->image || strlen(s->image) > 512 || strpbrk(s->image, " \t\n"))
-        return cairn_error(err, CAIRN_FAILED, "image '%.80s' is not a container image name",
-                           s->image ? s->image : "");
-    if (s->deadline_s < 0)
-        return cairn_error(err, CAIRN_FAILED, "the Job's deadline must not be negative");
 
     /* Job names end up in the job-name label of its pods: at most 63 characters,
      * of which generateName's random suffix takes 5. */
@@ -131,52 +228,38 @@ int cairn_restore_job_build(const struct cairn_restore_job_spec *s, json_t **out
             prefix[n] = '-';
     strncat(prefix, "-", sizeof prefix - strlen(prefix) - 1);
 
-    env = json_pack("[{s:s,s:{s:{s:s,s:s}}},o,o,o,o]", "name", "CAIRN_REPO", "valueFrom",
-                    "secretKeyRef", "name", secret, "key", "CAIRN_REPO",
-                    env_value("AWS_ACCESS_KEY_ID_FILE", SECRET_DIR "/AWS_ACCESS_KEY_ID"),
-                    env_value("AWS_SECRET_ACCESS_KEY_FILE", SECRET_DIR "/AWS_SECRET_ACCESS_KEY"),
-                    env_value("CAIRN_PASSWORD_FILE", SECRET_DIR "/CAIRN_PASSWORD"),
-                    env_value("CAIRN_CATALOG", STATE_DIR "/catalog.db"));
-    container = json_pack(
-        "{s:s,s:s,s:s,s:[s,s,s,s,s],s:[{s:{s:s,s:b}}],s:o,"
-        "s:[{s:s,s:s},{s:s,s:s,s:b},{s:s,s:s},{s:s,s:s}],"
-        "s:{s:{s:s,s:s},s:{s:s,s:s}},"
-        "s:{s:b,s:b,s:{s:[s],s:[s,s,s,s]}}}",
-        "name", "restore", "image", s->image, "imagePullPolicy", "IfNotPresent", "args",
-        "restore", s->snapshot, "--target", CAIRN_RESTORE_MOUNT, "--overwrite", "envFrom",
-        "configMapRef", "name", cm, "optional", 1, "env", env, "volumeMounts", "name", "target", "mountPath",
-        CAIRN_RESTORE_MOUNT, "name", "repository-secret", "mountPath", SECRET_DIR, "readOnly",
-        1, "name", "cairn-state", "mountPath", STATE_DIR, "name", "tmp", "mountPath", "/tmp",
-        "resources", "requests", "cpu", "100m", "memory", "64Mi", "limits", "cpu", "1",
-        "memory", "256Mi", "securityContext", "allowPrivilegeEscalation", 0,
-        "readOnlyRootFilesystem", 1, "capabilities", "drop", "ALL", "add", "CHOWN",
-        "DAC_OVERRIDE", "FOWNER", "FSETID");
-    if (!container)
-        return cairn_error(err, CAIRN_FATAL, "out of memory");
-    spec = json_pack("{s:i,s:i,s:{s:{s:o},s:{s:s,s:b,s:[o],s:[{s:s,s:{s:s}},"
-                     "{s:s,s:{s:s,s:i}},{s:s,s:{}},{s:s,s:{s:s}}]}}}",
-                     "backoffLimit", 0, "ttlSecondsAfterFinished", 7 * 86400, "template",
-                     "metadata", "labels", labels(s->pvc), "spec", "restartPolicy", "Never",
-                     "automountServiceAccountToken", 0, "containers", container, "volumes",
-                     "name", "target", "persistentVolumeClaim", "claimName", s->pvc, "name",
-                     "repository-secret", "secret", "secretName", secret, "defaultMode", 0400,
-                     "name", "cairn-state", "emptyDir", "name", "tmp", "emptyDir",
-                     "sizeLimit", "64Mi");
-    if (spec) /* the baseline Pod Security Standard, and the runtime's seccomp filter */
-        json_object_set_new(json_object_get(json_object_get(spec, "template"), "spec"),
-                            "securityContext",
-                            json_pack("{s:{s:s}}", "seccompProfile", "type", "RuntimeDefault"));
-    if (spec && s->deadline_s > 0)
-        json_object_set_new(spec, "activeDeadlineSeconds", json_integer(s->deadline_s));
-    job = spec ? json_pack("{s:s,s:s,s:{s:s,s:s,s:o,s:{s:s}},s:o}", "apiVersion", "batch/v1",
-                           "kind", "Job", "metadata", "generateName", prefix, "namespace",
-                           s->ns, "labels", labels(s->pvc), "annotations", "cairn.io/snapshot",
-                           s->snapshot, "spec", spec)
-               : NULL;
-    if (!job)
-        return cairn_error(err, CAIRN_FATAL, "out of memory");
-    *out = job;
-    return CAIRN_OK;
+    args[0] = "restore";
+    args[1] = s->snapshot;
+    args[2] = "--target";
+    args[3] = CAIRN_RESTORE_MOUNT;
+    args[4] = "--overwrite";
+    memset(&js, 0, sizeof js);
+    js.ns = s->ns;
+    js.generate_name = prefix;
+    js.container = "restore";
+    js.image = s->image;
+    js.args = args;
+    js.n_args = 5;
+    js.volume = "target";
+    js.claim = s->pvc;
+    js.mount = CAIRN_RESTORE_MOUNT;
+    js.caps = caps;
+    js.n_caps = 4;
+    js.repo_secret = s->repo_secret;
+    js.config_map = s->config_map;
+    js.labels = lab = labels(s->pvc);
+    js.annotations = ann = json_pack("{s:s}", "cairn.io/snapshot", s->snapshot);
+    js.deadline_s = s->deadline_s;
+    js.ttl_s = 7 * 86400;
+    js.cpu_request = "100m";
+    js.memory_request = "64Mi";
+    js.cpu_limit = "1";
+    js.memory_limit = "256Mi";
+    rc = lab && ann ? cairn_k8s_job_build(&js, out, err)
+                    : cairn_error(err, CAIRN_FATAL, "out of memory");
+    json_decref(lab);
+    json_decref(ann);
+    return rc;
 }
 
 int cairn_restore_pvc_build(const char *ns, const char *name, const char *size,

@@ -49,6 +49,38 @@ int cairn_k8s_subdomain_ok(const char *s);
  * fraction and an optional suffix Ki Mi Gi Ti Pi Ei k M G T P E ("10Gi"). */
 int cairn_k8s_quantity_ok(const char *s);
 
+/* The shape every Job of Cairn shares (restore-pvc's restore, the agent's
+ * CSI copy, agent/csi_copy.h): one container running the cairn image with
+ * args, the repository wired as above (CAIRN_REPO from the Secret's key, the
+ * Secret's files at /etc/cairn/secret, the ConfigMap as envFrom, a catalog on
+ * an emptyDir), one PVC mounted at mount, backoffLimit 0, restartPolicy
+ * Never, no ServiceAccount token, all capabilities dropped but caps, seccomp
+ * RuntimeDefault, read-only root filesystem. labels go to the Job and its
+ * pod template, annotations (may be NULL) to the Job; both borrowed. */
+struct cairn_k8s_job_spec {
+    const char *ns;
+    const char *name;           /* metadata.name, or */
+    const char *generate_name;  /* metadata.generateName (exactly one of them) */
+    const char *container;      /* the container's name */
+    const char *image;
+    const char *const *args;    /* the container's args (the image's entrypoint is cairn) */
+    size_t n_args;
+    const char *volume;         /* the volume's name in the pod */
+    const char *claim;          /* the PVC mounted */
+    const char *mount;          /* at this path */
+    int read_only;              /* mounted (and claimed) read-only */
+    const char *const *caps;    /* capabilities added */
+    size_t n_caps;
+    const char *repo_secret;    /* NULL: CAIRN_RESTORE_SECRET */
+    const char *config_map;     /* NULL: CAIRN_RESTORE_CONFIGMAP */
+    json_t *labels;
+    json_t *annotations;
+    int64_t deadline_s;         /* spec.activeDeadlineSeconds; 0: none */
+    int64_t ttl_s;              /* spec.ttlSecondsAfterFinished */
+    const char *cpu_request, *memory_request, *cpu_limit, *memory_limit;
+};
+int cairn_k8s_job_build(const struct cairn_k8s_job_spec *s, json_t **out, cairn_err *err);
+
 /* The Job (metadata.generateName "cairn-restore-<pvc>-", labels naming the
  * PVC, annotation cairn.io/snapshot; backoffLimit 0, restartPolicy Never).
  * CAIRN_FAILED with a message naming the bad field. */

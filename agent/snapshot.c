@@ -76,7 +76,8 @@ int cairn_snap_config_from_env(struct cairn_snap_config *c, cairn_err *err)
         (rc = env_ms("CAIRN_CSI_READY_TIMEOUT", 600000, &c->csi_ready_timeout_ms, err)) !=
             CAIRN_OK ||
         (rc = env_ms("CAIRN_QUIESCE_WARN", 10000, &c->quiesce_warn_ms, err)) != CAIRN_OK ||
-        (rc = env_ms("CAIRN_RELEASE_TIMEOUT", 120000, &c->release_timeout_ms, err)) != CAIRN_OK)
+        (rc = env_ms("CAIRN_RELEASE_TIMEOUT", 120000, &c->release_timeout_ms, err)) != CAIRN_OK ||
+        (rc = cairn_copy_config_from_env(&c->copy, err)) != CAIRN_OK)
         return rc;
     c->poll_ms = 1000;
     if (poll && *poll) {
@@ -105,7 +106,15 @@ static const char *exec_command(const char *name, char *var, size_t varlen)
 int cairn_snap_plan_check(const struct cairn_pvc_policy *p, const struct cairn_snap_config *c,
                           char *msg, size_t msglen)
 {
-    (void)c;
+    if (p->snapshot == CAIRN_SNAPSHOT_CSI && p->csi_copy != CAIRN_CSI_COPY_OFF &&
+        !c->copy.image[0] && (!c->copy.pod_ns[0] || !c->copy.pod_name[0])) {
+        snprintf(msg, msglen,
+                 "cairn.io/csi-copy '%s': the agent does not know the image for its copy Job "
+                 "(the platform team sets CAIRN_COPY_IMAGE, or POD_NAME and POD_NAMESPACE as "
+                 "daemonset/daemonset.yaml does): no backup taken",
+                 cairn_csi_copy_name(p->csi_copy));
+        return -1;
+    }
     if (p->quiesce == CAIRN_QUIESCE_MYSQL && p->snapshot == CAIRN_SNAPSHOT_FILE) {
         snprintf(msg, msglen,
                  "cairn.io/quiesce 'mysql' needs an atomic snapshot (cairn.io/snapshot 'btrfs', "
@@ -709,8 +718,10 @@ int cairn_snap_vs_release(cairn_kube *k, const json_t *man, enum cairn_vs_outcom
 
     *out = CAIRN_VS_NONE;
     what[0] = 0;
-    if (!method || strcmp(method, "csi") != 0 || !data || strcmp(data, "reference") != 0 ||
-        !name)
+    if (!method || strcmp(method, "csi") != 0 || !data || !name ||
+        (strcmp(data, "reference") != 0 &&
+         !(strcmp(data, "files") == 0 &&
+           json_is_true(json_object_get(json_object_get(s, "copy"), "volume_snapshot_kept")))))
         return CAIRN_OK;
     snprintf(what, whatlen, "'%.64s/%.253s'", ns ? ns : "?", name);
     if (!ns || !cairn_dns1123_subdomain(ns) || !cairn_dns1123_subdomain(name)) {
@@ -792,6 +803,10 @@ static int vs_create(const struct cairn_snap_job *j, char *name, size_t namelen,
                      name, "namespace", j->ns, "labels", "app.kubernetes.io/managed-by", "cairn",
                      "annotations", "cairn.io/pvc", j->pvc, "cairn.io/node", j->node, "spec",
                      spec);
+    if (body && j->policy->csi_copy != CAIRN_CSI_COPY_OFF) /* leftovers: cairn_copy_gc() */
+        json_object_set_new(json_object_get(json_object_get(body, "metadata"), "annotations"),
+                            "cairn.io/csi-copy",
+                            json_string(cairn_csi_copy_name(j->policy->csi_copy)));
     if (!body || !(txt = json_dumps(body, JSON_COMPACT))) {
         json_decref(body);
         return cairn_error(err, CAIRN_FATAL, "out of memory");
@@ -846,6 +861,11 @@ static int vs_wait(const struct cairn_snap_job *j, const char *name, enum vs_wan
                                name);
         sleep_ms(j->cfg->poll_ms);
     }
+}
+
+static void copy_log(void *arg, int warn, const char *msg)
+{
+    jlog(arg, warn ? CAIRN_SNAP_LOG_WARN : CAIRN_SNAP_LOG_INFO, "%s", msg);
 }
 
 /* ---- the job ---- */
@@ -964,7 +984,7 @@ int cairn_snap_run(const struct cairn_snap_job *j, struct cairn_backup_result *r
     const char *paths[1], *const *user_x = bo->excludes;
     char **xs = NULL;
     size_t n_user_x = bo->n_excludes, n_xs = 0, i;
-    int rc = CAIRN_OK, frozen = 0, reference = 0;
+    int rc = CAIRN_OK, frozen = 0, reference = 0, copy = 0;
     int64_t t_freeze = 0;
     json_int_t frozen_ms;
 
@@ -1178,7 +1198,10 @@ int cairn_snap_run(const struct cairn_snap_job *j, struct cairn_backup_result *r
             }
             json_decref(c);
         }
-        reference = 1;
+        if (p->csi_copy != CAIRN_CSI_COPY_OFF)
+            copy = 1;   /* a Job copies the data (csi_copy.h) */
+        else
+            reference = 1;
         break;
     }
     }
@@ -1219,6 +1242,37 @@ int cairn_snap_run(const struct cairn_snap_job *j, struct cairn_backup_result *r
     bo->consistency = consistency_of(p, frozen);
     bo->before_manifest = stop_in_hook;
     bo->before_manifest_arg = &run;
+    if (copy) {
+        struct cairn_copy_job cj;
+        memset(&cj, 0, sizeof cj);
+        cj.repo = j->repo;
+        cj.kube = j->kube;
+        cj.cfg = &j->cfg->copy;
+        cj.poll_ms = j->cfg->poll_ms;
+        cj.ns = j->ns;
+        cj.pvc = j->pvc;
+        cj.node = j->node;
+        cj.volume_snapshot = vsname;
+        cj.vs = vs;
+        cj.mode = p->csi_copy;
+        cj.subdir = pgrel;
+        cj.source = bo->source;
+        cj.consistency = bo->consistency;
+        cj.excludes = bo->excludes;
+        cj.n_excludes = bo->n_excludes;
+        cj.extra = bo->extra;
+        cj.cancel = bo->cancel;
+        cj.cancel_arg = bo->cancel_arg;
+        cj.log = copy_log;
+        cj.log_arg = (void *)j;
+        cj.leftovers = j->copy_leftovers;
+        jlog(j, CAIRN_SNAP_LOG_INFO, "pvc %s/%s: copying VolumeSnapshot '%s' into the "
+             "repository (cairn.io/csi-copy '%s', quiesce %s, %s)", j->ns, j->pvc, vsname,
+             cairn_csi_copy_name(p->csi_copy), cairn_quiesce_name(p->quiesce),
+             bo->consistency);
+        rc = cairn_copy_run(&cj, res, err);
+        goto out;
+    }
     jlog(j, CAIRN_SNAP_LOG_INFO, "pvc %s/%s: backing up '%s' (snapshot %s, quiesce %s, %s)",
          j->ns, j->pvc, reference ? "(a reference: no files)" : readp,
          cairn_snapshot_kind_name(p->snapshot), cairn_quiesce_name(p->quiesce),
@@ -1246,6 +1300,16 @@ out:
     if (vsname[0] && rc != CAIRN_OK && vs_delete(j, vsname) == 0)
         jlog(j, CAIRN_SNAP_LOG_INFO, "pvc %s/%s: deleted the VolumeSnapshot '%s' of the failed "
              "job", j->ns, j->pvc, vsname);
+    else if (vsname[0] && rc != CAIRN_OK && copy && j->copy_leftovers)
+        *j->copy_leftovers = 1;
+    if (vsname[0] && rc == CAIRN_OK && copy && p->csi_copy == CAIRN_CSI_COPY_ON) {
+        /* copied: the data is in the repository, the storage snapshot goes */
+        if (vs_delete(j, vsname) == 0)
+            jlog(j, CAIRN_SNAP_LOG_INFO, "pvc %s/%s: deleted the VolumeSnapshot '%s' (copied "
+                 "into snapshot %.12s)", j->ns, j->pvc, vsname, res->id);
+        else if (j->copy_leftovers)
+            *j->copy_leftovers = 1;
+    }
     if (outfile[0])
         unlink(outfile);
     json_decref(vs);

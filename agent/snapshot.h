@@ -22,8 +22,11 @@
  *          fsfreeze/postgres/mysql) only until status.creationTime is set,
  *          then waited for until readyToUse; the Cairn snapshot records its
  *          name, uid, content name and snapshotHandle ("data": "reference"):
- *          "crash", or "fs" when frozen. Copying its data
- *          out (a data-mover Job) is not done.
+ *          "crash", or "fs" when frozen. With cairn.io/csi-copy
+ *          "true" or "keep" its data is copied into the repository by a
+ *          Job (agent/csi_copy.h): the Cairn snapshot then holds the
+ *          files ("data": "files", "copy": {...}) and the VolumeSnapshot
+ *          is deleted ("true") or kept and referenced ("keep").
  *   postgres / mysql quiesce around any of them: "app".
  *
  * Database credentials come from the Secret named by
@@ -42,6 +45,7 @@
 
 #include "../engine/backup.h"
 #include "annotations.h"
+#include "csi_copy.h"
 #include "kube.h"
 
 struct cairn_snap_config {
@@ -52,6 +56,7 @@ struct cairn_snap_config {
     int64_t quiesce_warn_ms;       /* CAIRN_QUIESCE_WARN, default 10 s: a longer freeze or
                                       BACKUP STAGE hold is logged as a warning */
     int64_t release_timeout_ms;    /* CAIRN_RELEASE_TIMEOUT, default 2 min */
+    struct cairn_copy_config copy; /* cairn.io/csi-copy (csi_copy.h) */
 };
 
 /* Defaults, then the environment. Durations as cairn_parse_duration (a bare
@@ -86,6 +91,8 @@ struct cairn_snap_job {
      * monotonic duration. NULL: not reported. */
     void (*quiesced)(void *arg, enum cairn_quiesce method, double seconds);
     void *quiesced_arg;
+    int *copy_leftovers;           /* csi copy: set to 1 when a temporary object could
+                                      not be deleted (cairn_copy_gc() is due); may be NULL */
 };
 
 /* Runs the job. On CAIRN_OK res describes the snapshot; on error nothing is
@@ -96,7 +103,8 @@ int cairn_snap_run(const struct cairn_snap_job *j, struct cairn_backup_result *r
 
 /* ---- retention: the VolumeSnapshots the agent created ----
  * When retention forgets a Cairn snapshot whose manifest records a
- * VolumeSnapshot (method "csi", data "reference"), the agent deletes that
+ * VolumeSnapshot (method "csi", data "reference", or a copy that kept it:
+ * data "files" with copy.volume_snapshot_kept true), the agent deletes that
  * VolumeSnapshot first and forgets the record only once it is gone (see
  * docs/agent.md, "Retention of VolumeSnapshots"). Only objects Cairn created
  * are deleted: label app.kubernetes.io/managed-by=cairn, and the uid recorded

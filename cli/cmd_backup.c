@@ -5,13 +5,54 @@
 #include "../engine/backup.h"
 #include "cli.h"
 
+#define META_MAX (64u << 10)
+
+/* --meta: a JSON object whose sections are merged into the manifest. Only
+ * what the agent records about a Kubernetes backup (its data-mover Job,
+ * agent/csi_copy.h, passes them): nothing here can overwrite the fields the
+ * engine writes (id, tree, time, source, ...). NULL after printing the
+ * error. */
+static json_t *parse_meta(const char *text)
+{
+    static const char *const allowed[] = {"kubernetes", "snapshot", "postgres", "mysql"};
+    json_error_t je;
+    json_t *m, *v;
+    const char *key;
+    size_t i;
+    if (strlen(text) > META_MAX) {
+        cli_error("--meta is longer than %u bytes", META_MAX);
+        return NULL;
+    }
+    if (!(m = json_loads(text, JSON_REJECT_DUPLICATES, &je)) || !json_is_object(m)) {
+        cli_error("--meta is not a JSON object%s%s", m ? "" : ": ", m ? "" : je.text);
+        json_decref(m);
+        return NULL;
+    }
+    json_object_foreach(m, key, v) {
+        int ok = 0;
+        for (i = 0; i < sizeof allowed / sizeof *allowed; i++)
+            ok |= strcmp(key, allowed[i]) == 0;
+        if (!ok || !json_is_object(v)) {
+            if (ok)
+                cli_error("--meta: the section '%s' is not a JSON object", key);
+            else
+                cli_error("--meta: '%.64s' is not one of the sections kubernetes, snapshot, "
+                          "postgres, mysql", key);
+            json_decref(m);
+            return NULL;
+        }
+    }
+    return m;
+}
+
 int cmd_backup(struct cli *c, int argc, char **argv)
 {
     const char **tags = NULL, **excludes = NULL, *source = NULL;
     size_t ntags = 0, nexcl = 0;
     int force = 0, ignore_dev = 0, rc;
-    const char *workers = NULL, *stdin_name = NULL;
+    const char *workers = NULL, *stdin_name = NULL, *meta_text = NULL, *consistency = NULL;
     int use_stdin = 0;
+    json_t *meta = NULL;
     struct opt opts[] = {
         {"stdin", 0, 0, NULL, NULL, NULL, &use_stdin},
         {"stdin-filename", 1, 0, &stdin_name, NULL, NULL, NULL},
@@ -21,6 +62,8 @@ int cmd_backup(struct cli *c, int argc, char **argv)
         {"force", 0, 0, NULL, NULL, NULL, &force},
         {"ignore-device", 0, 0, NULL, NULL, NULL, &ignore_dev},
         {"workers", 1, 0, &workers, NULL, NULL, NULL},
+        {"meta", 1, 0, &meta_text, NULL, NULL, NULL},
+        {"consistency", 1, 0, &consistency, NULL, NULL, NULL},
         {NULL, 0, 0, NULL, NULL, NULL, NULL},
     };
     struct cairn_backup_opts bo;
@@ -30,6 +73,7 @@ int cmd_backup(struct cli *c, int argc, char **argv)
     rc = cli_parse(c, argc, argv, opts,
                    "cairn backup PATH... [--tag T]... [--source NAME] [--exclude GLOB]... "
                    "[--force] [--ignore-device] [--json]\n"
+                   "       [--consistency none|crash|fs|app] [--meta JSON]\n"
                    "       cairn backup --stdin [--stdin-filename NAME] [--tag T]... [--source NAME]");
     if (rc)
         goto out;
@@ -48,6 +92,16 @@ int cmd_backup(struct cli *c, int argc, char **argv)
         rc = EXIT_USAGE;
         goto out;
     }
+    if (consistency && strcmp(consistency, "none") != 0 && strcmp(consistency, "crash") != 0 &&
+        strcmp(consistency, "fs") != 0 && strcmp(consistency, "app") != 0) {
+        cli_error("--consistency '%.32s' is not none, crash, fs or app", consistency);
+        rc = EXIT_USAGE;
+        goto out;
+    }
+    if (meta_text && !(meta = parse_meta(meta_text))) {
+        rc = EXIT_USAGE;
+        goto out;
+    }
     if ((rc = cli_open_repo(c, &repo)) != 0)
         goto out;
     memset(&bo, 0, sizeof bo);
@@ -60,6 +114,8 @@ int cmd_backup(struct cli *c, int argc, char **argv)
     bo.n_excludes = nexcl;
     bo.force_read = force;
     bo.ignore_device = ignore_dev;
+    bo.consistency = consistency;
+    bo.extra = meta;
     if (use_stdin) {
         bo.stream_name = stdin_name ? stdin_name : "stdin";
         bo.stream_fd = 0;
@@ -107,6 +163,7 @@ int cmd_backup(struct cli *c, int argc, char **argv)
     rc = res.partial ? EXIT_PARTIAL : EXIT_OK;
 out:
     cairn_repo_free(repo);
+    json_decref(meta);
     free(tags);
     free(excludes);
     return rc;

@@ -33,7 +33,13 @@ stop_agent() { # sets ELAPSED (seconds from SIGTERM to exit) and RC_AGENT
 # ---- 1. abort at once ----
 agent_start CAIRN_STOP_GRACE=0 CAIRN_AGENT_WORKERS=1
 wait_for 30 "the backup of app/big to start" in_flight
-metrics | grep -qx 'cairn_jobs_in_flight 1' || fail "cairn_jobs_in_flight is not 1 during the backup"
+one_in_flight() { metrics >"$T/metrics.page" && grep -qx 'cairn_jobs_in_flight 1' "$T/metrics.page"; }
+if ! one_in_flight; then
+  # say what the page and the agent showed (CI failed here once, under load)
+  { echo "--- metrics:"; grep -E '^cairn_jobs_in_flight|^cairn_up|^cairn_ready' "$T/metrics.page" || cat "$T/metrics.page"
+    echo "--- agent log:"; tail -n 15 "$T/agent.err"; } >&2
+  fail "cairn_jobs_in_flight is not 1 during the backup"
+fi
 stop_agent
 check_no_crash "cairn agent" "$RC_AGENT" "$T/agent.err"
 [ "$RC_AGENT" -eq 0 ] || { tail -n 20 "$T/agent.err" >&2; fail "the agent exited $RC_AGENT after SIGTERM"; }

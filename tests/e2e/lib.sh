@@ -436,3 +436,22 @@ compare_trees() {
 
 # Sorted list of snapshot-relative paths under DIR, one per line.
 list_paths() { (cd "$1" && find . -mindepth 1 -printf '%P\n' | LC_ALL=C sort); }
+
+# validate_obj FILE: a Kubernetes object (JSON, YAML's subset) against the
+# Kubernetes schemas with tests/k8s/validate.js, when tests/k8s/node_modules
+# is installed (tests/e2e/k8s_manifests.sh runs 'npm ci'); else a note, once.
+_VALIDATE=
+validate_obj() {
+  local k8s=$CAIRN_SRC/tests/k8s
+  if [ -z "$_VALIDATE" ]; then
+    _VALIDATE=no
+    if command -v node >/dev/null 2>&1 && [ -d "$k8s/node_modules/kubernetes-models" ]; then
+      _VALIDATE=yes
+    else
+      note "tests/k8s/node_modules is not installed (tests/e2e/k8s_manifests.sh runs 'npm ci'): the schema validation of Kubernetes objects is skipped"
+    fi
+  fi
+  [ "$_VALIDATE" = yes ] || return 0
+  node "$k8s/validate.js" "$1" >"$T/validate.out" 2>&1 ||
+    { cat "$T/validate.out" >&2; fail "$(basename "$1") does not validate against the Kubernetes schemas"; }
+}

@@ -99,6 +99,9 @@ EOF
     { cat "$d/init.err" >&2; fail "$label: cairn init failed"; }
   mport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
   t0=$(date +%s.%N)
+  # the log exists before the loop reads it: the background shell may not have
+  # opened it yet (grep on a missing file made the loop end at once under load)
+  : >"$d/agent.err"
   # shellcheck disable=SC2086
   env CAIRN_REPO="$d/repo" CAIRN_CATALOG="$d/catalog.db" KUBECONFIG="$d/kubeconfig.json" \
     NODE_NAME=node-a POD_NAMESPACE=cairn-system CAIRN_KUBELET_PODS_DIR="$d/pods" \

@@ -10,7 +10,6 @@
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/lib_k8s.sh"
 
-K8S=$CAIRN_SRC/tests/k8s
 
 cairn_repo_init
 SRC=$T/src
@@ -28,18 +27,6 @@ for ns in app restore-ns; do
 done
 ctl POST pvc '{"apiVersion":"v1","kind":"PersistentVolumeClaim","metadata":{"name":"data","namespace":"app"},"spec":{"accessModes":["ReadWriteOnce"],"resources":{"requests":{"storage":"1Gi"}},"volumeName":"pv-1"},"status":{"phase":"Bound"}}' >/dev/null
 
-# The Kubernetes schema validator (as tests/e2e/k8s_manifests.sh installs it).
-VALIDATE=
-if command -v node >/dev/null 2>&1 && [ -d "$K8S/node_modules/kubernetes-models" ]; then
-  VALIDATE=1
-else
-  note "tests/k8s/node_modules is not installed (tests/e2e/k8s_manifests.sh runs 'npm ci'): the schema validation of the Job and PVC is skipped"
-fi
-validate_obj() { # FILE (JSON: YAML's subset)
-  [ -n "$VALIDATE" ] || return 0
-  node "$K8S/validate.js" "$1" >"$T/validate.out" 2>&1 ||
-    { cat "$T/validate.out" >&2; fail "$(basename "$1") does not validate against the Kubernetes schemas"; }
-}
 
 client_start() { # NAME ARGS...: restore-pvc in the background, output in $T/NAME.out/.err
   local name=$1

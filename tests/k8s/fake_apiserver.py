@@ -42,6 +42,13 @@ the calls the agent makes, nothing more:
   GET   /api/v1/namespaces/NS/pods?labelSelector=...    pods of one namespace
   GET   /api/v1/namespaces/NS/pods/NAME/log?container=C&tailLines=N   text/plain
   GET   /api/v1/namespaces/NAME                         a Namespace (labels; 404 NotFound)
+  DELETE /api/v1/namespaces/NS/persistentvolumeclaims/NAME   (a DELETED event; 404)
+  DELETE /apis/batch/v1/namespaces/NS/jobs/NAME         (its pods go too; 404)
+        every DELETE of a PVC or Job is kept with its body: GET /_control/deleted
+  GET   /apis/batch/v1/jobs, /apis/batch/v1/namespaces/NS/jobs   labelSelector
+  GET   /apis/snapshot.storage.k8s.io/v1/volumesnapshots[?labelSelector=...]
+        every VolumeSnapshot not deleted
+  GET   /api/v1/namespaces/NS/pods/NAME                 one pod
   GET   /api/v1/namespaces/NS/events?fieldSelector=...  an EventList (core/v1) of the
         events POSTed and those of the fake job controller; field selectors
         (=, ==, !=; comma = and) on involvedObject.kind/name/namespace/uid/
@@ -87,6 +94,8 @@ Control API (no authentication; the tests' side door), JSON bodies:
                                      500 or 403, "count": N}
   POST /_control/daemonset  {daemonset}   add a DaemonSet
   GET  /_control/jobs                     every Job created
+  GET  /_control/deleted                  every PVC and Job DELETEd: {"kind",
+                                          "namespace", "name", "body"}
   GET  /_control/created                  every PVC and Job POSTed, as received
                                           (after generateName): {"kind", "object"}
   POST /_control/job {"namespace", "name"[, "condition": "Complete"|"Failed",
@@ -144,6 +153,7 @@ STATE = {
     "created": [],     # PVCs and Jobs as POSTed (after name generation)
     "namespaces": {},  # name -> Namespace
     "reject_pods": {}, # namespace -> admission message for the pods of new Jobs
+    "deleted": [],     # PVC and Job DELETEs: {"kind", "namespace", "name", "body"}
 }
 
 EVENT_FIELDS = ("involvedObject.kind", "involvedObject.namespace", "involvedObject.name",
@@ -326,6 +336,11 @@ def job_event(job, etype, reason, message):
           "eventTime": None, "reportingComponent": "job-controller", "reportingInstance": ""}
     STATE["events"].append(ev)
     return ev
+
+
+def parse_qs_one(path, key):
+    return dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(path).query,
+                                       keep_blank_values=True)).get(key, "")
 
 
 def now_rfc3339():
@@ -611,6 +626,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 return self.status(404, "NotFound", 'persistentvolumeclaims "%s" not found' % name)
             if method == "GET":
                 return self.send_json(200, cur)
+            if method == "DELETE":
+                STATE["deleted"].append({"kind": "PersistentVolumeClaim", "namespace": ns,
+                                         "name": name, "body": json.loads(raw) if raw else None})
+                record_event("persistentvolumeclaims", "DELETED", copy.deepcopy(cur))
+                return self.send_json(200, cur)
             if method != "PATCH":
                 return self.status(405, "MethodNotAllowed", "method not allowed")
             ctype = self.headers.get("Content-Type", "")
@@ -682,6 +702,19 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 self.status(404, "NotFound", 'volumesnapshotcontents.snapshot.storage.k8s.io "%s" not found' % parts[4])
             else:
                 self.send_json(200, c)
+            return True
+        if len(parts) == 4 and parts[3] == "volumesnapshots" and method == "GET":
+            try:
+                labels = parse_label_selector(parse_qs_one(self.path, "labelSelector"))
+            except ValueError as e:
+                self.status(400, "BadRequest", 'unable to parse requirement: "%s"' % e)
+                return True
+            with LOCK:
+                items = [copy.deepcopy(e["obj"]) for _, e in sorted(STATE["vs"].items())
+                         if not e["deleted"] and labels_match(e["obj"], labels)]
+                rv = str(STATE["rv"])
+            self.send_json(200, {"kind": "VolumeSnapshotList", "apiVersion": "snapshot.storage.k8s.io/v1",
+                                 "metadata": {"resourceVersion": rv}, "items": items})
             return True
         if len(parts) == 6 and parts[3] == "namespaces" and parts[5] == "volumesnapshots" \
                 and method == "POST":
@@ -784,10 +817,16 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if parts[:3] == ["api", "v1", "namespaces"] and len(parts) == 5 and \
                 parts[4] == "persistentvolumeclaims" and method == "POST":
             self.create_pvc(ns, raw)
+        elif parts == ["apis", "batch", "v1", "jobs"] and method == "GET":
+            self.list_jobs(None, q)
         elif parts[:3] == ["apis", "batch", "v1"] and len(parts) in (6, 7) and \
                 parts[3] == "namespaces" and parts[5] == "jobs":
             ns = parts[4]
-            if len(parts) == 6 and method == "POST":
+            if len(parts) == 7 and method == "DELETE":
+                self.delete_job(ns, parts[6], raw)
+            elif len(parts) == 6 and method == "GET" and q.get("labelSelector"):
+                self.list_jobs(ns, q)
+            elif len(parts) == 6 and method == "POST":
                 self.create_job(ns, raw)
             elif len(parts) == 7 and method == "GET":
                 with LOCK:
@@ -816,6 +855,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
         elif parts[:3] == ["api", "v1", "namespaces"] and len(parts) == 5 and \
                 parts[4] == "pods" and method == "GET" and q.get("watch") not in ("1", "true"):
             self.list_pods(q, "pods", ns)
+        elif parts[:3] == ["api", "v1", "namespaces"] and len(parts) == 6 and \
+                parts[4] == "pods" and method == "GET":
+            with LOCK:
+                pod = copy.deepcopy(STATE["pods"].get(ns + "/" + parts[5]))
+            if pod is None:
+                self.send_json(404, not_found("pods", "", parts[5]))
+            else:
+                self.send_json(200, pod)
         elif parts[:3] == ["api", "v1", "namespaces"] and len(parts) == 7 and \
                 parts[4] == "pods" and parts[6] == "log" and method == "GET":
             with LOCK:
@@ -914,6 +961,32 @@ class Handler(http.server.BaseHTTPRequestHandler):
             out = copy.deepcopy(job)
         self.send_json(201, out)
 
+    def list_jobs(self, ns, q):
+        try:
+            labels = parse_label_selector(q.get("labelSelector", ""))
+        except ValueError as e:
+            return self.status(400, "BadRequest", 'unable to parse requirement: "%s"' % e)
+        with LOCK:
+            items = [copy.deepcopy(j) for k, j in sorted(STATE["jobs"].items())
+                     if (ns is None or k.startswith(ns + "/")) and labels_match(j, labels)]
+            rv = str(STATE["rv"])
+        self.send_json(200, {"kind": "JobList", "apiVersion": "batch/v1",
+                             "metadata": {"resourceVersion": rv}, "items": items})
+
+    def delete_job(self, ns, name, raw):
+        with LOCK:
+            job = STATE["jobs"].pop(ns + "/" + name, None)
+            if job is not None:
+                STATE["deleted"].append({"kind": "Job", "namespace": ns, "name": name,
+                                         "body": json.loads(raw) if raw else None})
+                for key, pod in list(STATE["pods"].items()):
+                    if key.startswith(ns + "/") and \
+                            (pod["metadata"].get("labels") or {}).get("job-name") == name:
+                        record_pod_event("DELETED", copy.deepcopy(pod))
+        if job is None:
+            return self.send_json(404, not_found("jobs", "batch", name))
+        return self.send_json(200, job)
+
     @staticmethod
     def pod_rejection(ns, job):
         """The admission message that rejects the pods of job, or None (LOCK held)."""
@@ -936,6 +1009,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return copy.deepcopy(list(STATE["jobs"].values()))
         if method == "GET" and what == "created":
             return copy.deepcopy(STATE["created"])
+        if method == "GET" and what == "deleted":
+            return copy.deepcopy(STATE["deleted"])
         if method == "POST" and what == "namespace":
             labels = dict(arg.get("labels") or {})
             labels["kubernetes.io/metadata.name"] = arg["name"]
@@ -1069,7 +1144,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 data = [dict(copy.deepcopy(e["obj"]), deleted=e["deleted"], sent=e["sent"], gets=e["gets"])
                         for e in STATE["vs"].values()]
             elif what in ("jobs", "created", "daemonset", "job", "namespace", "reject-pods",
-                          "k8s-event"):
+                          "k8s-event", "deleted"):
                 data = self.control_restore(method, what, arg)
                 if data is None:
                     return self.send_json(404, {"error": "unknown control or no such job"})

@@ -44,6 +44,7 @@ static void test_full_good(void)
         {"cairn.io/exclude", " pg_wal/*, *.tmp ,,lost+found "},
         {"cairn.io/backup-requested-at", "2026-11-21T21:01:41Z"},
         {"cairn.io/delete-volume-snapshots", " false\n"},
+        {"cairn.io/csi-copy", "keep"},
         {"cairn.io/last-backup", "2026-11-21T01:30:12Z"},
         {"cairn.io/last-status", "ok"},
         {"pv.kubernetes.io/bind-completed", "yes"},
@@ -65,6 +66,7 @@ static void test_full_good(void)
           "retention");
     CHECK(p.quiesce == CAIRN_QUIESCE_POSTGRES && p.snapshot == CAIRN_SNAPSHOT_CSI, "methods");
     CHECK(strcmp(p.credentials_secret, "pg-backup-creds") == 0, "secret");
+    CHECK(p.csi_copy == CAIRN_CSI_COPY_KEEP, "csi-copy %d", (int)p.csi_copy);
     CHECK(strcmp(p.snapshot_class, "csi-hostpath-snapclass") == 0, "class");
     CHECK(p.n_exclude == 3 && strcmp(p.exclude[0], "pg_wal/*") == 0 &&
               strcmp(p.exclude[1], "*.tmp") == 0 && strcmp(p.exclude[2], "lost+found") == 0,
@@ -118,6 +120,7 @@ static void test_all_bad_each_named(void)
         {"cairn.io/exclude", "ok/*,[abc"},
         {"cairn.io/backup-requested-at", "yesterday"},
         {"cairn.io/delete-volume-snapshots", "no"},
+        {"cairn.io/csi-copy", "yes"},
     };
     static const char *const want[][3] = {
         {"cairn.io/schedule", "'60 * * * *'", "out of range 0-59"},
@@ -129,15 +132,16 @@ static void test_all_bad_each_named(void)
         {"cairn.io/exclude", "'[abc'", "without its ']'"},
         {"cairn.io/backup-requested-at", "'yesterday'", "RFC 3339"},
         {"cairn.io/delete-volume-snapshots", "'no'", "not a boolean (valid: true, false)"},
+        {"cairn.io/csi-copy", "'yes'", "not a csi-copy mode (valid: false, true, keep)"},
     };
     struct cairn_pvc_policy p;
     cairn_err err;
     size_t i;
     int rc = cairn_pvc_policy_parse(a, N(a), &p, &err);
     CHECK(rc == CAIRN_FAILED, "rc %d", rc);
-    CHECK(strstr(err.msg, "9 invalid annotations: cairn.io/schedule") == err.msg, "summary: %s",
+    CHECK(strstr(err.msg, "10 invalid annotations: cairn.io/schedule") == err.msg, "summary: %s",
           err.msg);
-    CHECK(p.n_errors == 9 && p.valid == 0 && p.present == CAIRN_ANN_ALL, "errors %zu valid %x",
+    CHECK(p.n_errors == 10 && p.valid == 0 && p.present == CAIRN_ANN_ALL, "errors %zu valid %x",
           p.n_errors, p.valid);
     for (i = 0; i < N(want); i++) {
         const struct cairn_ann_problem *pr = problem(&p, want[i][0], CAIRN_ANN_ERROR);
@@ -286,6 +290,36 @@ static void test_combinations(void)
                   problem(&p, "cairn.io/credentials-secret", CAIRN_ANN_WARNING) &&
                   p.n_warnings == 2,
               "ignored with a warning");
+        cairn_pvc_policy_clear(&p);
+    }
+    {
+        /* csi-copy without snapshot csi: a warning naming both, and it is off */
+        static const struct cairn_annotation a[] = {{"cairn.io/csi-copy", "true"},
+                                                    {"cairn.io/snapshot", "btrfs"}};
+        CHECK(cairn_pvc_policy_parse(a, N(a), &p, &err) == CAIRN_OK, "csi-copy with btrfs");
+        pr = problem(&p, "cairn.io/csi-copy", CAIRN_ANN_WARNING);
+        CHECK(pr && strstr(pr->msg, "cairn.io/csi-copy 'true' is ignored") &&
+                  strstr(pr->msg, "'btrfs'") && p.csi_copy == CAIRN_CSI_COPY_OFF &&
+                  cairn_pvc_policy_can_backup(&p),
+              "csi-copy ignored: %s", pr ? pr->msg : "(none)");
+        cairn_pvc_policy_clear(&p);
+    }
+    {
+        /* a bad csi-copy stops the backups (it shapes them), nothing falls back */
+        static const struct cairn_annotation a[] = {{"cairn.io/csi-copy", "TRUE"},
+                                                    {"cairn.io/snapshot", "csi"}};
+        CHECK(cairn_pvc_policy_parse(a, N(a), &p, &err) == CAIRN_FAILED, "csi-copy TRUE");
+        CHECK(!cairn_pvc_policy_can_backup(&p) && p.csi_copy == CAIRN_CSI_COPY_OFF &&
+                  problem(&p, "cairn.io/csi-copy", CAIRN_ANN_ERROR),
+              "bad csi-copy refuses the backup");
+        cairn_pvc_policy_clear(&p);
+    }
+    {
+        static const struct cairn_annotation a[] = {{"cairn.io/csi-copy", " true\n"},
+                                                    {"cairn.io/snapshot", "csi"}};
+        CHECK(cairn_pvc_policy_parse(a, N(a), &p, &err) == CAIRN_OK &&
+                  p.csi_copy == CAIRN_CSI_COPY_ON && p.n_warnings == 0,
+              "csi-copy true");
         cairn_pvc_policy_clear(&p);
     }
     {
