@@ -655,7 +655,7 @@ static int follow(const struct cairn_copy_job *j, const char *name, const char *
     }
 }
 
-int cairn_copy_run(const struct cairn_copy_job *j, struct cairn_backup_result *res,
+int cairn_csi_copy_run(const struct cairn_copy_job *j, struct cairn_backup_result *res,
                    cairn_err *err)
 {
     struct cairn_copy_spec s;

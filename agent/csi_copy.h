@@ -113,7 +113,7 @@ struct cairn_copy_job {
  * (read back from the repository; partial when the Job failed but wrote a
  * partial snapshot). Otherwise err says what failed and no temporary
  * object is left (unless deleting it failed too: then *leftovers). */
-int cairn_copy_run(const struct cairn_copy_job *j, struct cairn_backup_result *res,
+int cairn_csi_copy_run(const struct cairn_copy_job *j, struct cairn_backup_result *res,
                    cairn_err *err);
 
 /* Deletes the temporary PVCs and Jobs of node (cairn.io/node) left by an

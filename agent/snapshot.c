@@ -1270,7 +1270,7 @@ int cairn_snap_run(const struct cairn_snap_job *j, struct cairn_backup_result *r
              "repository (cairn.io/csi-copy '%s', quiesce %s, %s)", j->ns, j->pvc, vsname,
              cairn_csi_copy_name(p->csi_copy), cairn_quiesce_name(p->quiesce),
              bo->consistency);
-        rc = cairn_copy_run(&cj, res, err);
+        rc = cairn_csi_copy_run(&cj, res, err);
         goto out;
     }
     jlog(j, CAIRN_SNAP_LOG_INFO, "pvc %s/%s: backing up '%s' (snapshot %s, quiesce %s, %s)",

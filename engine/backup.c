@@ -384,9 +384,22 @@ static int pipe_index(struct pipeline *p, int all, cairn_err *err)
     if (!ps) {
         rc = cairn_error(err, CAIRN_FATAL, "out of memory");
     } else {
-        for (i = 0; i < n; i++)
+        /* One index object per INDEX_EVERY_PACKS packs or INDEX_EVERY_BLOBS
+         * blobs (at least one pack each), however many packs finished since
+         * the last call: an index object's size stays bounded even when the
+         * walk ran ahead of the uploads. */
+        size_t first = 0, blobs = 0;
+        rc = CAIRN_OK;
+        for (i = 0; i < n && rc == CAIRN_OK; i++) {
             ps[i] = batch[i].p;
-        rc = cairn_repo_put_index(p->repo, ps, n, NULL, err);
+            blobs += ps[i].n;
+            if (i + 1 == n || i + 1 - first >= INDEX_EVERY_PACKS || blobs >= INDEX_EVERY_BLOBS ||
+                blobs + batch[i + 1].p.n > INDEX_EVERY_BLOBS) {
+                rc = cairn_repo_put_index(p->repo, ps + first, i + 1 - first, NULL, err);
+                first = i + 1;
+                blobs = 0;
+            }
+        }
     }
     for (i = 0; i < n; i++)
         free(batch[i].p.entries);
