@@ -599,14 +599,16 @@ static int bb_print(void *arg, const struct cairn_pg_basebackup *b)
     cairn_format_time(b->stop_ns, t2, sizeof t2);
     if (p->arr)
         json_array_append_new(p->arr,
-                              json_pack("{s:s, s:s, s:i, s:s, s:s, s:s, s:s, s:i}", "id",
+                              json_pack("{s:s, s:s, s:i, s:s, s:s, s:s, s:s, s:i, s:s}", "id",
                                         b->snapshot, "system_id", b->system_id, "timeline",
                                         (int)b->timeline, "start_lsn", a, "stop_lsn", s,
                                         "start_time", t1, "stop_time", t2, "server_version",
-                                        b->server_version));
+                                        b->server_version, "data",
+                                        b->reference ? "reference" : "files"));
     else
-        printf("%.12s  system %s  timeline %" PRIu32 "  WAL %s .. %s  %s .. %s\n", b->snapshot,
-               b->system_id, b->timeline, a, s, t1, t2);
+        printf("%.12s  system %s  timeline %" PRIu32 "  WAL %s .. %s  %s .. %s%s\n", b->snapshot,
+               b->system_id, b->timeline, a, s, t1, t2,
+               b->reference ? "  (storage snapshot: files not in the repository)" : "");
     return 0;
 }
 

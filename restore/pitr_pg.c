@@ -1359,6 +1359,11 @@ int cairn_pg_basebackup_parse(const char *manifest_json, const char *snapshot_id
     out->stop_ns = jint(pg, "stop_time_ns", &ok);
     out->segment_size = (uint64_t)jint(pg, "segment_size", &ok);
     out->server_version = (int)jint(pg, "server_version", &ok);
+    {
+        const char *data =
+            json_string_value(json_object_get(json_object_get(o, "snapshot"), "data"));
+        out->reference = data && strcmp(data, "reference") == 0;
+    }
     json_decref(o);
     if (!ok || !out->timeline || !cairn_pg_segsize_valid(out->segment_size))
         return cairn_error(err, CAIRN_CORRUPT,
@@ -1597,6 +1602,16 @@ int cairn_pg_plan_restore(cairn_store *s, cairn_catalog *cat, const struct cairn
         char l1[24], l2[24];
         if (t->snapshot && strncmp(b->snapshot, t->snapshot, strlen(t->snapshot)) != 0)
             continue;
+        if (b->reference) {
+            /* taken by the agent with a csi/exec snapshot: its files are in the
+             * storage snapshot, not in the repository */
+            snprintf(why, sizeof why,
+                     "base backup %.12s is a storage snapshot (the agent's csi or exec "
+                     "method): its files are not in the repository; restore that snapshot "
+                     "with the storage, or use cairn.io/csi-copy to copy it in",
+                     b->snapshot);
+            continue;
+        }
         cairn_pg_lsn_format(b->stop_lsn, l2, sizeof l2);
         if (t->kind == CAIRN_PG_TARGET_TIME && b->stop_ns >= t->time_ns) {
             char ts[64];

@@ -183,6 +183,8 @@ struct cairn_pg_basebackup {
     int64_t start_ns, stop_ns;  /* server clock at pg_backup_start / after pg_backup_stop */
     uint64_t segment_size;
     int server_version;         /* server_version_num */
+    int reference;              /* an agent snapshot whose data is a storage snapshot
+                                 * (csi or exec): not restorable from the repository */
 };
 /* CAIRN_NOTFOUND when the manifest is not a complete PostgreSQL base backup. */
 int cairn_pg_basebackup_parse(const char *manifest_json, const char *snapshot_id,
