@@ -38,6 +38,14 @@ static void wipe_free(char *s)
     }
 }
 
+/* Frees a buffer that may hold a secret, wiping all of its capacity. */
+static void wipe_buf(cairn_buf *b)
+{
+    if (b->data)
+        OPENSSL_cleanse(b->data, b->cap);
+    cairn_buf_free(b);
+}
+
 void s3_creds_free(struct s3_creds *c)
 {
     if (!c)
@@ -397,12 +405,8 @@ static int fetch_web_identity(struct s3_provider *p, struct s3_creds *out, int *
     }
 out:
     curl_slist_free_all(hdrs);
-    if (form.data)
-        OPENSSL_cleanse(form.data, form.len);
-    cairn_buf_free(&form);
-    if (body.data)
-        OPENSSL_cleanse(body.data, body.len);
-    cairn_buf_free(&body);
+    wipe_buf(&form);
+    wipe_buf(&body);
     wipe_free(token);
     return rc;
 }
@@ -482,12 +486,8 @@ oom:
     rc = cairn_error(err, CAIRN_FATAL, "out of memory");
 out:
     curl_slist_free_all(hdrs);
-    if (line.data)
-        OPENSSL_cleanse(line.data, line.cap);
-    cairn_buf_free(&line);
-    if (body.data)
-        OPENSSL_cleanse(body.data, body.len);
-    cairn_buf_free(&body);
+    wipe_buf(&line);
+    wipe_buf(&body);
     wipe_free(auth);
     return rc;
 }
@@ -580,12 +580,8 @@ out:
     if (hdrs)
         OPENSSL_cleanse(hdrs->data, strlen(hdrs->data));
     curl_slist_free_all(hdrs);
-    if (line.data)
-        OPENSSL_cleanse(line.data, line.cap);
-    cairn_buf_free(&line);
-    if (body.data)
-        OPENSSL_cleanse(body.data, body.len);
-    cairn_buf_free(&body);
+    wipe_buf(&line);
+    wipe_buf(&body);
     return rc;
 }
 
