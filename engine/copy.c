@@ -96,6 +96,7 @@ static const struct pair *pairs_find(const struct pairs *p, const char *src)
     struct pair key;
     if (!p->n || strlen(src) != CAIRN_HEX_LEN)
         return NULL;
+    memset(&key, 0, sizeof key);
     memcpy(key.src, src, sizeof key.src);
     return bsearch(&key, p->v, p->n, sizeof *p->v, pair_cmp);
 }

@@ -34,6 +34,9 @@ packs_read() {
 # The pack files a run opened, from strace (one id per line, sorted).
 HAVE_STRACE=0
 command -v strace >/dev/null 2>&1 && HAVE_STRACE=1
+# LeakSanitizer cannot run under ptrace: the traced runs of a sanitizer build
+# leave leak checking to the untraced ones (later ASAN_OPTIONS entries win).
+TRACE_ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0"
 open_counts() { # TRACEFILE: "ID COUNT" per pack opened
   grep -E 'openat\(.*data/[0-9a-f]{2}/[0-9a-f]{64}", O_RDONLY' "$1" |
     grep -oE '[0-9a-f]{64}' | sort | uniq -c | awk '{print $2, $1}'
@@ -46,7 +49,7 @@ run_check() { # ARGS... ; leaves $OUT/$ERR/$RC, and $T/opened with the packs rea
   if [ "$HAVE_STRACE" = 1 ]; then
     _ncmd=$((_ncmd + 1))
     OUT=$T/cmd.$_ncmd.out ERR=$T/cmd.$_ncmd.err RC=0
-    strace -f -e trace=openat -o "$T/trace" "$CAIRN" check "$@" >"$OUT" 2>"$ERR" || RC=$?
+    ASAN_OPTIONS=$TRACE_ASAN_OPTIONS strace -f -e trace=openat -o "$T/trace" "$CAIRN" check "$@" >"$OUT" 2>"$ERR" || RC=$?
     check_no_crash "cairn check $*" "$RC" "$ERR"
     opened_packs "$T/trace" >"$T/opened"
   else
@@ -55,7 +58,7 @@ run_check() { # ARGS... ; leaves $OUT/$ERR/$RC, and $T/opened with the packs rea
   fi
 }
 if [ "$HAVE_STRACE" = 1 ]; then
-  strace -f -e trace=openat -o "$T/trace" "$CAIRN" check >/dev/null
+  ASAN_OPTIONS=$TRACE_ASAN_OPTIONS strace -f -e trace=openat -o "$T/trace" "$CAIRN" check >/dev/null
   open_counts "$T/trace" >"$T/base_counts"
 fi
 [ "$HAVE_STRACE" = 1 ] || note "strace is not installed: the packs read are checked from cairn's own counts only"
