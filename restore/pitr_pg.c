@@ -1605,24 +1605,27 @@ int cairn_pg_plan_restore(cairn_store *s, cairn_catalog *cat, const struct cairn
         if (b->reference) {
             /* taken by the agent with a csi/exec snapshot: its files are in the
              * storage snapshot, not in the repository */
-            snprintf(why, sizeof why,
-                     "base backup %.12s is a storage snapshot (the agent's csi or exec "
-                     "method): its files are not in the repository; restore that snapshot "
-                     "with the storage, or use cairn.io/csi-copy to copy it in",
-                     b->snapshot);
+            if (!why[0]) /* the newest candidate's reason */
+                snprintf(why, sizeof why,
+                         "base backup %.12s is a storage snapshot (the agent's csi or exec "
+                         "method): its files are not in the repository; restore that snapshot "
+                         "with the storage, or use cairn.io/csi-copy to copy it in",
+                         b->snapshot);
             continue;
         }
         cairn_pg_lsn_format(b->stop_lsn, l2, sizeof l2);
         if (t->kind == CAIRN_PG_TARGET_TIME && b->stop_ns >= t->time_ns) {
             char ts[64];
             cairn_format_time(b->stop_ns, ts, sizeof ts);
-            snprintf(why, sizeof why, "base backup %.12s ended at %s, after the target",
-                     b->snapshot, ts);
+            if (!why[0]) /* the newest candidate's reason */
+                snprintf(why, sizeof why, "base backup %.12s ended at %s, after the target",
+                         b->snapshot, ts);
             continue;
         }
         if (t->kind == CAIRN_PG_TARGET_LSN && b->stop_lsn > t->lsn) {
-            snprintf(why, sizeof why, "base backup %.12s ended at LSN %s, after the target",
-                     b->snapshot, l2);
+            if (!why[0]) /* the newest candidate's reason */
+                snprintf(why, sizeof why, "base backup %.12s ended at LSN %s, after the target",
+                         b->snapshot, l2);
             continue;
         }
         /* the timeline recovery will follow */
@@ -1649,10 +1652,11 @@ int cairn_pg_plan_restore(cairn_store *s, cairn_catalog *cat, const struct cairn
         e = chain_find(c, b->timeline);
         if (!e || e->end < b->stop_lsn) {
             cairn_pg_lsn_format(b->start_lsn, l1, sizeof l1);
-            snprintf(why, sizeof why,
-                     "base backup %.12s (timeline %" PRIu32 ", %s..%s) is not on the history of "
-                     "timeline %" PRIu32,
-                     b->snapshot, b->timeline, l1, l2, tli);
+            if (!why[0]) /* the newest candidate's reason */
+                snprintf(why, sizeof why,
+                         "base backup %.12s (timeline %" PRIu32 ", %s..%s) is not on the history of "
+                         "timeline %" PRIu32,
+                         b->snapshot, b->timeline, l1, l2, tli);
             rc = CAIRN_NOTFOUND;
             continue;
         }
