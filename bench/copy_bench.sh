@@ -28,26 +28,9 @@ command -v restic >/dev/null || die "restic is not installed (apt-get install re
 
 DATA=$W/data
 mkdir -p "$W"
-if [ ! -e "$W/data.complete" ]; then
-  rm -rf "$DATA" && mkdir -p "$DATA"
-  cp -a /usr/include "$DATA/usr-include"
-  python3 - "$DATA" <<'PY'
-import random, sys, os
-d = sys.argv[1]
-rng = random.Random(20261122)
-with open(os.path.join(d, "random.bin"), "wb") as f:
-    for _ in range(64):
-        f.write(rng.randbytes(1 << 20))
-os.mkdir(os.path.join(d, "records"))
-words = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel"]
-for i in range(20):
-    with open(os.path.join(d, "records", "r%02d.csv" % i), "w") as f:
-        for j in range(100000):
-            f.write("%d,%s,%s,%d.%02d\n" % (j, rng.choice(words), rng.choice(words),
-                                            rng.randrange(100000), rng.randrange(100)))
-PY
-  touch "$W/data.complete"
-fi
+# shellcheck source=bench/lib_dataset.sh
+source "$(dirname "$0")/lib_dataset.sh"
+mixed_dataset "$DATA" 20261122 64 20
 SIZE=$(du -sb "$DATA" | cut -f1)
 NFILES=$(find "$DATA" -type f | wc -l)
 say "dataset: $((SIZE / 1048576)) MiB, $NFILES files"

@@ -15,26 +15,9 @@ RUNS=${RUNS:-3}
 CAIRN=${CAIRN:-$ROOT/build/cairn}
 DATA=$W/data
 mkdir -p "$W"
-if [ ! -e "$W/data.complete" ]; then
-  rm -rf "$DATA" && mkdir -p "$DATA"
-  cp -a /usr/include "$DATA/usr-include"
-  python3 - "$DATA" <<'PY'
-import random, sys, os
-d = sys.argv[1]
-rng = random.Random(20261121)
-with open(os.path.join(d, "random.bin"), "wb") as f:
-    for _ in range(96):
-        f.write(rng.randbytes(1 << 20))
-os.mkdir(os.path.join(d, "records"))
-words = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel"]
-for i in range(30):
-    with open(os.path.join(d, "records", "r%02d.csv" % i), "w") as f:
-        for j in range(100000):
-            f.write("%d,%s,%s,%d.%02d\n" % (j, rng.choice(words), rng.choice(words),
-                                            rng.randrange(100000), rng.randrange(100)))
-PY
-  touch "$W/data.complete"
-fi
+# shellcheck source=bench/lib_dataset.sh
+source "$(dirname "$0")/lib_dataset.sh"
+mixed_dataset "$DATA" 20261121 96 30
 size=$(du -sb "$DATA" | cut -f1)
 echo "dataset: $((size / 1048576)) MiB, $(find "$DATA" -type f | wc -l) files"
 printf 'bench-password\n' >"$W/pw"
