@@ -73,6 +73,20 @@ static int list_cb(void *arg, const struct cairn_snaprow *row)
                row->source, row->tags && *row->tags ? "  tags=" : "", row->tags ? row->tags : "");
         if (row->partial)
             printf("              (partial: some files could not be read)\n");
+        if (row->manifest && strstr(row->manifest, "\"reference\"")) {
+            /* an agent snapshot whose data is a storage snapshot: say where */
+            struct cairn_snapshot sn;
+            char where[768];
+            memset(&sn, 0, sizeof sn);
+            sn.json = json_loads(row->manifest, 0, NULL);
+            if (sn.json && !cairn_snapshot_has_data(&sn, where, sizeof where)) {
+                char *semi = strchr(where, ';'); /* the first half: which one */
+                if (semi)
+                    *semi = 0;
+                printf("              (no files: %s)\n", where);
+            }
+            json_decref(sn.json);
+        }
     }
     l->count++;
     return 0;

@@ -101,6 +101,9 @@ run_cairn dump "$SNAP" --format tar
 expect_rc 1 "dump of a csi reference snapshot"
 expect_in "VolumeSnapshot app/$VSNAME" "dump names the VolumeSnapshot" "$ERR"
 [ ! -s "$OUT" ] || fail "dump of a reference snapshot wrote an archive"
+cairn_ok snapshots >"$T/snaps.txt"
+grep -A2 "^${SNAP:0:12} " "$T/snaps.txt" | grep -q "(no files: its data is the CSI VolumeSnapshot app/$VSNAME" ||
+  { cat "$T/snaps.txt" >&2; fail "cairn snapshots does not say where the csi snapshot's data is"; }
 run_cairn ls "$SNAP"
 expect_rc 0 "ls of a csi reference snapshot"
 expect_in "holds no files" "ls says the snapshot holds no files" "$ERR"
